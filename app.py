@@ -1,0 +1,88 @@
+"""Assemble the ASGI app: resources in the lifespan, both faces mounted."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.middleware.cors import CORSMiddleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.staticfiles import StaticFiles
+
+from config import Settings
+from models.db import Database
+from models.migrate import migrate
+from resolvers.services import Services
+from rest_compat import routes as rest_routes
+from rest_compat.errors import RequestIdMiddleware, handlers
+from schema.app import CowatchGraphQL
+from schema.root import build_schema
+from storage import open_storage
+from storage.local import LocalStorage
+
+log = logging.getLogger("cowatch")
+
+
+async def healthz(_request: Request) -> JSONResponse:
+    return JSONResponse({"status": "ok"})
+
+
+async def readyz(request: Request) -> JSONResponse:
+    services: Services = request.app.state.services
+    checks: dict[str, str] = {}
+    for name, ping in (("database", services.db.ping), ("storage", services.storage.ping)):
+        try:
+            await ping()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"error: {type(exc).__name__}"
+    ready = all(value == "ok" for value in checks.values())
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+def create_app(settings: Settings | None = None) -> Starlette:
+    settings = settings or Settings()
+    storage = open_storage(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        db = Database(settings.effective_database_url)
+        await migrate(db.engine)
+        app.state.services = Services(
+            settings=settings, db=db, storage=storage, jwt_secret=settings.resolved_jwt_secret()
+        )
+        try:
+            yield
+        finally:
+            await storage.close()
+            await db.dispose()
+
+    graphql = CowatchGraphQL(build_schema(), graphql_ide="graphiql", multipart_uploads_enabled=True)
+    routes: list[BaseRoute] = [
+        Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        Route("/graphql", graphql, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", graphql),
+        *rest_routes,
+    ]
+    if isinstance(storage, LocalStorage):
+        routes.append(Mount("/media", StaticFiles(directory=storage.root), name="media"))
+    middleware = [Middleware(RequestIdMiddleware)]
+    if settings.cors_origin_list:
+        middleware.append(
+            Middleware(
+                CORSMiddleware,
+                allow_origins=settings.cors_origin_list,
+                allow_credentials=True,
+                allow_methods=["GET", "POST", "PUT", "OPTIONS"],
+                allow_headers=["authorization", "content-type", "x-request-id"],
+            )
+        )
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
+    )

@@ -1,0 +1,75 @@
+"""The `cowatch` command: serve, migrate, schema, worker."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+
+from config import Settings
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from app import create_app
+
+    if "public_url" not in settings.model_fields_set:
+        settings.public_url = f"http://{args.host}:{args.port}"
+    app = create_app(settings)
+    print(f"Cowatch is up at {settings.public_url}/  (GraphiQL: {settings.public_url}/graphql)")
+    uvicorn.run(
+        app,
+        host=args.host,
+        port=args.port,
+        log_level=settings.log_level,
+        proxy_headers=True,
+        ws_max_size=1 << 20,
+    )
+    return 0
+
+
+def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
+    from models.db import Database
+    from models.migrate import migrate
+
+    async def run() -> None:
+        db = Database(settings.effective_database_url)
+        try:
+            await migrate(db.engine)
+        finally:
+            await db.dispose()
+
+    asyncio.run(run())
+    print("database is at the newest schema")
+    return 0
+
+
+def _schema(_args: argparse.Namespace, _settings: Settings) -> int:
+    from schema.root import build_schema
+
+    print(build_schema().as_str())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="cowatch", description="Watch video together.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the API (default 127.0.0.1:8000)")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.set_defaults(run=_serve)
+    commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
+    commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)
+    args = parser.parse_args(argv)
+    settings = Settings()
+    logging.basicConfig(
+        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
+    )
+    result: int = args.run(args, settings)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,80 @@
+"""The one settings object: every environment variable Cowatch reads is declared here."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLACEHOLDER_SECRETS = {"changeme", "change-me", "secret", "changethis", "jwt-secret"}
+MIN_SECRET_LENGTH = 32
+
+
+class Settings(BaseSettings):
+    """Cowatch configuration; defaults are the embedded mode that needs nothing installed."""
+
+    model_config = SettingsConfigDict(env_prefix="COWATCH_", extra="ignore")
+
+    data_dir: Path = Path("./cowatch-data")
+    database_url: str | None = None
+    redis_url: str | None = None
+    storage_url: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_public_endpoint_url: str | None = None
+    s3_region: str = "us-east-1"
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: str | None = None
+    jwt_secret: str | None = None
+    jwt_ttl_s: int = Field(default=24 * 3600, ge=60)
+    public_url: str = "http://127.0.0.1:8000"
+    max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
+    user_quota_bytes: int = Field(default=20 * 1024**3, ge=1)
+    max_duration_s: float = Field(default=4 * 3600, gt=0)
+    transcode_workers: int = Field(default=1, ge=1)
+    transcode_timeout_s: int = Field(default=3600, ge=10)
+    cors_origins: str = ""
+    graphql_introspection: bool = True
+    log_level: str = "info"
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
+    @property
+    def embedded(self) -> bool:
+        """True when the database is the SQLite file in the data dir (no external services)."""
+        return self.database_url is None or self.database_url.startswith("sqlite")
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'cowatch.db').resolve()}"
+
+    @property
+    def effective_storage_url(self) -> str:
+        if self.storage_url:
+            return self.storage_url
+        return f"file://{(self.data_dir / 'media').resolve()}"
+
+    def resolved_jwt_secret(self) -> str:
+        """The signing secret: from the environment, or generated once into the data dir."""
+        if self.jwt_secret:
+            if (
+                self.jwt_secret.lower() in PLACEHOLDER_SECRETS
+                or len(self.jwt_secret) < MIN_SECRET_LENGTH
+            ):
+                raise ValueError(
+                    "COWATCH_JWT_SECRET must be a random string of at least 32 characters"
+                )
+            return self.jwt_secret
+        if not self.embedded:
+            raise ValueError("COWATCH_JWT_SECRET is required when using an external database")
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        path = self.data_dir / "jwt_secret"
+        if not path.exists():
+            path.write_text(secrets.token_urlsafe(48))
+            path.chmod(0o600)
+        return path.read_text().strip()

@@ -1,0 +1,1 @@
+"""Domain logic shared by both faces (GraphQL and REST): plain async functions."""

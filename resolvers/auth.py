@@ -1,0 +1,196 @@
+"""Accounts: signup, login, tokens."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import anyio
+import jwt
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+from email_validator import EmailNotValidError, validate_email
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import or_, select
+
+from models import User
+from models.db import Database
+from resolvers.errors import BadInput, Conflict, InvalidCredentials, InvalidToken, Unauthenticated
+
+USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{3,30}$")
+MIN_PASSWORD = 8
+MAX_PASSWORD = 1024
+JWT_ALGORITHM = "HS256"
+COOKIE_NAME = "Authentication"
+
+_hasher = PasswordHasher()
+# Verified against when the email is unknown, so that a miss costs as much as a wrong password.
+_DUMMY_HASH = _hasher.hash("cowatch-timing-equaliser")
+
+
+@dataclass(frozen=True)
+class Claims:
+    user_id: str
+    jti: str
+    expires_at: datetime
+
+
+def normalise_email(email: str) -> str:
+    try:
+        return validate_email(email, check_deliverability=False).normalized.lower()
+    except EmailNotValidError as exc:
+        raise BadInput(f"email: {exc}", field="email") from exc
+
+
+def _validate_signup(email: str, password: str, username: str) -> str:
+    if not USERNAME_RE.match(username):
+        raise BadInput(
+            "username: 3 to 30 characters, letters, digits and underscores only", field="username"
+        )
+    if len(password) < MIN_PASSWORD:
+        raise BadInput(f"password: at least {MIN_PASSWORD} characters", field="password")
+    if len(password) > MAX_PASSWORD:
+        raise BadInput(f"password: at most {MAX_PASSWORD} characters", field="password")
+    return normalise_email(email)
+
+
+async def signup(*, db: Database, email: str, password: str, username: str) -> User:
+    """Create an account; 409 when the username or email is taken."""
+    email = _validate_signup(email, password, username)
+    async with db.session() as session:
+        taken = (
+            await session.exec(
+                select(User).where(or_(User.email == email, User.username_key == username.lower()))
+            )
+        ).first()
+        if taken is not None:
+            field = "email" if taken.email == email else "username"
+            raise Conflict(f"{field} is already taken", field=field)
+        password_hash = await anyio.to_thread.run_sync(_hasher.hash, password)
+        user = User(
+            email=email,
+            username=username,
+            username_key=username.lower(),
+            password_hash=password_hash,
+        )
+        session.add(user)
+        try:
+            await session.commit()
+        except IntegrityError as exc:
+            raise Conflict("username or email is already taken") from exc
+        return user
+
+
+def _verify(password_hash: str, password: str) -> bool:
+    try:
+        return _hasher.verify(password_hash, password)
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+async def check_password(*, db: Database, email: str, password: str) -> User:
+    """The user whose email and password these are; InvalidCredentials otherwise."""
+    try:
+        email = normalise_email(email)
+    except BadInput:
+        email = ""
+    async with db.session() as session:
+        user = (await session.exec(select(User).where(User.email == email))).first()
+    ok = await anyio.to_thread.run_sync(
+        _verify, user.password_hash if user else _DUMMY_HASH, password
+    )
+    if user is None or not ok:
+        raise InvalidCredentials("email or password is wrong")
+    return user
+
+
+def issue_token(*, secret: str, user_id: str, ttl_s: int) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": user_id,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_s),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def decode_token(*, secret: str, token: str) -> Claims:
+    """Verify signature, algorithm and expiry; InvalidToken on anything wrong."""
+    try:
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["sub", "exp", "iat", "jti"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("token has expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("token is invalid") from exc
+    if not isinstance(payload["sub"], str) or not isinstance(payload["jti"], str):
+        raise InvalidToken("token is invalid")
+    return Claims(
+        user_id=payload["sub"],
+        jti=payload["jti"],
+        expires_at=datetime.fromtimestamp(payload["exp"], UTC),
+    )
+
+
+async def authenticate(*, db: Database, secret: str, token: str) -> User:
+    """The user a bearer token stands for."""
+    claims = decode_token(secret=secret, token=token)
+    async with db.session() as session:
+        user = await session.get(User, claims.user_id)
+    if user is None:
+        raise InvalidToken("token is invalid")
+    return user
+
+
+def require_user(user: User | None) -> User:
+    """The one place a missing login becomes the seed's 403."""
+    if user is None:
+        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+    return user
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    access_token: str
+    user: User
+
+
+async def login(*, db: Database, secret: str, ttl_s: int, email: str, password: str) -> LoginResult:
+    """Check credentials and issue a signed token."""
+    if not email or not password:
+        raise BadInput("email and password are required")
+    user = await check_password(db=db, email=email, password=password)
+    return LoginResult(
+        access_token=issue_token(secret=secret, user_id=user.id, ttl_s=ttl_s), user=user
+    )
+
+
+def token_from(
+    *,
+    headers: Mapping[str, str],
+    cookies: Mapping[str, str],
+    query: Mapping[str, str] | None = None,
+) -> str | None:
+    """The bearer token a client presented: header, then cookie, then `?token=` (sockets only)."""
+    authorization = headers.get("authorization")
+    if authorization:
+        scheme, _, credentials = authorization.partition(" ")
+        return credentials.strip() if scheme.lower() == "bearer" else authorization
+    if cookies.get(COOKIE_NAME):
+        return cookies[COOKIE_NAME]
+    if query is not None and query.get("token"):
+        return query["token"]
+    return None
+
+
+def session_cookie(token: str, *, ttl_s: int) -> str:
+    """The seed's cookie, exactly: `Authentication=<jwt>; HttpOnly; Secure; SameSite=Strict`."""
+    return f"{COOKIE_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={ttl_s}"

@@ -1,0 +1,19 @@
+"""The resources built once in the lifespan and handed to resolvers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from config import Settings
+    from models.db import Database
+    from storage.base import Storage
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    storage: Storage
+    jwt_secret: str

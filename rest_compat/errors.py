@@ -1,0 +1,105 @@
+"""One place where domain errors become status codes and the JSON error body."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from contextvars import ContextVar
+from typing import Any
+
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from resolvers import errors
+
+log = logging.getLogger("cowatch.rest")
+request_id: ContextVar[str] = ContextVar("request_id", default="-")
+
+STATUS: dict[type[errors.DomainError], int] = {
+    errors.BadInput: 400,
+    errors.Unauthenticated: 403,
+    errors.InvalidToken: 401,
+    errors.InvalidCredentials: 401,
+    errors.Forbidden: 403,
+    errors.NotFound: 404,
+    errors.Conflict: 409,
+    errors.AlreadyHasChannel: 411,
+    errors.PayloadTooLarge: 413,
+    errors.QuotaExceeded: 413,
+    errors.RateLimited: 429,
+    errors.AccountLocked: 429,
+    errors.Unavailable: 503,
+}
+HTTP_CODES = {
+    400: "BAD_REQUEST",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    413: "PAYLOAD_TOO_LARGE",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body: dict[str, Any] = {"code": code, "message": message, "request_id": request_id.get()}
+    if details:
+        body["details"] = details
+    return JSONResponse({"error": body}, status_code=status, headers=headers)
+
+
+async def domain_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, errors.DomainError)
+    status = STATUS.get(type(exc), 500)
+    headers = {}
+    retry_after = getattr(exc, "retry_after", None)
+    if retry_after is not None:
+        headers["Retry-After"] = str(retry_after)
+    return error_response(status, exc.code, exc.message, exc.details or None, headers)
+
+
+async def http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    code = HTTP_CODES.get(exc.status_code, "HTTP_ERROR")
+    return error_response(exc.status_code, code, str(exc.detail), headers=exc.headers)
+
+
+async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error (request %s)", request_id.get(), exc_info=exc)
+    return error_response(500, "INTERNAL_SERVER_ERROR", "internal error")
+
+
+handlers: dict[Any, Any] = {
+    errors.DomainError: domain_error,
+    HTTPException: http_error,
+    Exception: internal_error,
+}
+
+
+class RequestIdMiddleware:
+    """Give every request an id (or keep a sane one the client sent) and echo it back."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        sent = dict(scope.get("headers", [])).get(b"x-request-id", b"").decode("latin-1")
+        rid = sent if 0 < len(sent) <= 64 and sent.isprintable() else uuid.uuid4().hex
+        # Not reset afterwards: Starlette's outermost error handler reads it after we return.
+        request_id.set(rid)
+
+        async def send_with_id(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message.setdefault("headers", [])
+                message["headers"] = [*message["headers"], (b"x-request-id", rid.encode())]
+            await send(message)
+
+        await self.app(scope, receive, send_with_id)

@@ -1,0 +1,71 @@
+"""The typed per-request context and the DataLoaders built for each operation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.websockets import WebSocket
+from strawberry.dataloader import DataLoader
+
+from models import Channel, Rendition, User, Video
+from resolvers import auth, videos
+from resolvers.services import Services
+
+
+class Loaders:
+    """Batching loaders, one set per operation (never per connection: they cache)."""
+
+    def __init__(self, services: Services) -> None:
+        db = services.db
+        self.users: DataLoader[str, User | None] = DataLoader(
+            lambda ids: videos.users_by_ids(db=db, ids=ids)
+        )
+        self.channel_by_owner: DataLoader[str, Channel | None] = DataLoader(
+            lambda ids: videos.channels_by_owner_ids(db=db, ids=ids)
+        )
+        self.videos_by_owner: DataLoader[str, list[Video]] = DataLoader(
+            lambda ids: videos.videos_by_owner_ids(db=db, ids=ids)
+        )
+        self.renditions: DataLoader[str, list[Rendition]] = DataLoader(
+            lambda ids: videos.renditions_by_video_ids(db=db, ids=ids)
+        )
+
+
+@dataclass
+class Context:
+    services: Services
+    request: Request | WebSocket
+    response: Response | None
+    token: str | None
+    loaders: Loaders
+    connection_params: dict[str, Any] | None = None
+    _viewer: User | None = field(default=None, repr=False)
+    _viewer_loaded: bool = field(default=False, repr=False)
+
+    async def viewer(self) -> User | None:
+        """The signed-in user, None when no token was sent; InvalidToken when a bad one was."""
+        if not self._viewer_loaded:
+            if self.token is not None:
+                self._viewer = await auth.authenticate(
+                    db=self.services.db, secret=self.services.jwt_secret, token=self.token
+                )
+            self._viewer_loaded = True
+        return self._viewer
+
+    def signed_in(self, user: User) -> None:
+        """After login, the rest of the operation sees the new user as the viewer."""
+        self._viewer, self._viewer_loaded = user, True
+
+    async def require_viewer(self) -> User:
+        return auth.require_user(await self.viewer())
+
+    async def viewer_id_or_none(self) -> str | None:
+        """For public fields that only vary by viewer: a bad token just means anonymous."""
+        try:
+            viewer = await self.viewer()
+        except Exception:
+            return None
+        return viewer.id if viewer else None

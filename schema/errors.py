@@ -1,0 +1,44 @@
+"""Domain errors become `extensions.code`; anything else is masked."""
+
+from __future__ import annotations
+
+import logging
+
+from graphql.error import GraphQLError
+from strawberry.extensions import MaskErrors
+
+from resolvers.errors import DomainError
+
+log = logging.getLogger("cowatch.graphql")
+
+
+def _domain_error(error: GraphQLError) -> DomainError | None:
+    original = error.original_error
+    return original if isinstance(original, DomainError) else None
+
+
+class DomainErrors(MaskErrors):
+    """Map DomainError to its code, leave GraphQL's own validation errors, mask the rest."""
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        return [self._process(error) for error in errors]
+
+    def _process(self, error: GraphQLError) -> GraphQLError:
+        domain = _domain_error(error)
+        if domain is not None:
+            return GraphQLError(
+                message=domain.message,
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": domain.code, **domain.details},
+            )
+        if error.original_error is None:
+            extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
+            error.extensions = extensions
+            return error
+        log.error("unexpected error in %s", error.path, exc_info=error.original_error)
+        masked = self.anonymise_error(error)
+        masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
+        return masked

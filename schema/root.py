@@ -1,0 +1,40 @@
+"""Assemble Query, Mutation and Subscription from the per-domain pieces."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import strawberry
+from graphql.error import GraphQLError
+from strawberry.extensions import SchemaExtension
+from strawberry.types import ExecutionContext
+
+from schema.channels import ChannelMutation, ChannelQuery
+from schema.errors import DomainErrors
+from schema.users import UserMutation, UserQuery
+from schema.videos import VideoQuery
+
+
+@strawberry.type
+class Query(UserQuery, ChannelQuery, VideoQuery):
+    pass
+
+
+@strawberry.type
+class Mutation(UserMutation, ChannelMutation):
+    pass
+
+
+class CowatchSchema(strawberry.Schema):
+    def process_errors(
+        self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
+    ) -> None:
+        """Unexpected errors are logged by DomainErrors when masked; the rest are the caller's."""
+
+
+def build_schema(
+    *, extensions: list[type[SchemaExtension] | Any] | None = None
+) -> strawberry.Schema:
+    return CowatchSchema(
+        query=Query, mutation=Mutation, extensions=[DomainErrors, *(extensions or [])]
+    )

@@ -1,0 +1,83 @@
+"""User and auth types, queries and mutations."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from models import User as UserModel
+from resolvers import auth
+from schema.context import Context
+
+if TYPE_CHECKING:
+    from schema.channels import Channel
+
+
+@strawberry.type
+class User:
+    id: strawberry.ID
+    username: str
+    _model: strawberry.Private[UserModel]
+
+    @classmethod
+    def from_model(cls, model: UserModel) -> User:
+        return cls(id=strawberry.ID(model.id), username=model.username, _model=model)
+
+    @strawberry.field(description="Only visible to the user themself.")
+    async def email(self, info: strawberry.Info[Context]) -> str | None:
+        viewer_id = await info.context.viewer_id_or_none()
+        return self._model.email if viewer_id == self._model.id else None
+
+    @strawberry.field
+    async def channel(
+        self, info: strawberry.Info[Context]
+    ) -> Annotated[Channel, strawberry.lazy("schema.channels")] | None:
+        from schema.channels import Channel
+
+        model = await info.context.loaders.channel_by_owner.load(self._model.id)
+        return Channel.from_model(model) if model else None
+
+
+@strawberry.type
+class AuthPayload:
+    access_token: str
+    user: User
+
+
+@strawberry.type
+class UserQuery:
+    @strawberry.field(description="The signed-in user, or null without a token.")
+    async def me(self, info: strawberry.Info[Context]) -> User | None:
+        viewer = await info.context.viewer()
+        return User.from_model(viewer) if viewer else None
+
+
+@strawberry.type
+class UserMutation:
+    @strawberry.mutation
+    async def signup(
+        self, info: strawberry.Info[Context], email: str, password: str, username: str
+    ) -> User:
+        user = await auth.signup(
+            db=info.context.services.db, email=email, password=password, username=username
+        )
+        return User.from_model(user)
+
+    @strawberry.mutation(description="Returns a JWT and sets the Authentication cookie.")
+    async def login(self, info: strawberry.Info[Context], email: str, password: str) -> AuthPayload:
+        services = info.context.services
+        result = await auth.login(
+            db=services.db,
+            secret=services.jwt_secret,
+            ttl_s=services.settings.jwt_ttl_s,
+            email=email,
+            password=password,
+        )
+        info.context.signed_in(result.user)
+        if info.context.response is not None:
+            info.context.response.headers.append(
+                "set-cookie",
+                auth.session_cookie(result.access_token, ttl_s=services.settings.jwt_ttl_s),
+            )
+        return AuthPayload(access_token=result.access_token, user=User.from_model(result.user))

@@ -1,0 +1,145 @@
+"""Video types, the feed and the video query."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated
+
+import strawberry
+
+from models import Rendition as RenditionModel
+from models import Video as VideoModel
+from models import VideoStatus as VideoStatusEnum
+from models.base import as_utc
+from resolvers import videos
+from schema.context import Context
+
+if TYPE_CHECKING:
+    from schema.channels import Channel
+    from schema.users import User
+
+VideoStatus = strawberry.enum(VideoStatusEnum, name="VideoStatus")
+
+
+@strawberry.type
+class Rendition:
+    quality: str
+    width: int
+    height: int
+    _key: strawberry.Private[str]
+
+    @classmethod
+    def from_model(cls, model: RenditionModel) -> Rendition:
+        return cls(
+            quality=model.quality, width=model.width, height=model.height, _key=model.storage_key
+        )
+
+    @strawberry.field
+    async def url(self, info: strawberry.Info[Context]) -> str:
+        return await info.context.services.storage.url(self._key)
+
+
+@strawberry.type
+class Video:
+    id: strawberry.ID
+    title: str
+    description: str
+    category: str | None
+    status: VideoStatus  # type: ignore[valid-type]
+    view_count: int
+    created_at: datetime
+    duration: float | None
+    width: int | None
+    height: int | None
+    progress: int
+    failure_reason: str | None
+    _model: strawberry.Private[VideoModel]
+
+    @classmethod
+    def from_model(cls, model: VideoModel) -> Video:
+        return cls(
+            id=strawberry.ID(model.id),
+            title=model.title,
+            description=model.description,
+            category=model.category,
+            status=model.status,
+            view_count=model.view_count,
+            created_at=as_utc(model.created_at),
+            duration=model.duration,
+            width=model.width,
+            height=model.height,
+            progress=model.progress,
+            failure_reason=model.failure_reason,
+            _model=model,
+        )
+
+    @strawberry.field(description="The shared playhead now, in seconds.")
+    def current_timestamp(self) -> float:
+        return videos.live_position(self._model)
+
+    @strawberry.field
+    async def thumbnail_url(self, info: strawberry.Info[Context]) -> str | None:
+        key = self._model.thumbnail_key
+        return await info.context.services.storage.url(key) if key else None
+
+    @strawberry.field
+    async def creator(
+        self, info: strawberry.Info[Context]
+    ) -> Annotated[User, strawberry.lazy("schema.users")]:
+        from schema.users import User
+
+        model = await info.context.loaders.users.load(self._model.owner_id)
+        assert model is not None  # owner_id is a foreign key
+        return User.from_model(model)
+
+    @strawberry.field
+    async def channel(
+        self, info: strawberry.Info[Context]
+    ) -> Annotated[Channel, strawberry.lazy("schema.channels")] | None:
+        from schema.channels import Channel
+
+        model = await info.context.loaders.channel_by_owner.load(self._model.owner_id)
+        return Channel.from_model(model) if model else None
+
+    @strawberry.field(description="Playable renditions, smallest first (empty until transcoded).")
+    async def renditions(self, info: strawberry.Info[Context]) -> list[Rendition]:
+        if self._model.status != VideoStatusEnum.TRANSCODED:
+            return []
+        models = await info.context.loaders.renditions.load(self._model.id)
+        return [Rendition.from_model(model) for model in models]
+
+
+@strawberry.type
+class FeedPage:
+    videos: list[Video]
+    total_pages: int
+    current_page: int
+    total: int
+
+
+@strawberry.type
+class VideoQuery:
+    @strawberry.field(description="Newest transcoded videos first.")
+    async def feed(
+        self,
+        info: strawberry.Info[Context],
+        page: int = 1,
+        limit: int = 20,
+        category: str | None = None,
+    ) -> FeedPage:
+        result = await videos.feed(
+            db=info.context.services.db, page=page, limit=limit, category=category
+        )
+        for user in result.creators.values():
+            info.context.loaders.users.prime(user.id, user)
+        return FeedPage(
+            videos=[Video.from_model(model) for model in result.videos],
+            total_pages=result.total_pages,
+            current_page=result.current_page,
+            total=result.total,
+        )
+
+    @strawberry.field
+    async def video(self, info: strawberry.Info[Context], id: strawberry.ID) -> Video | None:
+        model = await videos.find_video(db=info.context.services.db, video_id=str(id))
+        return Video.from_model(model) if model else None

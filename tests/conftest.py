@@ -1,0 +1,143 @@
+"""Fixtures: every test runs on both backends, each against a clean real database."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import asyncpg
+import httpx
+import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app import create_app
+from config import Settings
+from models.migrate import migrate
+from resolvers.services import Services
+
+PG_ADMIN_URL = os.environ.get(
+    "COWATCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
+)
+TABLES = ("renditions", "videos", "channels", "revoked_tokens", "users")
+T = TypeVar("T")
+TEST_SECRET = "test-secret-" + "x" * 40
+
+
+def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a fresh loop in a thread (safe inside a running loop)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coro).result()
+
+
+def _asyncpg_url(url: str) -> str:
+    return url.replace("postgresql://", "postgresql+asyncpg://", 1)
+
+
+async def _create_pg_database(name: str) -> str:
+    try:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    except (OSError, asyncpg.PostgresError) as exc:
+        raise RuntimeError(
+            f"PostgreSQL at {PG_ADMIN_URL} cannot be reached ({exc}); "
+            "start it as DEVELOPERS.md says"
+        ) from exc
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = _asyncpg_url(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}")
+    engine = create_async_engine(url)
+    await migrate(engine)
+    await engine.dispose()
+    return url
+
+
+async def _drop_pg_database(name: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+@pytest.fixture(scope="session")
+def pg_url() -> Iterator[str]:
+    """A database of our own on the real server, migrated once, dropped at the end."""
+    name = f"cowatch_test_{uuid.uuid4().hex[:12]}"
+    url = run_blocking(_create_pg_database(name))
+    yield url
+    run_blocking(_drop_pg_database(name))
+
+
+@pytest.fixture(scope="session")
+def sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite file copied for every test (migrating each time costs more)."""
+    path = tmp_path_factory.mktemp("template") / "cowatch.db"
+
+    async def build() -> None:
+        engine = create_async_engine(f"sqlite+aiosqlite:///{path}")
+        await migrate(engine)
+        await engine.dispose()
+
+    run_blocking(build())
+    return path
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def backend(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+@pytest.fixture
+async def database_url(
+    backend: str, request: pytest.FixtureRequest, tmp_path: Path
+) -> AsyncIterator[str]:
+    if backend == "sqlite":
+        template: Path = request.getfixturevalue("sqlite_template")
+        target = tmp_path / "cowatch.db"
+        shutil.copy(template, target)
+        yield f"sqlite+aiosqlite:///{target}"
+        return
+    url: str = request.getfixturevalue("pg_url")
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    finally:
+        await conn.close()
+    yield url
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        jwt_secret=TEST_SECRET,
+        public_url="http://testserver",
+    )
+
+
+@pytest.fixture
+async def app_services(settings: Settings) -> AsyncIterator[tuple[object, Services]]:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        yield app, app.state.services
+
+
+@pytest.fixture
+def services(app_services: tuple[object, Services]) -> Services:
+    return app_services[1]
+
+
+@pytest.fixture
+async def client(app_services: tuple[object, Services]) -> AsyncIterator[httpx.AsyncClient]:
+    app = app_services[0]
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
