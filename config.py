@@ -15,7 +15,7 @@ MIN_SECRET_LENGTH = 32
 class Settings(BaseSettings):
     """Cowatch configuration; defaults are the embedded mode that needs nothing installed."""
 
-    model_config = SettingsConfigDict(env_prefix="COWATCH_", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="COWATCH_", extra="ignore", env_ignore_empty=True)
 
     data_dir: Path = Path("./cowatch-data")
     database_url: str | None = None

@@ -1,0 +1,77 @@
+"""Real servers for end-to-end tests: `cowatch serve` in a subprocess on a free port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    url: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
+    """Poll /healthz until the server answers; fail with its log if it exits or never answers."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.05)  # polling a process we do not control: there is no event to await
+    raise RuntimeError(f"server did not become healthy:\n{log_path.read_text(errors='replace')}")
+
+
+@contextmanager
+def cowatch_serve(env: dict[str, str], log_dir: Path, port: int | None = None) -> Iterator[Server]:
+    """Run `cowatch serve` with the given COWATCH_* environment; stop it afterwards."""
+    port = port or free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = log_dir / f"serve-{port}.log"
+    full_env = {**os.environ, "COWATCH_PUBLIC_URL": url, "COWATCH_LOG_LEVEL": "warning", **env}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_until_healthy(url, process, log_path)
+        yield Server(url=url, port=port, process=process, log_path=log_path)
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
