@@ -31,7 +31,16 @@ class Video(SQLModel, table=True):
     category: str | None = Field(default=None, max_length=50, index=True)
     status: VideoStatus = Field(
         default=VideoStatus.PROCESSING,
-        sa_column=sa.Column(sa.String(16), nullable=False, default=VideoStatus.PROCESSING.value),
+        sa_column=sa.Column(
+            sa.Enum(
+                VideoStatus,
+                native_enum=False,
+                length=16,
+                values_callable=lambda statuses: [status.value for status in statuses],
+            ),
+            nullable=False,
+            default=VideoStatus.PROCESSING,
+        ),
     )
     progress: int = 0
     failure_reason: str | None = Field(default=None, max_length=500)
