@@ -66,6 +66,22 @@ async def feed(*, db: Database, page: int, limit: int, category: str | None) -> 
     )
 
 
+async def categories(*, db: Database, limit: int = 20) -> list[str]:
+    """The categories of transcoded videos, most used first."""
+    count = func.count().label("uses")
+    async with db.session() as session:
+        rows = (
+            await session.exec(
+                select(Video.category, count)
+                .where(Video.status == VideoStatus.TRANSCODED, col(Video.category).is_not(None))
+                .group_by(Video.category)
+                .order_by(count.desc(), col(Video.category))
+                .limit(limit)
+            )
+        ).all()
+    return [category for category, _ in rows if category]
+
+
 def _is_uuid(value: str) -> bool:
     try:
         uuid.UUID(value)
