@@ -17,10 +17,13 @@ from starlette.staticfiles import StaticFiles
 from config import Settings
 from models.db import Database
 from models.migrate import migrate
+from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
 from rest_compat.errors import RequestIdMiddleware, handlers
+from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
+from schema.limits import security_extensions
 from schema.root import build_schema
 from storage import open_storage
 from storage.local import LocalStorage
@@ -53,16 +56,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.effective_database_url)
         await migrate(db.engine)
+        rate_limiter = open_rate_limiter(settings)
         app.state.services = Services(
-            settings=settings, db=db, storage=storage, jwt_secret=settings.resolved_jwt_secret()
+            settings=settings,
+            db=db,
+            storage=storage,
+            jwt_secret=settings.resolved_jwt_secret(),
+            rate_limiter=rate_limiter,
         )
         try:
             yield
         finally:
+            await rate_limiter.close()
             await storage.close()
             await db.dispose()
 
-    graphql = CowatchGraphQL(build_schema(), graphql_ide="graphiql", multipart_uploads_enabled=True)
+    schema = build_schema(extensions=security_extensions(settings))
+    graphql = CowatchGraphQL(schema, graphql_ide="graphiql", multipart_uploads_enabled=True)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -83,6 +93,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
                 allow_headers=["authorization", "content-type", "x-request-id"],
             )
         )
+    middleware.append(Middleware(RateLimitMiddleware))
     return Starlette(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )

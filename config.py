@@ -37,6 +37,27 @@ class Settings(BaseSettings):
     cors_origins: str = ""
     graphql_introspection: bool = True
     log_level: str = "info"
+    # Rate limits ("N/period", e.g. "600/minute", "5/15 minutes"), per user or per IP.
+    rate_limit_enabled: bool = True
+    rate_limit_api: str = "600/minute"
+    rate_limit_login: str = "20/minute"
+    rate_limit_signup: str = "10/minute"
+    rate_limit_upload: str = "30/hour"
+    rate_limit_timestamp: str = "50/10 seconds"
+    rate_limit_prefix: str = "cowatch-rl"
+    # Socket flood control, per connection: messages a second, burst, refusals before closing.
+    ws_message_rate: float = Field(default=20.0, gt=0)
+    ws_message_burst: int = Field(default=40, ge=1)
+    ws_flood_strikes: int = Field(default=50, ge=1)
+    # Login lockout: this many failures within the window lock the account for lock_s.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_failure_window_s: int = Field(default=15 * 60, ge=1)
+    login_lock_s: int = Field(default=15 * 60, ge=1)
+    # GraphQL document limits, checked before execution.
+    graphql_max_depth: int = Field(default=10, ge=1)
+    graphql_max_aliases: int = Field(default=15, ge=1)
+    graphql_max_tokens: int = Field(default=2000, ge=10)
+    graphql_max_list_limit: int = Field(default=100, ge=1)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from config import Settings
     from models.db import Database
+    from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
 
 
@@ -17,3 +18,4 @@ class Services:
     db: Database
     storage: Storage
     jwt_secret: str
+    rate_limiter: RateLimiter

@@ -1,0 +1,222 @@
+"""Rate limits: moving windows per (class, caller), in memory or shared through Redis."""
+
+from __future__ import annotations
+
+import enum
+import logging
+import math
+import re
+import time
+from collections import deque
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Protocol
+
+from resolvers import auth
+from resolvers.errors import InvalidToken, RateLimited
+
+if TYPE_CHECKING:
+    from config import Settings
+
+log = logging.getLogger("cowatch.ratelimit")
+
+_RULE_RE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d+)?\s*(second|minute|hour|day)s?\s*$", re.I)
+_UNIT_S = {"second": 1, "minute": 60, "hour": 3600, "day": 86400}
+
+
+class RateClass(enum.StrEnum):
+    """What a request costs against: the general API budget or a stricter one."""
+
+    #: every REST route and GraphQL operation
+    API = "api"
+    #: POST /api/auth/login, the `login` mutation (per IP)
+    LOGIN = "login"
+    #: POST /api/auth/signup, the `signup` mutation (per IP)
+    SIGNUP = "signup"
+    #: POST /api/videos/upload, the `uploadVideo` mutation
+    UPLOAD = "upload"
+    #: PUT /api/videos/{id}/time, the `updateVideoTimestamp` mutation
+    TIMESTAMP = "timestamp"
+
+
+#: Classes counted per IP even with a token: they guard the anonymous entry points.
+PER_IP = frozenset({RateClass.LOGIN, RateClass.SIGNUP})
+
+
+@dataclass(frozen=True)
+class Rule:
+    amount: int
+    period_s: int
+
+    @classmethod
+    def parse(cls, text: str) -> Rule:
+        """`"100/minute"`, `"5 per 15 minutes"`, `"30/10 seconds"`."""
+        match = _RULE_RE.match(text)
+        if not match:
+            raise ValueError(f"rate limit {text!r}: expected e.g. '100/minute' or '5/15 minutes'")
+        amount, multiple, unit = match.groups()
+        period = int(multiple or 1) * _UNIT_S[unit.lower()]
+        if int(amount) < 1 or period < 1:
+            raise ValueError(f"rate limit {text!r}: amount and period must be positive")
+        return cls(amount=int(amount), period_s=period)
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    limit: int
+    remaining: int
+    #: epoch seconds when the next request will be accepted again (the oldest hit leaves the window)
+    reset_at: float
+
+    def retry_after(self, now: float | None = None) -> int:
+        return max(1, math.ceil(self.reset_at - (time.time() if now is None else now)))
+
+    def headers(self) -> dict[str, str]:
+        return {
+            "X-RateLimit-Limit": str(self.limit),
+            "X-RateLimit-Remaining": str(self.remaining),
+            "X-RateLimit-Reset": str(math.ceil(self.reset_at)),
+        }
+
+    def raise_if_refused(self) -> None:
+        if not self.allowed:
+            retry = self.retry_after()
+            raise RateLimited(
+                f"too many requests: retry in {retry} s", retry_after=retry, limit=self.limit
+            )
+
+
+class WindowStore(Protocol):
+    async def hit(self, key: str, rule: Rule) -> Decision: ...
+
+    async def close(self) -> None: ...
+
+
+class MemoryWindows:
+    """One process's moving windows: the hit times per key, oldest first."""
+
+    SWEEP_EVERY = 1024
+
+    def __init__(self) -> None:
+        self._hits: dict[str, deque[float]] = {}
+        self._period: dict[str, int] = {}
+        self._calls = 0
+
+    async def hit(self, key: str, rule: Rule) -> Decision:
+        now = time.time()
+        self._calls += 1
+        if self._calls % self.SWEEP_EVERY == 0:
+            self._sweep(now)
+        hits = self._hits.setdefault(key, deque())
+        self._period[key] = rule.period_s
+        while hits and hits[0] <= now - rule.period_s:
+            hits.popleft()
+        allowed = len(hits) < rule.amount
+        if allowed:
+            hits.append(now)
+        reset_at = (hits[0] if hits else now) + rule.period_s
+        return Decision(allowed, rule.amount, rule.amount - len(hits), reset_at)
+
+    def _sweep(self, now: float) -> None:
+        for key in [k for k, hits in self._hits.items() if hits[-1] <= now - self._period[k]]:
+            del self._hits[key], self._period[key]
+
+    async def close(self) -> None:
+        self._hits.clear()
+
+
+class RedisWindows:
+    """Moving windows in Redis (the `limits` Lua scripts), shared by every process."""
+
+    def __init__(self, redis_url: str, prefix: str) -> None:
+        from limits.aio.storage import RedisStorage
+        from limits.aio.strategies import MovingWindowRateLimiter
+
+        uri = "async+" + redis_url
+        self._storage = RedisStorage(uri, implementation="redispy", key_prefix=prefix)
+        self._limiter = MovingWindowRateLimiter(self._storage)
+        self._items: dict[Rule, object] = {}
+
+    def _item(self, rule: Rule) -> object:
+        from limits import RateLimitItemPerSecond
+
+        if rule not in self._items:
+            self._items[rule] = RateLimitItemPerSecond(rule.amount, rule.period_s)
+        return self._items[rule]
+
+    async def hit(self, key: str, rule: Rule) -> Decision:
+        item = self._item(rule)
+        allowed = await self._limiter.hit(item, key)  # type: ignore[arg-type]
+        reset_at, remaining = await self._limiter.get_window_stats(item, key)  # type: ignore[arg-type]
+        return Decision(allowed, rule.amount, max(0, remaining), reset_at)
+
+    async def close(self) -> None:
+        client = self._storage.bridge.storage  # type: ignore[attr-defined]
+        await client.aclose()
+
+
+class RateLimiter:
+    """The limits every face applies; fails open (and logs) when the shared store is down."""
+
+    def __init__(self, store: WindowStore, rules: dict[RateClass, Rule], enabled: bool) -> None:
+        self.store = store
+        self.rules = rules
+        self.enabled = enabled
+        self._last_error_log = 0.0
+
+    async def hit(self, rate_class: RateClass, key: str) -> Decision | None:
+        """Count one request; None when limits are off or cannot be checked right now."""
+        if not self.enabled:
+            return None
+        rule = self.rules[rate_class]
+        try:
+            return await self.store.hit(f"{rate_class.value}:{key}", rule)
+        except Exception as exc:
+            now = time.monotonic()
+            if now - self._last_error_log > 10:
+                self._last_error_log = now
+                log.warning("rate limit store unavailable, allowing requests: %r", exc)
+            return None
+
+    async def check(self, rate_class: RateClass, key: str) -> Decision | None:
+        """Count one request and raise RateLimited when it is over the limit."""
+        decision = await self.hit(rate_class, key)
+        if decision is not None:
+            decision.raise_if_refused()
+        return decision
+
+    async def close(self) -> None:
+        await self.store.close()
+
+
+def caller_key(*, secret: str, token: str | None, ip: str | None, per_ip: bool = False) -> str:
+    """Whom a request is counted against: `u:<user id>` for a validly signed token, else the IP.
+
+    Only the signature is checked (no database): revocation does not matter for counting.
+    """
+    if token is not None and not per_ip:
+        try:
+            return "u:" + auth.decode_token(secret=secret, token=token).user_id
+        except InvalidToken:
+            pass
+    return "ip:" + (ip or "unknown")
+
+
+def rules_from(settings: Settings) -> dict[RateClass, Rule]:
+    return {
+        RateClass.API: Rule.parse(settings.rate_limit_api),
+        RateClass.LOGIN: Rule.parse(settings.rate_limit_login),
+        RateClass.SIGNUP: Rule.parse(settings.rate_limit_signup),
+        RateClass.UPLOAD: Rule.parse(settings.rate_limit_upload),
+        RateClass.TIMESTAMP: Rule.parse(settings.rate_limit_timestamp),
+    }
+
+
+def open_rate_limiter(settings: Settings) -> RateLimiter:
+    """Redis-backed when COWATCH_REDIS_URL is set, in-process otherwise."""
+    store: WindowStore
+    if settings.redis_url:
+        store = RedisWindows(settings.redis_url, settings.rate_limit_prefix)
+    else:
+        store = MemoryWindows()
+    return RateLimiter(store, rules_from(settings), settings.rate_limit_enabled)

@@ -1,0 +1,189 @@
+"""What a GraphQL document may cost: rate limits per operation, depth, aliases, tokens, list sizes.
+
+Classification: every operation costs one `api` hit; each top-level mutation field named in
+`MUTATION_CLASSES` (aliases and fragments included) costs one more hit of its stricter class,
+so ten aliased `login`s cost ten login attempts. All checks run before execution.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from typing import TYPE_CHECKING, Any
+
+from graphql import (
+    DocumentNode,
+    FieldNode,
+    FragmentDefinitionNode,
+    FragmentSpreadNode,
+    GraphQLError,
+    InlineFragmentNode,
+    IntValueNode,
+    OperationDefinitionNode,
+    OperationType,
+    SelectionSetNode,
+    VariableNode,
+    visit,
+)
+from graphql.language import ArgumentNode, Visitor
+from strawberry.extensions import (
+    DisableIntrospection,
+    MaxAliasesLimiter,
+    MaxTokensLimiter,
+    QueryDepthLimiter,
+    SchemaExtension,
+)
+
+from resolvers.errors import BadInput, DomainError, RateLimited
+from resolvers.ratelimit import PER_IP, Decision, RateClass, caller_key
+
+if TYPE_CHECKING:
+    from config import Settings
+    from schema.context import Context
+
+MUTATION_CLASSES: dict[str, RateClass] = {
+    "login": RateClass.LOGIN,
+    "signup": RateClass.SIGNUP,
+    "uploadVideo": RateClass.UPLOAD,
+    "updateVideoTimestamp": RateClass.TIMESTAMP,
+}
+LIMIT_ARGUMENTS = frozenset({"limit", "first", "last"})
+
+
+def _operation(document: DocumentNode, name: str | None) -> OperationDefinitionNode | None:
+    operations = [d for d in document.definitions if isinstance(d, OperationDefinitionNode)]
+    if name is None:
+        return operations[0] if len(operations) == 1 else None
+    return next((op for op in operations if op.name and op.name.value == name), None)
+
+
+def _root_fields(
+    selection_set: SelectionSetNode,
+    fragments: dict[str, FragmentDefinitionNode],
+    seen: frozenset[str] = frozenset(),
+) -> Iterator[str]:
+    for selection in selection_set.selections:
+        if isinstance(selection, FieldNode):
+            yield selection.name.value
+        elif isinstance(selection, InlineFragmentNode):
+            yield from _root_fields(selection.selection_set, fragments, seen)
+        elif isinstance(selection, FragmentSpreadNode):
+            name = selection.name.value
+            if name in fragments and name not in seen:
+                yield from _root_fields(fragments[name].selection_set, fragments, seen | {name})
+
+
+def rate_classes(document: DocumentNode, operation_name: str | None) -> list[RateClass]:
+    """The hits one operation costs: API once, plus one per strictly limited mutation field."""
+    classes = [RateClass.API]
+    operation = _operation(document, operation_name)
+    if operation is None or operation.operation != OperationType.MUTATION:
+        return classes
+    fragments = {
+        d.name.value: d for d in document.definitions if isinstance(d, FragmentDefinitionNode)
+    }
+    for field in _root_fields(operation.selection_set, fragments):
+        if field in MUTATION_CLASSES:
+            classes.append(MUTATION_CLASSES[field])
+    return classes
+
+
+def _domain_error(error: DomainError) -> GraphQLError:
+    return GraphQLError(error.message, original_error=error)
+
+
+class RateLimitOperations(SchemaExtension):
+    """Counts each operation against the caller's budgets; refuses before execution."""
+
+    async def on_validate(self) -> AsyncIterator[None]:  # type: ignore[override]
+        if self.execution_context.pre_execution_errors is None:
+            error = await self._check()
+            if error is not None:
+                self.execution_context.pre_execution_errors = [error]
+        yield
+
+    async def _check(self) -> GraphQLError | None:
+        context: Context = self.execution_context.context
+        document = self.execution_context.graphql_document
+        if document is None:
+            return None
+        services = context.services
+        ip = context.request.client.host if context.request.client else None
+        decisions: list[Decision] = []
+        for rate_class in rate_classes(document, self.execution_context.operation_name):
+            key = caller_key(
+                secret=services.jwt_secret, token=context.token, ip=ip, per_ip=rate_class in PER_IP
+            )
+            decision = await services.rate_limiter.hit(rate_class, key)
+            if decision is not None:
+                decisions.append(decision)
+        if not decisions:
+            return None
+        refused = next((d for d in decisions if not d.allowed), None)
+        shown = refused or min(decisions, key=lambda d: d.remaining)
+        if context.response is not None:
+            context.response.headers.update(shown.headers())
+            if refused:
+                context.response.headers["Retry-After"] = str(refused.retry_after())
+        if refused is None:
+            return None
+        retry = refused.retry_after()
+        return _domain_error(
+            RateLimited(
+                f"too many requests: retry in {retry} s", retry_after=retry, limit=refused.limit
+            )
+        )
+
+
+def _int_value(node: Any, variables: dict[str, Any]) -> int | None:
+    if isinstance(node, IntValueNode):
+        return int(node.value)
+    if isinstance(node, VariableNode):
+        value = variables.get(node.name.value)
+        return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return None
+
+
+class ListLimitCap(SchemaExtension):
+    """Refuses `limit:` (and `first`/`last`) arguments above the cap, literal or variable."""
+
+    def __init__(self, *, cap: int) -> None:
+        self.cap = cap
+
+    def on_validate(self) -> Iterator[None]:
+        document = self.execution_context.graphql_document
+        if document is not None and self.execution_context.pre_execution_errors is None:
+            error = self._check(document, self.execution_context.variables or {})
+            if error is not None:
+                self.execution_context.pre_execution_errors = [error]
+        yield
+
+    def _check(self, document: DocumentNode, variables: dict[str, Any]) -> GraphQLError | None:
+        too_big: list[str] = []
+        cap = self.cap
+
+        class Finder(Visitor):
+            def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
+                value = _int_value(node.value, variables)
+                if node.name.value in LIMIT_ARGUMENTS and value is not None and value > cap:
+                    too_big.append(node.name.value)
+
+        visit(document, Finder())
+        if not too_big:
+            return None
+        return _domain_error(
+            BadInput(f"{too_big[0]} must be at most {cap}", field=too_big[0], max=cap)
+        )
+
+
+def security_extensions(settings: Settings) -> list[Callable[[], SchemaExtension] | type]:
+    """Extension factories (never shared instances) for build_schema(extensions=...)."""
+    extensions: list[Callable[[], SchemaExtension] | type] = [
+        lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
+        lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
+        lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        RateLimitOperations,
+        lambda: ListLimitCap(cap=settings.graphql_max_list_limit),
+    ]
+    if not settings.graphql_introspection:
+        extensions.append(DisableIntrospection)
+    return extensions
