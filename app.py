@@ -27,6 +27,7 @@ from schema.limits import security_extensions
 from schema.root import build_schema
 from storage import open_storage
 from storage.local import LocalStorage
+from web import routes as web_routes
 
 log = logging.getLogger("cowatch")
 
@@ -79,6 +80,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/graphql", graphql, methods=["GET", "POST"]),
         WebSocketRoute("/graphql", graphql),
         *rest_routes,
+        *web_routes,
     ]
     if isinstance(storage, LocalStorage):
         routes.append(Mount("/media", StaticFiles(directory=storage.root), name="media"))

@@ -1,0 +1,202 @@
+"""Page handlers: server-rendered HTML over the same resolvers the API faces call."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.templating import Jinja2Templates
+
+from models import User, Video, VideoStatus
+from models.base import as_utc
+from resolvers import auth, videos
+from resolvers.errors import BadInput, InvalidToken
+from resolvers.services import Services
+
+PAGE_SIZE = 12
+MAX_PAGE = 10_000
+# Media may come from another origin (S3, a CDN): allow it for img/media, nothing else.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self' data: https: http:; media-src 'self' blob: https: http:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
+
+
+def services(request: Request) -> Services:
+    return request.app.state.services  # type: ignore[no-any-return]
+
+
+async def viewer(request: Request) -> User | None:
+    """The user the `Authentication` cookie names; anonymous when it is missing or stale."""
+    token = auth.token_from(headers=request.headers, cookies=request.cookies)
+    if token is None:
+        return None
+    svc = services(request)
+    try:
+        return await auth.authenticate(db=svc.db, secret=svc.jwt_secret, token=token)
+    except InvalidToken:
+        return None
+
+
+async def render(
+    request: Request, name: str, context: dict[str, Any], status_code: int = 200
+) -> HTMLResponse:
+    context.setdefault("viewer", await viewer(request))
+    response = templates.TemplateResponse(request, name, context, status_code=status_code)
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def safe_next(value: str | None) -> str:
+    """Only same-site paths, so `?next=` cannot send a fresh login elsewhere."""
+    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        return value
+    return "/"
+
+
+def _page_number(raw: str | None) -> int:
+    try:
+        return min(max(int(raw or "1"), 1), MAX_PAGE)
+    except ValueError:
+        return 1
+
+
+def clock(seconds: float | None) -> str:
+    """`1:05` or `1:02:03`; empty when unknown."""
+    if seconds is None:
+        return ""
+    total = int(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def ago(when: datetime) -> str:
+    seconds = max(0, int((datetime.now(UTC) - as_utc(when)).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''} ago"
+    return "just now"
+
+
+def page_links(current: int, total: int) -> list[int | None]:
+    """Page numbers around the current one, None marking a gap."""
+    wanted = {1, total, *range(current - 2, current + 3)}
+    shown = sorted(n for n in wanted if 1 <= n <= total)
+    links: list[int | None] = []
+    previous = 0
+    for n in shown:
+        if previous and n - previous > 1:
+            links.append(None)
+        links.append(n)
+        previous = n
+    return links
+
+
+async def card(svc: Services, video: Video, creator: User | None) -> dict[str, Any]:
+    thumbnail = await svc.storage.url(video.thumbnail_key) if video.thumbnail_key else None
+    return {
+        "id": video.id,
+        "title": video.title,
+        "category": video.category,
+        "thumbnail": thumbnail,
+        "creator": creator.username if creator else "",
+        "views": video.view_count,
+        "duration": clock(video.duration),
+        "ago": ago(video.created_at),
+        "created": as_utc(video.created_at).isoformat(),
+    }
+
+
+async def feed(request: Request) -> Response:
+    svc = services(request)
+    page = _page_number(request.query_params.get("page"))
+    category = (request.query_params.get("category") or "").strip() or None
+    try:
+        result = await videos.feed(db=svc.db, page=page, limit=PAGE_SIZE, category=category)
+    except BadInput as exc:
+        return await render(request, "error.html", {"message": exc.message}, 400)
+    cards = [await card(svc, video, result.creators.get(video.owner_id)) for video in result.videos]
+    return await render(
+        request,
+        "feed.html",
+        {
+            "cards": cards,
+            "category": category,
+            "categories": await videos.categories(db=svc.db),
+            "page": result.current_page,
+            "total_pages": result.total_pages,
+            "page_links": page_links(result.current_page, result.total_pages),
+        },
+    )
+
+
+async def _auth_page(request: Request, mode: str) -> Response:
+    next_path = safe_next(request.query_params.get("next"))
+    return await render(request, "auth.html", {"mode": mode, "next": next_path})
+
+
+async def login(request: Request) -> Response:
+    return await _auth_page(request, "login")
+
+
+async def signup(request: Request) -> Response:
+    return await _auth_page(request, "signup")
+
+
+async def logout(_request: Request) -> Response:
+    """Forget the HttpOnly cookie (the script forgets its own copy of the token)."""
+    response = RedirectResponse("/", status_code=303)
+    response.headers.append(
+        "set-cookie", f"{auth.COOKIE_NAME}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"
+    )
+    return response
+
+
+async def upload(request: Request) -> Response:
+    user = await viewer(request)
+    if user is None:
+        return RedirectResponse("/login?next=/upload", status_code=303)
+    categories = await videos.categories(db=services(request).db, limit=50)
+    return await render(request, "upload.html", {"viewer": user, "categories": categories})
+
+
+async def watch(request: Request) -> Response:
+    svc = services(request)
+    video = await videos.find_video(db=svc.db, video_id=request.path_params["video_id"])
+    if video is None:
+        return await render(request, "error.html", {"message": "No such video."}, 404)
+    (creator,) = await videos.users_by_ids(db=svc.db, ids=[video.owner_id])
+    renditions: list[dict[str, Any]] = []
+    if video.status == VideoStatus.TRANSCODED:
+        await videos.record_view(db=svc.db, video_id=video.id)
+        (models,) = await videos.renditions_by_video_ids(db=svc.db, ids=[video.id])
+        renditions = [
+            {"quality": r.quality, "height": r.height, "url": await svc.storage.url(r.storage_key)}
+            for r in models
+        ]
+    preferred = next((r for r in renditions if r["quality"] == "480p"), None)
+    return await render(
+        request,
+        "watch.html",
+        {
+            "video": await card(svc, video, creator),
+            "description": video.description,
+            "status": video.status.value,
+            "progress": video.progress,
+            "failure_reason": video.failure_reason,
+            "duration": video.duration,
+            "renditions": renditions,
+            "selected": preferred or (renditions[-1] if renditions else None),
+        },
+    )

@@ -1,0 +1,173 @@
+// A small graphql-transport-ws client: one socket, many operations, reconnect with backoff.
+// Protocol: https://github.com/enisdenjo/graphql-ws/blob/master/PROTOCOL.md
+
+const PROTOCOL = "graphql-transport-ws";
+const PING_EVERY_MS = 15000;
+const PONG_WITHIN_MS = 5000;
+const MAX_BACKOFF_MS = 10000;
+
+export class GraphQLSocket {
+  /**
+   * @param {object} options
+   * @param {string} options.url  ws:// or wss:// address of /graphql
+   * @param {() => object} options.connectionParams  the connection_init payload, read on every connect
+   * @param {(status: string, detail?: object) => void} [options.onStatus]
+   *   "connecting" | "connected" | "disconnected" | "rejected"
+   */
+  constructor({ url, connectionParams, onStatus = () => {} }) {
+    this.url = url;
+    this.connectionParams = connectionParams;
+    this.onStatus = onStatus;
+    this.operations = new Map();
+    this.nextId = 1;
+    this.attempt = 0;
+    this.acked = false;
+    this.closed = false;
+    this.socket = null;
+    this.timers = {};
+    this.connect();
+  }
+
+  get connected() {
+    return this.acked;
+  }
+
+  connect() {
+    if (this.closed) return;
+    this.onStatus("connecting");
+    const socket = new WebSocket(this.url, PROTOCOL);
+    this.socket = socket;
+    socket.onopen = () => {
+      this.send({ type: "connection_init", payload: this.connectionParams() });
+    };
+    socket.onmessage = (event) => this.receive(event.data);
+    socket.onclose = (event) => {
+      if (this.socket === socket) this.dropped(event);
+    };
+  }
+
+  receive(raw) {
+    let message;
+    try {
+      message = JSON.parse(raw);
+    } catch {
+      return;
+    }
+    const operation = message.id !== undefined ? this.operations.get(message.id) : undefined;
+    switch (message.type) {
+      case "connection_ack":
+        this.acked = true;
+        this.attempt = 0;
+        this.onStatus("connected");
+        for (const [id, op] of this.operations) this.start(id, op);
+        this.heartbeat();
+        break;
+      case "ping":
+        this.send({ type: "pong" });
+        break;
+      case "pong":
+        clearTimeout(this.timers.pong);
+        break;
+      case "next":
+        operation?.sink.next(message.payload);
+        break;
+      case "error":
+        if (operation) {
+          this.operations.delete(message.id);
+          operation.sink.error(message.payload);
+        }
+        break;
+      case "complete":
+        if (operation) {
+          this.operations.delete(message.id);
+          operation.sink.complete();
+        }
+        break;
+    }
+  }
+
+  dropped(event) {
+    this.acked = false;
+    clearInterval(this.timers.ping);
+    clearTimeout(this.timers.pong);
+    // One-shot operations cannot be replayed safely; subscriptions restart on the next ack.
+    for (const [id, op] of this.operations) {
+      if (op.once) {
+        this.operations.delete(id);
+        op.sink.error([{ message: "connection lost" }]);
+      }
+    }
+    if (this.closed) return;
+    const rejected = event.code === 4403 || event.code === 4401;
+    this.onStatus(rejected ? "rejected" : "disconnected", { code: event.code });
+    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    this.attempt += 1;
+    this.timers.reconnect = setTimeout(() => this.connect(), delay);
+  }
+
+  heartbeat() {
+    clearInterval(this.timers.ping);
+    this.timers.ping = setInterval(() => {
+      this.send({ type: "ping" });
+      clearTimeout(this.timers.pong);
+      // A socket that silently died never closes by itself: give up on it and reconnect.
+      this.timers.pong = setTimeout(() => this.socket?.close(4000, "no pong"), PONG_WITHIN_MS);
+    }, PING_EVERY_MS);
+  }
+
+  send(message) {
+    if (this.socket?.readyState === WebSocket.OPEN) this.socket.send(JSON.stringify(message));
+  }
+
+  start(id, op) {
+    this.send({ id, type: "subscribe", payload: { query: op.query, variables: op.variables } });
+  }
+
+  /** Subscribe; returns a function that stops it. Resubscribes by itself after a reconnect. */
+  subscribe(query, variables, sink, { once = false } = {}) {
+    const id = String(this.nextId++);
+    const op = { query, variables, sink: { next() {}, error() {}, complete() {}, ...sink }, once };
+    this.operations.set(id, op);
+    if (this.acked) this.start(id, op);
+    return () => {
+      if (this.operations.delete(id) && this.acked) this.send({ id, type: "complete" });
+    };
+  }
+
+  /** One query over the socket: resolves with `data`, rejects on errors or a lost connection. */
+  request(query, variables = {}) {
+    return new Promise((resolve, reject) => {
+      let stop = () => {};
+      stop = this.subscribe(
+        query,
+        variables,
+        {
+          next: (payload) => {
+            stop();
+            if (payload.errors?.length) reject(payload.errors);
+            else resolve(payload.data);
+          },
+          error: reject,
+        },
+        { once: true },
+      );
+    });
+  }
+
+  /** Drop the socket now (tests use it to prove reconnects); it comes back by itself. */
+  interrupt() {
+    this.socket?.close(4000, "interrupted");
+  }
+
+  close() {
+    this.closed = true;
+    for (const timer of Object.values(this.timers)) clearTimeout(timer);
+    clearInterval(this.timers.ping);
+    this.socket?.close(1000, "bye");
+  }
+}
+
+export function graphqlSocketUrl() {
+  const scheme = location.protocol === "https:" ? "wss:" : "ws:";
+  return `${scheme}//${location.host}/graphql`;
+}

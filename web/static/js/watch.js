@@ -1,0 +1,189 @@
+// The watch page: the synced player, its controls and status line.
+import { formatTime, gql, session } from "./api.js";
+import { ServerClock } from "./clock.js";
+import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
+import { showProcessing } from "./processing.js";
+import { IN_SYNC, SyncPlayer } from "./sync.js";
+
+const FIELDS = "videoId timestamp playing rate serverTime version userId";
+const SUBSCRIBE = `subscription Watch($id: ID!) { videoTimestamp(videoId: $id) { ${FIELDS} } }`;
+const UPDATE = `mutation Seek($id: ID!, $timestamp: Float!, $playing: Boolean) {
+  updateVideoTimestamp(videoId: $id, timestamp: $timestamp, playing: $playing) { ${FIELDS} }
+}`;
+const CLOCK = "query Clock { serverClock { receivedAt sentAt } }";
+const CLOCK_RESYNC_MS = 5 * 60 * 1000;
+const QUALITY_KEY = "cowatch.quality";
+const SKIP_S = 10;
+
+const root = document.getElementById("watch");
+const videoId = root.dataset.videoId;
+const video = document.getElementById("video");
+const indicator = document.getElementById("sync-indicator");
+const lastChange = document.getElementById("last-change");
+const viewerId = document.body.dataset.viewerId || session.user?.id || null;
+const signedIn = Boolean(document.body.dataset.viewer);
+
+function connectionParams() {
+  const token = session.token;
+  return token ? { Authorization: `Bearer ${token}` } : {};
+}
+
+let rejections = 0;
+let onConnected = () => {};
+const socket = signedIn
+  ? new GraphQLSocket({ url: graphqlSocketUrl(), connectionParams, onStatus: socketStatus })
+  : null;
+
+function showIndicator(state, text, detail = "") {
+  indicator.dataset.state = state;
+  if (indicator.textContent !== text) indicator.textContent = text;
+  indicator.title = detail;
+}
+
+function socketStatus(status) {
+  if (status === "connected") {
+    rejections = 0;
+    onConnected();
+  } else if (status === "rejected") {
+    // A stale stored token is refused even when the cookie is good: drop it and try the cookie.
+    session.clear();
+    rejections += 1;
+    if (rejections > 1) {
+      socket.close();
+      showIndicator("error", "Not syncing: sign in again");
+    }
+  } else if (status === "disconnected" && indicator) {
+    showIndicator("offline", "Reconnecting…");
+  }
+}
+
+if (root.dataset.status === "PROCESSING" && socket) {
+  showProcessing(socket, videoId, {
+    bar: document.getElementById("transcode-progress"),
+    text: document.getElementById("transcode-text"),
+    onDone: () => location.reload(),
+  });
+}
+
+if (video) setUpPlayer();
+
+function setUpPlayer() {
+  const clock = new ServerClock(async () => (await socket.request(CLOCK)).serverClock);
+  const player = new SyncPlayer(video, {
+    clock,
+    duration: Number(root.dataset.duration) || NaN,
+    canControl: () => signedIn,
+    commit: async (timestamp, playing) =>
+      (await gql(UPDATE, { id: videoId, timestamp, playing })).updateVideoTimestamp,
+  });
+  window.cowatch = { player, socket, clock };
+  setUpControls(player);
+  if (!socket) {
+    showIndicator("error", "Not syncing: sign in to watch together");
+    return;
+  }
+
+  let firstMessage = true;
+  let stop = () => {};
+  const subscribe = () => {
+    stop();
+    firstMessage = true;
+    stop = socket.subscribe(SUBSCRIBE, { id: videoId }, {
+      next(payload) {
+        if (payload.errors?.length) {
+          showIndicator("error", `Not syncing: ${payload.errors[0].message}`);
+          return;
+        }
+        player.receive(payload.data.videoTimestamp, { resync: firstMessage });
+        firstMessage = false;
+      },
+      error(errors) {
+        showIndicator("error", `Not syncing: ${errors?.[0]?.message || "refused"}`);
+      },
+    });
+  };
+  onConnected = () => {
+    firstMessage = true; // the socket resubscribes by itself; its first message is the state
+    clock.sync().then(() => player.tick());
+  };
+  subscribe();
+  setInterval(() => socket.connected && clock.sync(), CLOCK_RESYNC_MS);
+
+  player.addEventListener("remote", ({ detail }) => describe(detail.state, detail.previous));
+  player.addEventListener("local", ({ detail }) => describe(detail.state, null, true));
+  player.addEventListener("failed", ({ detail }) => {
+    lastChange.textContent = `Not shared: ${detail.error.message}`;
+    subscribe(); // back to the room's real state
+  });
+  player.addEventListener("denied", () => {
+    lastChange.textContent = "Sign in to control playback for everyone.";
+  });
+  player.addEventListener("drift", ({ detail }) => {
+    if (!socket.connected) return showIndicator("offline", "Reconnecting…");
+    if (detail.drift === null) return showIndicator("connecting", "Connecting…");
+    const size = Math.abs(detail.drift);
+    const where = `${size.toFixed(2)} s ${detail.drift < 0 ? "behind" : "ahead"}`;
+    indicator.dataset.drift = detail.drift.toFixed(3);
+    if (size < IN_SYNC) showIndicator("in-sync", "In sync", where);
+    else showIndicator("catching-up", "Catching up", where);
+  });
+}
+
+function describe(state, previous, mine = false) {
+  const who = mine || (viewerId && state.userId === viewerId) ? "You" : state.username || "Someone";
+  if (!state.userId && !mine) {
+    lastChange.textContent = "";
+    return;
+  }
+  let what = state.playing ? "played from" : "paused at";
+  if (previous && previous.playing === state.playing) what = "moved to";
+  lastChange.textContent = `${who} ${what} ${formatTime(state.timestamp)}`;
+  lastChange.dataset.userId = state.userId || viewerId || "";
+}
+
+function setUpControls(player) {
+  const toggle = document.getElementById("play-toggle");
+  const quality = document.getElementById("quality");
+  const unmute = document.getElementById("unmute");
+  const label = () => {
+    const text = video.paused ? "Play" : "Pause";
+    toggle.textContent = text;
+    toggle.setAttribute("aria-label", text);
+  };
+  const playPause = () => (video.paused ? video.play().catch(() => {}) : video.pause());
+  const skip = (by) => {
+    const end = Number.isFinite(video.duration) ? video.duration : Infinity;
+    video.currentTime = Math.min(Math.max(0, video.currentTime + by), end);
+  };
+  video.addEventListener("play", label);
+  video.addEventListener("pause", label);
+  toggle.addEventListener("click", playPause);
+  document.getElementById("back").addEventListener("click", () => skip(-SKIP_S));
+  document.getElementById("forward").addEventListener("click", () => skip(SKIP_S));
+  document.addEventListener("keydown", (event) => {
+    if (event.altKey || event.ctrlKey || event.metaKey) return;
+    if (event.target.closest("input, select, textarea, button, video, a")) return;
+    const action = { k: playPause, j: () => skip(-SKIP_S), l: () => skip(SKIP_S) }[event.key];
+    if (action) {
+      event.preventDefault();
+      action();
+    }
+  });
+  quality.addEventListener("change", () => {
+    localStorage.setItem(QUALITY_KEY, quality.selectedOptions[0].dataset.quality);
+    player.switchSource(quality.value);
+  });
+  const preferred = localStorage.getItem(QUALITY_KEY);
+  const stored = [...quality.options].find((o) => o.dataset.quality === preferred);
+  if (stored && !stored.selected) {
+    stored.selected = true;
+    player.switchSource(stored.value);
+  }
+  player.addEventListener("muted", () => {
+    unmute.hidden = false;
+  });
+  unmute.addEventListener("click", () => {
+    video.muted = false;
+    unmute.hidden = true;
+  });
+}
