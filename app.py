@@ -17,6 +17,8 @@ from starlette.staticfiles import StaticFiles
 from config import Settings
 from models.db import Database
 from models.migrate import migrate
+from resolvers import playback
+from resolvers.bus import PlaybackBus
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
@@ -39,7 +41,11 @@ async def healthz(_request: Request) -> JSONResponse:
 async def readyz(request: Request) -> JSONResponse:
     services: Services = request.app.state.services
     checks: dict[str, str] = {}
-    for name, ping in (("database", services.db.ping), ("storage", services.storage.ping)):
+    for name, ping in (
+        ("database", services.db.ping),
+        ("storage", services.storage.ping),
+        ("broadcast", services.bus.ping),
+    ):
         try:
             await ping()
             checks[name] = "ok"
@@ -58,16 +64,23 @@ def create_app(settings: Settings | None = None) -> Starlette:
         db = Database(settings.effective_database_url)
         await migrate(db.engine)
         rate_limiter = open_rate_limiter(settings)
+        bus = PlaybackBus(
+            settings.redis_url or "memory://",
+            load=lambda video_id: playback.current_state(db=db, video_id=video_id),
+        )
+        await bus.start()
         app.state.services = Services(
             settings=settings,
             db=db,
             storage=storage,
             jwt_secret=settings.resolved_jwt_secret(),
+            bus=bus,
             rate_limiter=rate_limiter,
         )
         try:
             yield
         finally:
+            await bus.close()
             await rate_limiter.close()
             await storage.close()
             await db.dispose()

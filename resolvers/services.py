@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from config import Settings
     from models.db import Database
+    from resolvers.bus import PlaybackBus
     from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
 
@@ -18,4 +19,5 @@ class Services:
     db: Database
     storage: Storage
     jwt_secret: str
+    bus: PlaybackBus
     rate_limiter: RateLimiter

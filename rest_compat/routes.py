@@ -4,6 +4,12 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from rest_compat import auth, channels, videos
+from rest_compat import auth, channels, playback, videos, ws
 
-routes: list[BaseRoute] = [*auth.routes, *channels.routes, *videos.routes]
+routes: list[BaseRoute] = [
+    *auth.routes,
+    *channels.routes,
+    *videos.routes,
+    *playback.routes,
+    *ws.routes,
+]

@@ -11,17 +11,23 @@ from strawberry.types import ExecutionContext
 
 from schema.channels import ChannelMutation, ChannelQuery
 from schema.errors import DomainErrors
+from schema.playback import PlaybackMutation, PlaybackQuery, PlaybackSubscription
 from schema.users import UserMutation, UserQuery
 from schema.videos import VideoQuery
 
 
 @strawberry.type
-class Query(UserQuery, ChannelQuery, VideoQuery):
+class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery):
     pass
 
 
 @strawberry.type
-class Mutation(UserMutation, ChannelMutation):
+class Mutation(UserMutation, ChannelMutation, PlaybackMutation):
+    pass
+
+
+@strawberry.type
+class Subscription(PlaybackSubscription):
     pass
 
 
@@ -36,5 +42,8 @@ def build_schema(
     *, extensions: list[type[SchemaExtension] | Any] | None = None
 ) -> strawberry.Schema:
     return CowatchSchema(
-        query=Query, mutation=Mutation, extensions=[DomainErrors, *(extensions or [])]
+        query=Query,
+        mutation=Mutation,
+        subscription=Subscription,
+        extensions=[DomainErrors, *(extensions or [])],
     )

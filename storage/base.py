@@ -2,13 +2,57 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import AbstractAsyncContextManager
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
     from config import Settings
 
+CHUNK = 1024 * 1024
+KEY_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*(/[A-Za-z0-9][A-Za-z0-9._-]*)*$")
+
+
+class ObjectNotFound(KeyError):
+    pass
+
+
+def check_key(key: str) -> str:
+    """Keys are ours, but a key that could climb out of the store is refused all the same."""
+    if not KEY_RE.match(key) or ".." in key.split("/"):
+        raise ValueError(f"invalid storage key: {key!r}")
+    return key
+
 
 class Storage(Protocol):
+    async def put_stream(
+        self, key: str, chunks: AsyncIterable[bytes], *, content_type: str | None = None
+    ) -> int:
+        """Store the chunks under `key` without holding them all in memory; the byte count."""
+        ...
+
+    async def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> int: ...
+
+    def stream(self, key: str, *, start: int = 0, end: int | None = None) -> AsyncIterator[bytes]:
+        """Bytes `start`..`end` (inclusive, like HTTP Range) in chunks."""
+        ...
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes: ...
+
+    async def size(self, key: str) -> int: ...
+
+    def local_copy(self, key: str) -> AbstractAsyncContextManager[Path]:
+        """A local file holding the object for as long as the context lasts."""
+        ...
+
+    async def keys(self, prefix: str = "") -> list[str]: ...
+
+    async def delete(self, key: str) -> None: ...
+
+    async def delete_prefix(self, prefix: str) -> None: ...
+
     async def url(self, key: str) -> str:
         """An address a browser can fetch (and seek in, with Range requests)."""
         ...
@@ -24,4 +68,8 @@ def open_storage(settings: Settings) -> Storage:
         from storage.local import LocalStorage
 
         return LocalStorage(url.removeprefix("file://"), public_url=settings.public_url)
+    if url.startswith("s3://"):
+        from storage.s3 import S3Storage
+
+        return S3Storage.from_settings(settings)
     raise ValueError(f"unsupported COWATCH_STORAGE_URL scheme: {url}")

@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import uuid
+from collections.abc import AsyncIterable, AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
+
+import anyio
+
+from storage.base import CHUNK, ObjectNotFound, check_key
 
 
 class LocalStorage:
@@ -11,8 +20,87 @@ class LocalStorage:
         self.root.mkdir(parents=True, exist_ok=True)
         self.public_url = public_url.rstrip("/")
 
+    def path(self, key: str) -> Path:
+        return self.root / check_key(key)
+
+    def _existing(self, key: str) -> Path:
+        path = self.path(key)
+        if not path.is_file():
+            raise ObjectNotFound(key)
+        return path
+
+    async def put_stream(
+        self, key: str, chunks: AsyncIterable[bytes], *, content_type: str | None = None
+    ) -> int:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        written = 0
+        try:
+            async with await anyio.open_file(partial, "wb") as out:
+                async for chunk in chunks:
+                    await out.write(chunk)
+                    written += len(chunk)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return written
+
+    async def put_file(self, key: str, path: Path, *, content_type: str | None = None) -> int:
+        target = self.path(key)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.part")
+        try:
+            await anyio.to_thread.run_sync(shutil.copyfile, path, partial)
+            os.replace(partial, target)
+        finally:
+            partial.unlink(missing_ok=True)
+        return target.stat().st_size
+
+    async def stream(
+        self, key: str, *, start: int = 0, end: int | None = None
+    ) -> AsyncIterator[bytes]:
+        path = self._existing(key)
+        remaining = (path.stat().st_size if end is None else end + 1) - start
+        async with await anyio.open_file(path, "rb") as source:
+            await source.seek(start)
+            while remaining > 0:
+                chunk = await source.read(min(CHUNK, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+
+    async def get(self, key: str, *, start: int = 0, end: int | None = None) -> bytes:
+        return b"".join([chunk async for chunk in self.stream(key, start=start, end=end)])
+
+    async def size(self, key: str) -> int:
+        return self._existing(key).stat().st_size
+
+    @asynccontextmanager
+    async def local_copy(self, key: str) -> AsyncIterator[Path]:
+        yield self._existing(key)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        found = []
+        for path in self.root.rglob("*"):
+            key = path.relative_to(self.root).as_posix()
+            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
+                found.append(key)
+        return sorted(found)
+
+    async def delete(self, key: str) -> None:
+        self.path(key).unlink(missing_ok=True)
+
+    async def delete_prefix(self, prefix: str) -> None:
+        for key in await self.keys(prefix):
+            await self.delete(key)
+        directory = self.root / check_key(prefix.rstrip("/")) if prefix else None
+        if directory is not None and directory.is_dir() and directory != self.root:
+            shutil.rmtree(directory, ignore_errors=True)
+
     async def url(self, key: str) -> str:
-        return f"{self.public_url}/media/{key}"
+        return f"{self.public_url}/media/{check_key(key)}"
 
     async def ping(self) -> None:
         if not self.root.is_dir():

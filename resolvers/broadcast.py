@@ -1,0 +1,102 @@
+"""broadcaster backends chosen by URL scheme: `memory://` (one process) and `redis://`.
+
+Both implement broadcaster's public `BroadcastBackend` interface. Ours differ from the ones
+bundled with broadcaster 0.3.1 in one way that matters: when Redis drops, `next_published`
+*raises* instead of hanging forever (encode/broadcaster#144), so `PlaybackBus` can notice,
+reconnect and resubscribe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from contextlib import suppress
+from typing import Any
+from urllib.parse import urlparse
+
+from broadcaster import BroadcastBackend, Event
+from redis import asyncio as aioredis
+
+POLL_S = 1.0
+
+
+class MemoryBackend(BroadcastBackend):
+    """In-process pub/sub for the embedded mode (every subscriber lives in this process)."""
+
+    def __init__(self, url: str) -> None:
+        self._subscribed: set[str] = set()
+        self._published: asyncio.Queue[Event] = asyncio.Queue()
+
+    async def connect(self) -> None:
+        pass
+
+    async def disconnect(self) -> None:
+        pass
+
+    async def subscribe(self, channel: str) -> None:
+        self._subscribed.add(channel)
+
+    async def unsubscribe(self, channel: str) -> None:
+        self._subscribed.discard(channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        self._published.put_nowait(Event(channel=channel, message=message))
+
+    async def next_published(self) -> Event:
+        while True:
+            event = await self._published.get()
+            if event.channel in self._subscribed:
+                return event
+
+
+class RedisBackend(BroadcastBackend):
+    """Redis pub/sub; any connection failure surfaces as an exception from every method."""
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn = aioredis.Redis.from_url(
+            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
+        )
+        self._pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
+        self._has_channels = asyncio.Event()
+
+    async def connect(self) -> None:
+        await self._conn.ping()
+
+    async def disconnect(self) -> None:
+        with suppress(Exception):
+            await self._pubsub.aclose()
+        with suppress(Exception):
+            await self._conn.aclose()
+
+    async def subscribe(self, channel: str) -> None:
+        await self._pubsub.subscribe(channel)
+        self._has_channels.set()
+
+    async def unsubscribe(self, channel: str) -> None:
+        await self._pubsub.unsubscribe(channel)
+
+    async def publish(self, channel: str, message: Any) -> None:
+        await self._conn.publish(channel, message)
+
+    async def next_published(self) -> Event:
+        while True:
+            if not self._pubsub.subscribed:
+                # No channel: redis-py has no connection to read from, so check liveness.
+                self._has_channels.clear()
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(self._has_channels.wait(), POLL_S)
+                if not self._pubsub.subscribed:
+                    await self._conn.ping()
+                continue
+            message = await self._pubsub.get_message(timeout=POLL_S)
+            if message is not None and message["type"] == "message":
+                return Event(channel=message["channel"].decode(), message=message["data"].decode())
+
+
+def open_backend(url: str) -> BroadcastBackend:
+    scheme = urlparse(url).scheme
+    if scheme == "memory":
+        return MemoryBackend(url)
+    if scheme in ("redis", "rediss"):
+        return RedisBackend(url)
+    raise ValueError(f"unsupported broadcast URL scheme: {scheme!r}")

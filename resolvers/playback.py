@@ -1,0 +1,189 @@
+"""The shared playhead: set a video's playback state, read it, publish it to every viewer."""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlmodel import col, update
+
+from models import User, Video
+from models.db import Database
+from resolvers.errors import BadInput, NotFound
+from resolvers.videos import find_video, now_ms
+
+if TYPE_CHECKING:
+    from resolvers.bus import PlaybackBus
+
+MIN_RATE = 0.25
+MAX_RATE = 4.0
+
+
+@dataclass(frozen=True)
+class PlaybackState:
+    """What every viewer of a video should be watching; `version` orders states per video."""
+
+    video_id: str
+    timestamp: float
+    playing: bool
+    rate: float
+    server_time: int
+    version: int
+    user_id: str | None
+    #: Per-event cache of encoded frames (one entry per face and document), so a state is
+    #: rendered once per process however many sockets receive it.
+    memo: dict[Any, str] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def from_video(cls, video: Video) -> PlaybackState:
+        return cls(
+            video_id=video.id,
+            timestamp=video.playback_timestamp,
+            playing=video.playback_playing,
+            rate=video.playback_rate,
+            server_time=video.playback_server_time,
+            version=video.playback_version,
+            user_id=video.playback_user_id,
+        )
+
+    def fields(self) -> dict[str, Any]:
+        return {
+            "video_id": self.video_id,
+            "timestamp": self.timestamp,
+            "user_id": self.user_id,
+            "playing": self.playing,
+            "rate": self.rate,
+            "server_time": self.server_time,
+            "version": self.version,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.fields(), separators=(",", ":"))
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> PlaybackState:
+        data = json.loads(raw)
+        return cls(
+            video_id=str(data["video_id"]),
+            timestamp=float(data["timestamp"]),
+            playing=bool(data["playing"]),
+            rate=float(data["rate"]),
+            server_time=int(data["server_time"]),
+            version=int(data["version"]),
+            user_id=data["user_id"],
+        )
+
+
+def _number(value: object, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise BadInput(f"{name} must be a number", field=name)
+    if not math.isfinite(value):
+        raise BadInput(f"{name} must be a finite number", field=name)
+    return float(value)
+
+
+def validate(
+    video: Video, timestamp: object, playing: object, rate: object
+) -> tuple[float, bool | None, float | None]:
+    """0 ≤ timestamp ≤ duration (only the lower bound while the duration is unknown)."""
+    position = _number(timestamp, "timestamp")
+    if position < 0:
+        raise BadInput("timestamp must not be negative", field="timestamp")
+    if video.duration is not None and position > video.duration:
+        raise BadInput(
+            f"timestamp is past the end of the video ({video.duration:g} s)", field="timestamp"
+        )
+    if playing is not None and not isinstance(playing, bool):
+        raise BadInput("playing must be a boolean", field="playing")
+    speed = None
+    if rate is not None:
+        speed = _number(rate, "rate")
+        if not MIN_RATE <= speed <= MAX_RATE:
+            raise BadInput(f"rate must be between {MIN_RATE} and {MAX_RATE}", field="rate")
+    return position, playing, speed
+
+
+async def current_state(*, db: Database, video_id: str) -> PlaybackState:
+    video = await find_video(db=db, video_id=video_id)
+    if video is None:
+        raise NotFound("video not found")
+    return PlaybackState.from_video(video)
+
+
+async def set_playback(
+    *,
+    db: Database,
+    bus: PlaybackBus,
+    user: User,
+    video_id: str,
+    timestamp: object,
+    playing: object = None,
+    rate: object = None,
+) -> PlaybackState:
+    """Move the shared playhead and tell every subscriber, on every process.
+
+    The version is bumped by the UPDATE itself (`version = version + 1 … RETURNING`), so
+    concurrent seeks on any number of processes never share a version.
+    """
+    video = await find_video(db=db, video_id=video_id)
+    if video is None:
+        raise NotFound("video not found")
+    position, playing_flag, speed = validate(video, timestamp, playing, rate)
+    values: dict[str, Any] = {
+        "playback_timestamp": position,
+        "playback_server_time": now_ms(),
+        "playback_version": col(Video.playback_version) + 1,
+        "playback_user_id": user.id,
+    }
+    if playing_flag is not None:
+        values["playback_playing"] = playing_flag
+    if speed is not None:
+        values["playback_rate"] = speed
+    statement = (
+        update(Video)
+        .where(col(Video.id) == video.id)
+        .values(**values)
+        .returning(
+            col(Video.playback_timestamp),
+            col(Video.playback_playing),
+            col(Video.playback_rate),
+            col(Video.playback_server_time),
+            col(Video.playback_version),
+            col(Video.playback_user_id),
+        )
+    )
+    async with db.session() as session:
+        row = (await session.exec(statement)).first()  # type: ignore[call-overload]
+        await session.commit()
+    if row is None:
+        raise NotFound("video not found")
+    state = PlaybackState(
+        video_id=video.id,
+        timestamp=row[0],
+        playing=row[1],
+        rate=row[2],
+        server_time=row[3],
+        version=row[4],
+        user_id=row[5],
+    )
+    await bus.publish(state)
+    return state
+
+
+@dataclass(frozen=True)
+class ClockReading:
+    """An NTP-style sample: when the request arrived and when the answer left (epoch ms)."""
+
+    received_at: float
+    sent_at: float
+
+
+def precise_now_ms() -> float:
+    return time.time_ns() / 1_000_000
+
+
+def clock(*, received_at: float) -> ClockReading:
+    return ClockReading(received_at=received_at, sent_at=precise_now_ms())

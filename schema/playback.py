@@ -1,0 +1,84 @@
+"""Watch together on the GraphQL face: the playback state, the seek mutation, the clock."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncGenerator
+from contextlib import aclosing
+
+import strawberry
+
+from resolvers import playback
+from schema.context import Context
+
+
+@strawberry.type(description="The shared playback state of a video after a change.")
+class TimestampEvent:
+    video_id: strawberry.ID
+    timestamp: float = strawberry.field(description="Seconds into the video at `serverTime`.")
+    user_id: strawberry.ID | None = strawberry.field(description="Who set it (null: nobody yet).")
+    playing: bool
+    rate: float
+    server_time: float = strawberry.field(description="When it was set, epoch milliseconds.")
+    version: int = strawberry.field(description="Strictly increasing per video.")
+
+    @classmethod
+    def from_state(cls, state: playback.PlaybackState) -> TimestampEvent:
+        return cls(
+            video_id=strawberry.ID(state.video_id),
+            timestamp=state.timestamp,
+            user_id=strawberry.ID(state.user_id) if state.user_id else None,
+            playing=state.playing,
+            rate=state.rate,
+            server_time=float(state.server_time),
+            version=state.version,
+        )
+
+
+@strawberry.type(description="NTP-style clock sample: offset ≈ ((r - t0) + (s - t1)) / 2.")
+class ServerClock:
+    received_at: float = strawberry.field(description="When the request arrived, epoch ms.")
+    sent_at: float = strawberry.field(description="When the answer left, epoch ms.")
+
+
+@strawberry.type
+class PlaybackQuery:
+    @strawberry.field(description="The server's clock, for syncing `serverTime`.")
+    def server_clock(self) -> ServerClock:
+        reading = playback.clock(received_at=playback.precise_now_ms())
+        return ServerClock(received_at=reading.received_at, sent_at=reading.sent_at)
+
+
+@strawberry.type
+class PlaybackMutation:
+    @strawberry.mutation(description="Move the shared playhead; every viewer follows.")
+    async def update_video_timestamp(
+        self,
+        info: strawberry.Info[Context],
+        video_id: strawberry.ID,
+        timestamp: float,
+        playing: bool | None = None,
+        rate: float | None = None,
+    ) -> TimestampEvent:
+        services = info.context.services
+        state = await playback.set_playback(
+            db=services.db,
+            bus=services.bus,
+            user=await info.context.require_viewer(),
+            video_id=str(video_id),
+            timestamp=timestamp,
+            playing=playing,
+            rate=rate,
+        )
+        return TimestampEvent.from_state(state)
+
+
+@strawberry.type
+class PlaybackSubscription:
+    @strawberry.subscription(description="The current state first, then every change.")
+    async def video_timestamp(
+        self, info: strawberry.Info[Context], video_id: strawberry.ID
+    ) -> AsyncGenerator[TimestampEvent, None]:
+        await info.context.require_viewer()
+        async with aclosing(info.context.services.bus.watch(str(video_id))) as states:
+            async for state in states:
+                yield TimestampEvent.from_state(state)

@@ -1,0 +1,166 @@
+"""Setting the shared playhead: validation, storage and versions, on both faces and backends."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+import httpx
+import pytest
+
+from resolvers import playback
+from resolvers.services import Services
+from tests.factories import error_code, gql, make_user, make_videos
+
+MUTATION = """
+mutation Seek($id: ID!, $t: Float!, $playing: Boolean, $rate: Float) {
+  updateVideoTimestamp(videoId: $id, timestamp: $t, playing: $playing, rate: $rate) {
+    videoId timestamp userId playing rate serverTime version
+  }
+}
+"""
+
+
+async def test_put_time_stores_the_state_and_returns_201(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=120.0)
+    response = await client.put(
+        f"/api/videos/{video.id}/time",
+        json={"video_id": video.id, "timestamp": 45.5, "playing": True, "rate": 1.5},
+        headers=account.headers,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["timestamp"] == 45.5
+    assert body["user_id"] == account.user.id
+    assert (body["playing"], body["rate"], body["version"]) == (True, 1.5, 1)
+    stored = await playback.current_state(db=services.db, video_id=video.id)
+    assert stored.version == 1 and stored.timestamp == 45.5 and stored.playing
+    # `playing` and `rate` stay as they were when left out.
+    again = await client.put(
+        f"/api/videos/{video.id}/time", json={"timestamp": 10}, headers=account.headers
+    )
+    assert again.status_code == 201
+    assert (again.json()["playing"], again.json()["rate"], again.json()["version"]) == (
+        True,
+        1.5,
+        2,
+    )
+    details = (await client.get(f"/api/videos/{video.id}")).json()
+    assert details["current_timestamp"] >= 10
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"timestamp": -1},
+        {"timestamp": 120.01},
+        {"timestamp": "12"},
+        {"timestamp": True},
+        {"timestamp": None},
+        {},
+        {"timestamp": 5, "rate": 0},
+        {"timestamp": 5, "playing": "yes"},
+        {"timestamp": 5, "video_id": "another"},
+    ],
+)
+async def test_put_time_rejects_bad_input_with_400(
+    client: httpx.AsyncClient, services: Services, body: dict[str, object]
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=120.0)
+    response = await client.put(f"/api/videos/{video.id}/time", json=body, headers=account.headers)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+
+
+@pytest.mark.parametrize("raw", ["NaN", "Infinity", "-Infinity", "1e999"])
+async def test_put_time_rejects_non_finite_numbers(
+    client: httpx.AsyncClient, services: Services, raw: str
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1)
+    response = await client.put(
+        f"/api/videos/{video.id}/time",
+        content=f'{{"timestamp": {raw}}}',
+        headers={**account.headers, "content-type": "application/json"},
+    )
+    assert response.status_code == 400, response.text
+
+
+async def test_put_time_auth_and_missing_video(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1)
+    url = f"/api/videos/{video.id}/time"
+    assert (await client.put(url, json={"timestamp": 1})).status_code == 403
+    bad = {"Authorization": "Bearer not-a-token"}
+    assert (await client.put(url, json={"timestamp": 1}, headers=bad)).status_code == 401
+    for missing in (str(uuid.uuid4()), "not-a-uuid"):
+        response = await client.put(
+            f"/api/videos/{missing}/time", json={"timestamp": 1}, headers=account.headers
+        )
+        assert response.status_code == 404, response.text
+
+
+async def test_unknown_duration_only_rejects_negatives(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=None)
+    url = f"/api/videos/{video.id}/time"
+    ok = await client.put(url, json={"timestamp": 99999}, headers=account.headers)
+    assert ok.status_code == 201
+    bad = await client.put(url, json={"timestamp": -0.5}, headers=account.headers)
+    assert bad.status_code == 400
+
+
+async def test_mutation_sets_the_same_state(client: httpx.AsyncClient, services: Services) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=60.0)
+    body = await gql(
+        client, MUTATION, {"id": video.id, "t": 30.25, "playing": True}, token=account.token
+    )
+    event = body["data"]["updateVideoTimestamp"]
+    assert event["videoId"] == video.id and event["timestamp"] == 30.25
+    assert event["userId"] == account.user.id and event["playing"] is True
+    assert event["version"] == 1 and event["serverTime"] > 0
+    past_end = await gql(client, MUTATION, {"id": video.id, "t": 61}, token=account.token)
+    assert error_code(past_end) == "BAD_USER_INPUT"
+    missing = await gql(client, MUTATION, {"id": str(uuid.uuid4()), "t": 1}, token=account.token)
+    assert error_code(missing) == "NOT_FOUND"
+    anonymous = await gql(client, MUTATION, {"id": video.id, "t": 1})
+    assert error_code(anonymous) == "UNAUTHENTICATED"
+
+
+async def test_concurrent_seeks_get_distinct_increasing_versions(services: Services) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1)
+    states = await asyncio.gather(
+        *(
+            playback.set_playback(
+                db=services.db,
+                bus=services.bus,
+                user=account.user,
+                video_id=video.id,
+                timestamp=float(i),
+            )
+            for i in range(20)
+        )
+    )
+    assert sorted(state.version for state in states) == list(range(1, 21))
+    stored = await playback.current_state(db=services.db, video_id=video.id)
+    assert stored.version == 20
+
+
+async def test_clock_sync_endpoints(client: httpx.AsyncClient, services: Services) -> None:
+    before = playback.precise_now_ms()
+    rest = (await client.get("/api/time")).json()
+    body = await gql(client, "{ serverClock { receivedAt sentAt } }")
+    after = playback.precise_now_ms()
+    clock = body["data"]["serverClock"]
+    for received, sent in ((rest["received_at"], rest["sent_at"]), tuple(clock.values())):
+        assert before <= received <= sent <= after
