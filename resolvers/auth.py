@@ -7,18 +7,26 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 import anyio
 import jwt
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
+from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import or_, select
 
-from models import User
+from models import RevokedToken, User
+from models.base import utcnow
 from models.db import Database
-from resolvers.errors import BadInput, Conflict, InvalidCredentials, InvalidToken, Unauthenticated
+from resolvers import lockout
+from resolvers.errors import BadInput, Conflict, InvalidToken, Unauthenticated
+from resolvers.lockout import Lockout
+
+if TYPE_CHECKING:
+    from resolvers.ratelimit import RateLimiter
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9_]{3,30}$")
 MIN_PASSWORD = 8
@@ -29,6 +37,7 @@ COOKIE_NAME = "Authentication"
 _hasher = PasswordHasher()
 # Verified against when the email is unknown, so that a miss costs as much as a wrong password.
 _DUMMY_HASH = _hasher.hash("cowatch-timing-equaliser")
+DEFAULT_LOCKOUT = Lockout()
 
 
 @dataclass(frozen=True)
@@ -91,19 +100,37 @@ def _verify(password_hash: str, password: str) -> bool:
         return False
 
 
-async def check_password(*, db: Database, email: str, password: str) -> User:
-    """The user whose email and password these are; InvalidCredentials otherwise."""
+async def check_password(
+    *,
+    db: Database,
+    email: str,
+    password: str,
+    policy: Lockout = DEFAULT_LOCKOUT,
+    limiter: RateLimiter | None = None,
+) -> User:
+    """The user whose email and password these are; InvalidCredentials or AccountLocked otherwise.
+
+    Unknown emails verify against a dummy hash and count like accounts (see resolvers.lockout).
+    """
     try:
         email = normalise_email(email)
     except BadInput:
         email = ""
     async with db.session() as session:
         user = (await session.exec(select(User).where(User.email == email))).first()
+    miss = None
+    if user is not None:
+        lockout.refuse_if_locked(user)
+    else:
+        miss = await lockout.count_unknown_email(limiter=limiter, email=email, policy=policy)
     ok = await anyio.to_thread.run_sync(
         _verify, user.password_hash if user else _DUMMY_HASH, password
     )
-    if user is None or not ok:
-        raise InvalidCredentials("email or password is wrong")
+    if user is None:
+        raise lockout.unknown_email_failure(miss, policy)
+    if not ok:
+        raise await lockout.record_failure(db=db, user_id=user.id, policy=policy)
+    await lockout.record_success(db=db, user=user)
     return user
 
 
@@ -141,13 +168,32 @@ def decode_token(*, secret: str, token: str) -> Claims:
 
 
 async def authenticate(*, db: Database, secret: str, token: str) -> User:
-    """The user a bearer token stands for."""
+    """The user a bearer token stands for; InvalidToken if it is bad, expired or revoked."""
     claims = decode_token(secret=secret, token=token)
     async with db.session() as session:
         user = await session.get(User, claims.user_id)
+        revoked = await session.get(RevokedToken, claims.jti)
+    if revoked is not None:
+        raise InvalidToken("token has been revoked")
     if user is None:
         raise InvalidToken("token is invalid")
     return user
+
+
+async def logout(*, db: Database, secret: str, token: str | None) -> None:
+    """Revoke the token's jti until it expires; expired revocations are pruned on the way."""
+    if token is None:
+        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
+    await authenticate(db=db, secret=secret, token=token)
+    claims = decode_token(secret=secret, token=token)
+    prune = delete(RevokedToken).where(RevokedToken.expires_at < utcnow())  # type: ignore[arg-type]
+    revoke = insert(RevokedToken).values(jti=claims.jti, expires_at=claims.expires_at)
+    try:
+        async with db.engine.begin() as conn:
+            await conn.execute(prune)
+            await conn.execute(revoke)
+    except IntegrityError:
+        pass  # revoked concurrently by another request: same outcome
 
 
 def require_user(user: User | None) -> User:
@@ -163,11 +209,22 @@ class LoginResult:
     user: User
 
 
-async def login(*, db: Database, secret: str, ttl_s: int, email: str, password: str) -> LoginResult:
-    """Check credentials and issue a signed token."""
+async def login(
+    *,
+    db: Database,
+    secret: str,
+    ttl_s: int,
+    email: str,
+    password: str,
+    policy: Lockout = DEFAULT_LOCKOUT,
+    limiter: RateLimiter | None = None,
+) -> LoginResult:
+    """Check credentials (with the lockout) and issue a signed token."""
     if not email or not password:
         raise BadInput("email and password are required")
-    user = await check_password(db=db, email=email, password=password)
+    user = await check_password(
+        db=db, email=email, password=password, policy=policy, limiter=limiter
+    )
     return LoginResult(
         access_token=issue_token(secret=secret, user_id=user.id, ttl_s=ttl_s), user=user
     )

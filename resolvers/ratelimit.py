@@ -11,7 +11,6 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
-from resolvers import auth
 from resolvers.errors import InvalidToken, RateLimited
 
 if TYPE_CHECKING:
@@ -194,6 +193,8 @@ def caller_key(*, secret: str, token: str | None, ip: str | None, per_ip: bool =
 
     Only the signature is checked (no database): revocation does not matter for counting.
     """
+    from resolvers import auth  # auth -> lockout -> ratelimit: import at call time
+
     if token is not None and not per_ip:
         try:
             return "u:" + auth.decode_token(secret=secret, token=token).user_id

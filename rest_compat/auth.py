@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from models import User
 from resolvers import auth
+from resolvers.lockout import Lockout
 from rest_compat.common import json_body, services
 
 
@@ -40,14 +41,30 @@ async def login(request: Request) -> JSONResponse:
     svc = services(request)
     ttl = svc.settings.jwt_ttl_s
     result = await auth.login(
-        db=svc.db, secret=svc.jwt_secret, ttl_s=ttl, email=body.email, password=body.password
+        db=svc.db,
+        secret=svc.jwt_secret,
+        ttl_s=ttl,
+        email=body.email,
+        password=body.password,
+        policy=Lockout.from_settings(svc.settings),
+        limiter=svc.rate_limiter,
     )
     response = JSONResponse({"access_token": result.access_token, "user": user_out(result.user)})
     response.headers.append("set-cookie", auth.session_cookie(result.access_token, ttl_s=ttl))
     return response
 
 
+async def logout(request: Request) -> Response:
+    svc = services(request)
+    token = auth.token_from(headers=request.headers, cookies=request.cookies)
+    await auth.logout(db=svc.db, secret=svc.jwt_secret, token=token)
+    response = Response(status_code=204)
+    response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
+    return response
+
+
 routes = [
     Route("/api/auth/signup", signup, methods=["POST"]),
     Route("/api/auth/login", login, methods=["POST"]),
+    Route("/api/auth/logout", logout, methods=["POST"]),
 ]

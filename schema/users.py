@@ -8,6 +8,7 @@ import strawberry
 
 from models import User as UserModel
 from resolvers import auth
+from resolvers.lockout import Lockout
 from schema.context import Context
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class UserMutation:
             ttl_s=services.settings.jwt_ttl_s,
             email=email,
             password=password,
+            policy=Lockout.from_settings(services.settings),
+            limiter=services.rate_limiter,
         )
         info.context.signed_in(result.user)
         if info.context.response is not None:
@@ -81,3 +84,11 @@ class UserMutation:
                 auth.session_cookie(result.access_token, ttl_s=services.settings.jwt_ttl_s),
             )
         return AuthPayload(access_token=result.access_token, user=User.from_model(result.user))
+
+    @strawberry.mutation(description="Revokes the token this request was made with.")
+    async def logout(self, info: strawberry.Info[Context]) -> bool:
+        services = info.context.services
+        await auth.logout(db=services.db, secret=services.jwt_secret, token=info.context.token)
+        if info.context.response is not None:
+            info.context.response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
+        return True
