@@ -1,0 +1,183 @@
+"""Rate limits: the N+1-th request in the window is refused, with the headers clients need."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+import pytest
+
+from config import Settings
+from models import User
+from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
+from resolvers.services import Services
+from resolvers.throttle import FloodGuard, TokenBucket, Verdict
+from tests.conftest import TEST_SECRET
+from tests.factories import PASSWORD, error_code, gql, make_user
+from tests.servers import cowatch_serve
+
+REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        jwt_secret=TEST_SECRET,
+        public_url="http://testserver",
+        rate_limit_api="3/minute",
+        rate_limit_login="2/minute",
+        rate_limit_signup="2/minute",
+    )
+
+
+def _assert_headers(response: httpx.Response, limit: int, remaining: int) -> None:
+    assert response.headers["x-ratelimit-limit"] == str(limit)
+    assert response.headers["x-ratelimit-remaining"] == str(remaining)
+    reset = int(response.headers["x-ratelimit-reset"])
+    assert time.time() - 1 <= reset <= time.time() + 61
+
+
+async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient) -> None:
+    for remaining in (2, 1, 0):
+        response = await client.get("/api/videos/feed")
+        assert response.status_code == 200
+        _assert_headers(response, 3, remaining)
+    refused = await client.get("/api/videos/feed", headers={"x-request-id": "rl-1"})
+    assert refused.status_code == 429
+    _assert_headers(refused, 3, 0)
+    assert 1 <= int(refused.headers["retry-after"]) <= 60
+    error = refused.json()["error"]
+    assert error["code"] == "RATE_LIMITED"
+    assert error["request_id"] == "rl-1"
+    assert error["details"]["retry_after"] == int(refused.headers["retry-after"])
+    # Probes are never limited.
+    assert (await client.get("/healthz")).status_code == 200
+
+
+async def test_budgets_are_per_user_and_per_class(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    alice = await make_user(services)
+    for _ in range(3):
+        assert (await client.get("/api/videos/feed")).status_code == 200
+    assert (await client.get("/api/videos/feed")).status_code == 429
+    signed_in = await client.get("/api/videos/feed", headers=alice.headers)
+    assert signed_in.status_code == 200
+    _assert_headers(signed_in, 3, 2)
+
+    login = {"email": alice.user.email, "password": PASSWORD}
+    first = await client.post("/api/auth/login", json=login)
+    assert first.status_code == 200
+    _assert_headers(first, 2, 1)
+    assert (await client.post("/api/auth/login", json=login)).status_code == 200
+    refused = await client.post("/api/auth/login", json=login)
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "RATE_LIMITED"
+
+
+async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/api/videos/feed")).status_code == 200
+    for remaining in (1, 0):
+        response = await client.post("/graphql", json={"query": "{ feed { total } }"})
+        assert response.json()["data"]["feed"]["total"] == 0
+        _assert_headers(response, 3, remaining)
+    refused = await client.post("/graphql", json={"query": "{ feed { total } }"})
+    assert refused.status_code == 200
+    body = refused.json()
+    assert body["data"] is None
+    assert error_code(body) == "RATE_LIMITED"
+    assert body["errors"][0]["extensions"]["retry_after"] == int(refused.headers["retry-after"])
+    _assert_headers(refused, 3, 0)
+
+
+async def test_aliased_logins_cost_one_each(client: httpx.AsyncClient, services: Services) -> None:
+    account = await make_user(services)
+    fields = " ".join(
+        f'l{i}: login(email: "{account.user.email}", password: "wrong {i}") {{ accessToken }}'
+        for i in range(3)
+    )
+    body = await gql(client, f"mutation {{ {fields} }}")
+    assert error_code(body) == "RATE_LIMITED"
+    assert body["data"] is None
+    # Refused before execution: no attempt reached the lockout counter.
+    async with services.db.session() as session:
+        user = await session.get(User, account.user.id)
+    assert user is not None
+    assert user.failed_logins == 0
+
+
+@pytest.mark.parametrize("store", ["memory", "redis"])
+async def test_window_stores_count_alike(store: str) -> None:
+    windows = MemoryWindows() if store == "memory" else RedisWindows(REDIS_URL, uuid.uuid4().hex)
+    limiter = RateLimiter(windows, {RateClass.API: Rule(2, 60)}, enabled=True)
+    try:
+        first = await limiter.hit(RateClass.API, "k")
+        second = await limiter.hit(RateClass.API, "k")
+        third = await limiter.hit(RateClass.API, "k")
+        other = await limiter.hit(RateClass.API, "other")
+    finally:
+        await limiter.close()
+    assert first and second and third and other
+    assert [first.allowed, second.allowed, third.allowed, other.allowed] == [1, 1, 0, 1]
+    assert [first.remaining, second.remaining, third.remaining] == [1, 0, 0]
+    assert first.reset_at <= third.reset_at <= time.time() + 60
+
+
+async def test_an_unreachable_store_fails_open() -> None:
+    windows = RedisWindows("redis://127.0.0.1:1/0", "unreachable")
+    limiter = RateLimiter(windows, {RateClass.API: Rule(1, 60)}, enabled=True)
+    try:
+        assert await limiter.hit(RateClass.API, "k") is None
+    finally:
+        await limiter.close()
+
+
+def test_rules_parse() -> None:
+    assert Rule.parse("600/minute") == Rule(600, 60)
+    assert Rule.parse("5 per 15 minutes") == Rule(5, 900)
+    assert Rule.parse("50/10 seconds") == Rule(50, 10)
+    with pytest.raises(ValueError):
+        Rule.parse("lots")
+
+
+def test_flood_guard_throttles_then_closes() -> None:
+    now = [0.0]
+    guard = FloodGuard(rate=10, burst=5, strikes=3, clock=lambda: now[0])
+    verdicts = [guard.admit() for _ in range(9)]
+    assert verdicts == [Verdict.ACCEPT] * 5 + [Verdict.THROTTLE] * 3 + [Verdict.CLOSE]
+    calm = FloodGuard(rate=10, burst=5, strikes=3, clock=lambda: now[0])
+    for _ in range(100):
+        now[0] += 0.1
+        assert calm.admit() is Verdict.ACCEPT
+    bucket = TokenBucket(rate=1, burst=1, clock=lambda: now[0])
+    assert bucket.take() and not bucket.take()
+
+
+def test_two_servers_share_one_budget_through_redis(tmp_path: Path) -> None:
+    prefix = f"cowatch-test-{uuid.uuid4().hex}"
+    env = {
+        "COWATCH_REDIS_URL": REDIS_URL,
+        "COWATCH_RATE_LIMIT_PREFIX": prefix,
+        "COWATCH_RATE_LIMIT_API": "5/minute",
+        "COWATCH_DATABASE_URL": "",
+        "COWATCH_STORAGE_URL": "",
+    }
+    with (
+        cowatch_serve({**env, "COWATCH_DATA_DIR": str(tmp_path / "a")}, tmp_path) as a,
+        cowatch_serve({**env, "COWATCH_DATA_DIR": str(tmp_path / "b")}, tmp_path) as b,
+    ):
+        remaining = []
+        for server in (a, b, a, b, a):
+            response = httpx.get(f"{server.url}/api/videos/feed")
+            assert response.status_code == 200, response.text
+            remaining.append(int(response.headers["x-ratelimit-remaining"]))
+        assert remaining == [4, 3, 2, 1, 0]
+        for server in (a, b):
+            refused = httpx.get(f"{server.url}/api/videos/feed")
+            assert refused.status_code == 429
+            assert refused.json()["error"]["code"] == "RATE_LIMITED"
+            assert int(refused.headers["retry-after"]) >= 1
