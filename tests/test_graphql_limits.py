@@ -1,0 +1,87 @@
+"""Hostile GraphQL documents are refused before execution with a clear error."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from app import create_app
+from config import Settings
+from tests.factories import error_code, gql
+
+pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # no data involved
+
+INTROSPECTION = "{ __schema { queryType { name } } }"
+
+
+def _nested(depth: int) -> str:
+    """`{ feed { videos { channel { owner { channel ...` reaching the given depth."""
+    fields = ["feed", "videos"]
+    while len(fields) < depth:
+        fields += ["channel", "owner"] if len(fields) % 2 == 0 else ["owner", "channel"]
+    fields = fields[:depth]
+    return "{ " + " { ".join(fields) + " { id }" + " }" * depth
+
+
+async def test_depth_over_ten_is_refused(client: httpx.AsyncClient) -> None:
+    ok = await gql(client, _nested(9))
+    assert "errors" not in ok, ok
+    body = await gql(client, _nested(11))
+    assert body.get("data") is None
+    assert error_code(body) == "GRAPHQL_VALIDATION_FAILED"
+    assert "exceeds maximum operation depth" in body["errors"][0]["message"]
+
+
+async def test_too_many_aliases_are_refused(client: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join(f"a{i}: me {{ id }}" for i in range(16)) + " }"
+    body = await gql(client, query)
+    assert body.get("data") is None
+    assert "aliases found" in body["errors"][0]["message"]
+
+
+async def test_too_many_tokens_are_refused(client: httpx.AsyncClient) -> None:
+    query = "{ " + " ".join("me { id }" for _ in range(600)) + " }"
+    body = await gql(client, query)
+    assert body.get("data") is None
+    assert "more than 2000 tokens" in body["errors"][0]["message"]
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ feed(limit: 101) { total } }", {}),
+        ("query($n: Int!) { feed(limit: $n) { total } }", {"n": 5000}),
+    ],
+)
+async def test_list_limits_are_capped(
+    client: httpx.AsyncClient, query: str, variables: dict[str, int]
+) -> None:
+    body = await gql(client, query, variables)
+    assert body.get("data") is None
+    assert error_code(body) == "BAD_USER_INPUT"
+    assert body["errors"][0]["message"] == "limit must be at most 100"
+    fine = await gql(client, query.replace("101", "100"), {"n": 100} if variables else {})
+    assert fine["data"]["feed"]["total"] == 0
+
+
+async def test_introspection_is_on_by_default(client: httpx.AsyncClient) -> None:
+    body = await gql(client, INTROSPECTION)
+    assert body["data"]["__schema"]["queryType"]["name"] == "Query"
+
+
+@pytest.fixture
+async def no_introspection(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(settings.model_copy(update={"graphql_introspection": False}))
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            yield http
+
+
+async def test_introspection_can_be_turned_off(no_introspection: httpx.AsyncClient) -> None:
+    body = await gql(no_introspection, INTROSPECTION)
+    assert body.get("data") is None
+    assert "introspection" in body["errors"][0]["message"].lower()
+    assert (await gql(no_introspection, "{ me { id } }"))["data"] == {"me": None}
