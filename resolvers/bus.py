@@ -57,7 +57,7 @@ class Outbox:
         self._ready: dict[int, Listener] = {}
         self._wake = asyncio.Event()
         self.closed = False
-        self._task = asyncio.create_task(self._run())
+        self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
 
     def ready(self, listener: Listener) -> None:
         if not self.closed:
@@ -161,6 +161,9 @@ class PlaybackBus:
         self._backend: BroadcastBackend | None = None
         self._pump: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
+        #: Set whenever no room, listener or outbox is alive (what a leak check waits for).
+        self.idle = asyncio.Event()
+        self.idle.set()
         self.recoveries = 0
 
     async def start(self) -> None:
@@ -188,9 +191,18 @@ class PlaybackBus:
         }
 
     def open_outbox(self, send: Send) -> Outbox:
-        outbox = Outbox(send, self._outboxes.discard)
+        outbox = Outbox(send, self._outbox_closed)
         self._outboxes.add(outbox)
+        self.idle.clear()
         return outbox
+
+    def _outbox_closed(self, outbox: Outbox) -> None:
+        self._outboxes.discard(outbox)
+        self._check_idle()
+
+    def _check_idle(self) -> None:
+        if not self._rooms and not self._outboxes:
+            self.idle.set()
 
     async def publish(self, state: PlaybackState) -> None:
         """Deliver here at once, then to the other processes (the echo is dropped by version)."""
@@ -210,6 +222,7 @@ class PlaybackBus:
             room = self._rooms.get(video_id)
             if room is None:
                 room = self._rooms[video_id] = _Room()
+                self.idle.clear()
                 room.joining += 1
                 try:
                     await self._backend_call("subscribe", video_id)
@@ -261,6 +274,7 @@ class PlaybackBus:
             return False
         del self._rooms[video_id]
         room.ready.set()
+        self._check_idle()
         return True
 
     def _deliver(self, state: PlaybackState) -> None:

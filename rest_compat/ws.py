@@ -56,7 +56,7 @@ class Session:
         if kind not in ("video:subscribe", "video:unsubscribe"):
             return error("UNKNOWN_TYPE", "type must be video:subscribe or video:unsubscribe")
         if not isinstance(video_id, str) or not video_id:
-            return error("BAD_USER_INPUT", "video_id must be a non-empty string", type=kind)
+            return error("BAD_USER_INPUT", "video_id must be a non-empty string", request=kind)
         if kind == "video:unsubscribe":
             listener = self.listeners.pop(video_id, None)
             if listener is not None:

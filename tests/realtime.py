@@ -1,0 +1,166 @@
+"""Real-time test kit: an in-process uvicorn server and small `/ws` and GraphQL socket clients."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from websockets.asyncio.client import ClientConnection, connect
+
+from app import create_app
+from config import Settings
+from resolvers.services import Services
+
+#: A safety net so a broken test fails instead of hanging; never a speed assertion.
+RECEIVE_TIMEOUT_S = 15
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: Starlette
+    services: Services
+
+    @property
+    def ws_url(self) -> str:
+        return self.url.replace("http://", "ws://", 1)
+
+
+@asynccontextmanager
+async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """The real app under a real uvicorn on a loopback port, inside this event loop.
+
+    The lifespan runs first and the socket is listening before `serve()` starts, so clients
+    can connect at once (they wait in the backlog) without polling for readiness.
+    """
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(512)
+        port = sock.getsockname()[1]
+        config = uvicorn.Config(
+            app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2
+        )
+        server = uvicorn.Server(config)
+        task = asyncio.create_task(server.serve(sockets=[sock]))
+        try:
+            yield LiveServer(url=f"http://127.0.0.1:{port}", app=app, services=app.state.services)
+        finally:
+            server.should_exit = True
+            await task
+            sock.close()
+
+
+async def receive_json(conn: ClientConnection) -> dict[str, Any]:
+    async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+        raw = await conn.recv()
+    message: dict[str, Any] = json.loads(raw)
+    return message
+
+
+@dataclass
+class WsClient:
+    """The seed's `/ws` protocol."""
+
+    conn: ClientConnection
+
+    async def send(self, message: Any) -> None:
+        await self.conn.send(message if isinstance(message, str) else json.dumps(message))
+
+    async def subscribe(self, video_id: str) -> dict[str, Any]:
+        """Subscribe and return the `video:state` that must come first."""
+        await self.send({"type": "video:subscribe", "video_id": video_id})
+        state = await self.next()
+        assert state["type"] == "video:state", state
+        return state
+
+    async def unsubscribe(self, video_id: str) -> None:
+        await self.send({"type": "video:unsubscribe", "video_id": video_id})
+
+    async def next(self) -> dict[str, Any]:
+        return await receive_json(self.conn)
+
+
+@asynccontextmanager
+async def ws_client(server_ws_url: str, token: str) -> AsyncIterator[WsClient]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with connect(f"{server_ws_url}/ws", additional_headers=headers) as conn:
+        yield WsClient(conn)
+
+
+@dataclass
+class GraphQLClient:
+    """graphql-transport-ws, or the legacy graphql-ws when `legacy`."""
+
+    conn: ClientConnection
+    legacy: bool
+    ids: dict[str, int] = field(default_factory=dict)
+
+    async def subscribe(self, op_id: str, video_id: str, fields: str = "") -> dict[str, Any]:
+        """Start `videoTimestamp` and return the first event (the current state)."""
+        query = (
+            "subscription Watch($id: ID!) { videoTimestamp(videoId: $id) {"
+            f" videoId timestamp userId playing rate serverTime version {fields} }} }}"
+        )
+        await self.conn.send(
+            json.dumps(
+                {
+                    "id": op_id,
+                    "type": "start" if self.legacy else "subscribe",
+                    "payload": {"query": query, "variables": {"id": video_id}},
+                }
+            )
+        )
+        return await self.next_event(op_id)
+
+    async def stop(self, op_id: str) -> None:
+        kind = "stop" if self.legacy else "complete"
+        await self.conn.send(json.dumps({"id": op_id, "type": kind}))
+
+    async def next_message(self) -> dict[str, Any]:
+        while True:
+            message = await receive_json(self.conn)
+            if message["type"] != "ka":
+                return message
+
+    async def next_event(self, op_id: str) -> dict[str, Any]:
+        message = await self.next_message()
+        assert message["id"] == op_id, message
+        assert message["type"] == ("data" if self.legacy else "next"), message
+        assert "errors" not in message["payload"], message
+        event: dict[str, Any] = message["payload"]["data"]["videoTimestamp"]
+        return event
+
+
+@asynccontextmanager
+async def graphql_client(
+    server_ws_url: str, token: str | None, *, legacy: bool = False
+) -> AsyncIterator[GraphQLClient]:
+    protocol = "graphql-ws" if legacy else "graphql-transport-ws"
+    async with connect(f"{server_ws_url}/graphql", subprotocols=[protocol]) as conn:  # type: ignore[list-item]
+        payload = {"Authorization": f"Bearer {token}"} if token else {}
+        await conn.send(json.dumps({"type": "connection_init", "payload": payload}))
+        ack = await receive_json(conn)
+        assert ack["type"] == "connection_ack", ack
+        yield GraphQLClient(conn, legacy)
+
+
+async def put_time(
+    http: Any, video_id: str, token: str, timestamp: float, **extra: Any
+) -> dict[str, Any]:
+    response = await http.put(
+        f"/api/videos/{video_id}/time",
+        json={"video_id": video_id, "timestamp": timestamp, **extra},
+        headers={"Authorization": f"Bearer {token}"},
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
