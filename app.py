@@ -29,6 +29,7 @@ from schema.limits import security_extensions
 from schema.root import build_schema
 from storage import open_storage
 from storage.local import LocalStorage
+from workers.queue import open_queue
 from web import routes as web_routes
 
 log = logging.getLogger("cowatch")
@@ -45,6 +46,7 @@ async def readyz(request: Request) -> JSONResponse:
         ("database", services.db.ping),
         ("storage", services.storage.ping),
         ("broadcast", services.bus.ping),
+        ("queue", services.queue.ping),
     ):
         try:
             await ping()
@@ -69,6 +71,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             load=lambda video_id: playback.current_state(db=db, video_id=video_id),
         )
         await bus.start()
+        queue = await open_queue(settings, db=db, storage=storage)
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -76,10 +79,12 @@ def create_app(settings: Settings | None = None) -> Starlette:
             jwt_secret=settings.resolved_jwt_secret(),
             bus=bus,
             rate_limiter=rate_limiter,
+            queue=queue,
         )
         try:
             yield
         finally:
+            await queue.close()
             await bus.close()
             await rate_limiter.close()
             await storage.close()

@@ -34,6 +34,8 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(default=4 * 3600, gt=0)
     transcode_workers: int = Field(default=1, ge=1)
     transcode_timeout_s: int = Field(default=3600, ge=10)
+    #: the arq queue (Redis key) transcode jobs go through; tests use one of their own
+    transcode_queue: str = "cowatch:transcode"
     cors_origins: str = ""
     graphql_introspection: bool = True
     log_level: str = "info"

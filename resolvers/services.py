@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from resolvers.bus import PlaybackBus
     from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
+    from workers.queue import JobQueue
 
 
 @dataclass
@@ -21,3 +22,4 @@ class Services:
     jwt_secret: str
     bus: PlaybackBus
     rate_limiter: RateLimiter
+    queue: JobQueue

@@ -1,4 +1,4 @@
-"""GET /api/videos/feed, GET /api/videos/{id}."""
+"""GET /api/videos/feed, POST /api/videos/upload, GET /api/videos/{id}."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from starlette.routing import Route
 
 from models import User, Video, VideoStatus
 from models.base import as_utc
-from resolvers import videos
+from resolvers import uploads, videos
 from resolvers.errors import BadInput
-from rest_compat.common import services
+from rest_compat.common import require_caller, services
+from rest_compat.multipart import read_form
 
 
 def _int_param(request: Request, name: str, default: int) -> int:
@@ -90,7 +91,34 @@ async def details(request: Request) -> JSONResponse:
     return JSONResponse(body)
 
 
+async def upload(request: Request) -> JSONResponse:
+    owner = await require_caller(request)
+    svc = services(request)
+    async with uploads.staging(settings=svc.settings) as staged:
+        fields = await read_form(request, staged, file_field="file")
+        result = await uploads.upload_video(
+            db=svc.db,
+            storage=svc.storage,
+            queue=svc.queue,
+            settings=svc.settings,
+            owner=owner,
+            staged=staged,
+            title=fields.get("title"),
+            description=fields.get("description"),
+            category=fields.get("category"),
+        )
+    video = result.video
+    body = {
+        "id": video.id,
+        "title": video.title,
+        "processing_status": video.status.value,
+        "qualities": result.qualities,
+    }
+    return JSONResponse(body, status_code=202)
+
+
 routes = [
     Route("/api/videos/feed", feed, methods=["GET"]),
+    Route("/api/videos/upload", upload, methods=["POST"]),
     Route("/api/videos/{video_id}", details, methods=["GET"]),
 ]

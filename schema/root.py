@@ -13,7 +13,7 @@ from schema.channels import ChannelMutation, ChannelQuery
 from schema.errors import DomainErrors
 from schema.playback import PlaybackMutation, PlaybackQuery, PlaybackSubscription
 from schema.users import UserMutation, UserQuery
-from schema.videos import VideoQuery
+from schema.videos import VideoProcessingSubscription, VideoQuery, VideoUploadMutation
 
 
 @strawberry.type
@@ -22,12 +22,12 @@ class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery):
 
 
 @strawberry.type
-class Mutation(UserMutation, ChannelMutation, PlaybackMutation):
+class Mutation(UserMutation, ChannelMutation, VideoUploadMutation, PlaybackMutation):
     pass
 
 
 @strawberry.type
-class Subscription(PlaybackSubscription):
+class Subscription(VideoProcessingSubscription, PlaybackSubscription):
     pass
 
 

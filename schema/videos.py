@@ -1,18 +1,21 @@
-"""Video types, the feed and the video query."""
+"""Video types, the feed, the video query, uploads and processing progress."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
+from strawberry.file_uploads import Upload
 
 from models import Rendition as RenditionModel
 from models import Video as VideoModel
 from models import VideoStatus as VideoStatusEnum
 from models.base import as_utc
-from resolvers import videos
+from resolvers import uploads, videos
 from schema.context import Context
+from storage.base import CHUNK
 
 if TYPE_CHECKING:
     from schema.channels import Channel
@@ -143,3 +146,47 @@ class VideoQuery:
     async def video(self, info: strawberry.Info[Context], id: strawberry.ID) -> Video | None:
         model = await videos.find_video(db=info.context.services.db, video_id=str(id))
         return Video.from_model(model) if model else None
+
+
+@strawberry.type
+class VideoUploadMutation:
+    @strawberry.mutation(description="Upload a video file; it is PROCESSING until transcoded.")
+    async def upload_video(
+        self,
+        info: strawberry.Info[Context],
+        file: Upload,
+        title: str,
+        description: str | None = None,
+        category: str | None = None,
+    ) -> Video:
+        viewer = await info.context.require_viewer()
+        services = info.context.services
+        uploads.validate_fields(title, description, category)
+        async with uploads.staging(settings=services.settings) as staged:
+            while chunk := await file.read(CHUNK):
+                await staged.write(chunk)
+            result = await uploads.upload_video(
+                db=services.db,
+                storage=services.storage,
+                queue=services.queue,
+                settings=services.settings,
+                owner=viewer,
+                staged=staged,
+                title=title,
+                description=description,
+                category=category,
+            )
+        return Video.from_model(result.video)
+
+
+@strawberry.type
+class VideoProcessingSubscription:
+    @strawberry.subscription(
+        description="The video's status and progress now and whenever they change, until done."
+    )
+    async def video_processing(
+        self, info: strawberry.Info[Context], video_id: strawberry.ID
+    ) -> AsyncGenerator[Video, None]:
+        updates = uploads.processing_updates(db=info.context.services.db, video_id=str(video_id))
+        async for model in updates:
+            yield Video.from_model(model)

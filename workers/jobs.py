@@ -1,0 +1,172 @@
+"""The transcode job: same function under arq and in-process; everything arrives through ctx."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import anyio
+from arq import Retry
+from sqlmodel import col, delete, select, update
+
+from models import Rendition, Video, VideoStatus
+from models.db import Database
+from storage.base import Storage
+from workers import media
+from workers.processes import ProcessCrashed, run_in_process
+
+log = logging.getLogger("cowatch.transcode")
+
+#: runs of one video's job (first try included) before it is marked FAILED for good
+MAX_ATTEMPTS = 3
+PROGRESS_POLL_S = 0.5
+MAX_REASON = 500
+
+
+def source_key(video_id: str) -> str:
+    return f"videos/{video_id}/source"
+
+
+def rendition_key(video_id: str, quality: str) -> str:
+    return f"videos/{video_id}/{quality}.mp4"
+
+
+def thumbnail_key(video_id: str) -> str:
+    return f"videos/{video_id}/thumbnail.jpg"
+
+
+async def _update(db: Database, video_id: str, **values: Any) -> None:
+    async with db.session() as session:
+        await session.exec(update(Video).where(col(Video.id) == video_id).values(**values))
+        await session.commit()
+
+
+async def _fail(db: Database, storage: Storage, video_id: str, reason: str) -> None:
+    log.warning("video %s failed: %s", video_id, reason)
+    for key in await storage.keys(f"videos/{video_id}/"):
+        if key != source_key(video_id):
+            await storage.delete(key)
+    await _update(
+        db,
+        video_id,
+        status=VideoStatus.FAILED,
+        failure_reason=reason[:MAX_REASON],
+        thumbnail_key=None,
+    )
+
+
+async def _follow(
+    work: asyncio.Task[media.TranscodeResult], progress_file: Path, db: Database, video_id: str
+) -> media.TranscodeResult:
+    """Await the transcode, copying the child's progress file into the row as it moves."""
+    shown = 0
+    while True:
+        done, _ = await asyncio.wait({work}, timeout=PROGRESS_POLL_S)
+        if done:
+            return work.result()
+        try:
+            percent = int(await anyio.Path(progress_file).read_text() or 0)
+        except (OSError, ValueError):
+            continue
+        if percent > shown:
+            shown = min(percent, 99)
+            await _update(db, video_id, progress=shown)
+
+
+async def _store(
+    db: Database, storage: Storage, video_id: str, result: media.TranscodeResult
+) -> None:
+    """Upload the outputs, then swap in the renditions and the metadata in one transaction."""
+    renditions = []
+    for output in result.outputs:
+        key = rendition_key(video_id, output.quality)
+        size = await storage.put_file(key, Path(output.path), content_type="video/mp4")
+        renditions.append(
+            Rendition(
+                video_id=video_id,
+                quality=output.quality,
+                width=output.width,
+                height=output.height,
+                storage_key=key,
+                size_bytes=size,
+            )
+        )
+    thumb = None
+    if result.thumbnail:
+        thumb = thumbnail_key(video_id)
+        await storage.put_file(thumb, Path(result.thumbnail), content_type="image/jpeg")
+    async with db.session() as session:
+        # A retried job replaces what an earlier, interrupted run may have written.
+        await session.exec(delete(Rendition).where(col(Rendition.video_id) == video_id))
+        session.add_all(renditions)
+        await session.exec(
+            update(Video)
+            .where(col(Video.id) == video_id)
+            .values(
+                status=VideoStatus.TRANSCODED,
+                progress=100,
+                failure_reason=None,
+                thumbnail_key=thumb,
+                duration=result.duration,
+                width=result.width,
+                height=result.height,
+            )
+        )
+        await session.commit()
+
+
+async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
+    """PROCESSING -> TRANSCODED with renditions, or FAILED with a reason. Safe to run twice."""
+    db: Database = ctx["db"]
+    storage: Storage = ctx["storage"]
+    async with db.session() as session:
+        video = (await session.exec(select(Video).where(col(Video.id) == video_id))).first()
+    if video is None or video.status != VideoStatus.PROCESSING or video.source_key is None:
+        return "skipped"
+    attempt = int(ctx.get("job_try", 1))
+    if attempt > MAX_ATTEMPTS:
+        await _fail(db, storage, video_id, f"transcoding was interrupted {attempt - 1} times")
+        return VideoStatus.FAILED
+    await _update(db, video_id, progress=0)
+    try:
+        with tempfile.TemporaryDirectory(prefix="cowatch-transcode-") as out_dir:
+            progress_file = Path(out_dir) / "progress"
+            async with storage.local_copy(video.source_key) as source:
+                work = asyncio.ensure_future(
+                    run_in_process(media.transcode, str(source), out_dir, str(progress_file))
+                )
+                try:
+                    result = await _follow(work, progress_file, db, video_id)
+                finally:
+                    work.cancel()
+            await _store(db, storage, video_id, result)
+    except media.MediaError as exc:
+        await _fail(db, storage, video_id, str(exc))
+        return VideoStatus.FAILED
+    except ProcessCrashed as exc:
+        await _fail(db, storage, video_id, f"the transcoder crashed on this video ({exc})")
+        return VideoStatus.FAILED
+    except Exception as exc:
+        if "job_try" in ctx and attempt < MAX_ATTEMPTS:
+            log.warning("video %s: try %d failed, retrying", video_id, attempt, exc_info=True)
+            raise Retry(defer=10 * attempt) from exc
+        log.exception("video %s: transcoding failed", video_id)
+        reason = f"internal error while transcoding: {type(exc).__name__}"
+        await _fail(db, storage, video_id, reason)
+        return VideoStatus.FAILED
+    log.info("video %s transcoded", video_id)
+    return VideoStatus.TRANSCODED
+
+
+async def unfinished(db: Database) -> list[str]:
+    """Videos left PROCESSING, e.g. by a server that stopped mid-transcode."""
+    async with db.session() as session:
+        rows = await session.exec(
+            select(Video.id).where(
+                Video.status == VideoStatus.PROCESSING, col(Video.source_key).is_not(None)
+            )
+        )
+        return list(rows.all())

@@ -1,0 +1,284 @@
+"""PyAV work: probe an upload, transcode it into the rendition ladder. Runs in a worker process."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import av.error
+from av.audio.resampler import AudioResampler
+
+#: quality label -> output height, smallest first
+LADDER: dict[str, int] = {"240p": 240, "480p": 480, "720p": 720}
+MAX_WIDTH, MAX_HEIGHT = 7680, 4320
+#: demuxers we accept. An allowlist: FFmpeg also opens stills (a JPEG is `image2`), text
+#: (`tty`) and playlists that fetch other files or URLs (`hls`, `concat`).
+VIDEO_FORMATS = {
+    "mov,mp4,m4a,3gp,3g2,mj2", "matroska,webm", "avi", "flv", "mpegts", "mpeg", "ogg",
+    "asf", "mxf", "nut", "dv", "ivf", "h264", "hevc", "m4v", "mpegvideo",
+}  # fmt: skip
+OPEN_OPTIONS = {"protocol_whitelist": "file"}
+ENCODER_OPTIONS = {"crf": "23", "preset": "veryfast"}
+GOP_SECONDS = 2
+#: a source whose decoded frames stop this far short of its declared length is truncated
+TRUNCATION_SLACK = 0.9
+
+
+class MediaError(Exception):
+    """The file is not a video we can use; the message is meant for the uploader."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    format: str
+    width: int
+    height: int
+    duration: float
+    has_audio: bool
+
+    @property
+    def qualities(self) -> list[str]:
+        return [quality for quality, _ in ladder_for(self.height)]
+
+
+@dataclass(frozen=True)
+class Output:
+    quality: str
+    width: int
+    height: int
+    path: str
+    size_bytes: int
+
+
+@dataclass
+class TranscodeResult:
+    width: int
+    height: int
+    duration: float
+    thumbnail: str | None
+    outputs: list[Output] = field(default_factory=list)
+
+
+def ladder_for(source_height: int) -> list[tuple[str, int]]:
+    """Rungs at or below the source height; a source under 240 lines gets one rung at its size."""
+    rungs = [(quality, height) for quality, height in LADDER.items() if height <= source_height]
+    return rungs or [("240p", source_height - source_height % 2)]
+
+
+def scaled_width(width: int, height: int, target_height: int) -> int:
+    """The width that keeps the aspect ratio at `target_height`, rounded to an even number."""
+    return max(2, round(width * target_height / height / 2) * 2)
+
+
+def _duration(container: Any, stream: Any) -> float | None:
+    if container.duration:
+        return float(container.duration / av.time_base)
+    if stream.duration and stream.time_base:
+        return float(stream.duration * stream.time_base)
+    return None
+
+
+def _open(path: str) -> Any:
+    return av.open(path, metadata_errors="ignore", options=OPEN_OPTIONS)
+
+
+def probe(path: str, max_duration_s: float) -> Probe:
+    """Check that `path` is a decodable video within our limits; MediaError says why not."""
+    try:
+        container = _open(path)
+    except (av.error.FFmpegError, UnicodeDecodeError) as exc:
+        raise MediaError("the file is not a video FFmpeg can read") from exc
+    with container:
+        format_name = container.format.name
+        if format_name not in VIDEO_FORMATS:
+            raise MediaError(f"the file is not a video (FFmpeg reads it as {format_name!r})")
+        if not container.streams.video:
+            raise MediaError("the file has no video stream")
+        stream = container.streams.video[0]
+        width, height = stream.codec_context.width, stream.codec_context.height
+        if width <= 0 or height <= 0:
+            raise MediaError("the video stream has no picture size")
+        if width > MAX_WIDTH or height > MAX_HEIGHT:
+            raise MediaError(
+                f"the video is {width}x{height}; the limit is {MAX_WIDTH}x{MAX_HEIGHT}"
+            )
+        duration = _duration(container, stream)
+        if not duration or duration <= 0:
+            raise MediaError("the video has no duration")
+        if duration > max_duration_s:
+            raise MediaError(
+                f"the video lasts {duration:.0f} s; the limit is {max_duration_s:.0f} s"
+            )
+        try:
+            next(container.decode(stream))
+        except (av.error.FFmpegError, StopIteration) as exc:
+            raise MediaError("no picture in the video could be decoded") from exc
+        return Probe(
+            format=format_name,
+            width=width,
+            height=height,
+            duration=duration,
+            has_audio=bool(container.streams.audio),
+        )
+
+
+class _Rendition:
+    """One output file: its container, video encoder and (optional) audio encoder."""
+
+    def __init__(
+        self, quality: str, width: int, height: int, path: str, rate: Fraction, audio: bool
+    ) -> None:
+        self.quality, self.width, self.height, self.path = quality, width, height, path
+        self.container = av.open(
+            path, "w", format="mp4", container_options={"movflags": "+faststart"}
+        )
+        gop = str(max(1, round(float(rate) * GOP_SECONDS)))
+        self.video = self.container.add_stream(
+            "libx264", rate=rate, options={**ENCODER_OPTIONS, "g": gop}
+        )
+        self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
+        self.video.thread_type = "AUTO"
+        self.audio = (
+            self.container.add_stream("aac", rate=48000, layout="stereo") if audio else None
+        )
+
+    def encode_video(self, frame: Any) -> None:
+        picture = frame.reformat(self.width, self.height, "yuv420p", interpolation="BICUBIC")
+        self.container.mux(self.video.encode(picture))
+
+    def encode_audio(self, frame: Any) -> None:
+        assert self.audio is not None
+        self.container.mux(self.audio.encode(frame))
+
+    def finish(self) -> Output:
+        self.container.mux(self.video.encode(None))
+        if self.audio is not None:
+            self.container.mux(self.audio.encode(None))
+        self.container.close()
+        return Output(self.quality, self.width, self.height, self.path, os.path.getsize(self.path))
+
+    def abandon(self) -> None:
+        with contextlib.suppress(av.error.FFmpegError):
+            self.container.close()
+
+
+def _thumbnail(frame: Any, path: str) -> None:
+    encoder = av.CodecContext.create("mjpeg", "w")
+    encoder.width, encoder.height = frame.width, frame.height
+    encoder.pix_fmt = "yuvj420p"
+    encoder.time_base = Fraction(1, 25)
+    picture = frame.reformat(format="yuvj420p")
+    picture.pts = 0
+    data = b"".join(bytes(packet) for packet in [*encoder.encode(picture), *encoder.encode(None)])
+    Path(path).write_bytes(data)
+
+
+def _report(progress_path: str | None, percent: int) -> None:
+    if progress_path is None:
+        return
+    tmp = f"{progress_path}.tmp"
+    Path(tmp).write_text(str(percent))
+    os.replace(tmp, progress_path)
+
+
+def transcode(source: str, out_dir: str, progress_path: str | None = None) -> TranscodeResult:
+    """Decode `source` once and encode every rung of the ladder in the same pass."""
+    try:
+        return _transcode(source, out_dir, progress_path)
+    except av.error.FFmpegError as exc:
+        raise MediaError(f"the video could not be decoded: {exc.strerror or exc}") from exc
+
+
+def _transcode(source: str, out_dir: str, progress_path: str | None) -> TranscodeResult:
+    with _open(source) as container:
+        if container.format.name not in VIDEO_FORMATS or not container.streams.video:
+            raise MediaError("the source is not a video")
+        video_in = container.streams.video[0]
+        video_in.thread_type = "AUTO"
+        audio_in = container.streams.audio[0] if container.streams.audio else None
+        src_w, src_h = video_in.codec_context.width, video_in.codec_context.height
+        duration = _duration(container, video_in) or 0.0
+        rate = video_in.average_rate or video_in.guessed_rate or Fraction(30)
+        if rate > 120:
+            rate = Fraction(30)
+        renditions = [
+            _Rendition(
+                quality,
+                scaled_width(src_w, src_h, height),
+                height,
+                os.path.join(out_dir, f"{quality}.mp4"),
+                rate,
+                audio_in is not None,
+            )
+            for quality, height in ladder_for(src_h)
+        ]
+        resampler = AudioResampler(format="fltp", layout="stereo", rate=48000)
+        thumbnail_path = os.path.join(out_dir, "thumbnail.jpg")
+        thumbnail_at = duration / 3
+        thumbnail_done = False
+        last_frame: Any = None
+        decoded_until = 0.0
+        reported = -1
+        start = float(video_in.start_time * video_in.time_base) if video_in.start_time else 0.0
+        streams = [video_in] if audio_in is None else [video_in, audio_in]
+        try:
+            for frame in _frames(container, streams):
+                if isinstance(frame, av.AudioFrame):
+                    for resampled in resampler.resample(frame):
+                        for rendition in renditions:
+                            rendition.encode_audio(resampled)
+                    continue
+                when = float(frame.time) - start if frame.time is not None else decoded_until
+                decoded_until = max(decoded_until, when)
+                for rendition in renditions:
+                    rendition.encode_video(frame)
+                if not thumbnail_done and when >= thumbnail_at:
+                    _thumbnail(frame, thumbnail_path)
+                    thumbnail_done = True
+                last_frame = frame
+                percent = min(99, int(100 * when / duration)) if duration else 0
+                if percent > reported:
+                    _report(progress_path, percent)
+                    reported = percent
+            if audio_in is not None:
+                for resampled in resampler.resample(None):
+                    for rendition in renditions:
+                        rendition.encode_audio(resampled)
+            if last_frame is None:
+                raise MediaError("no picture in the video could be decoded")
+            frame_time = float(1 / rate)
+            if duration and decoded_until + frame_time < duration * TRUNCATION_SLACK:
+                raise MediaError(
+                    f"the video is truncated or corrupt: only {decoded_until:.1f} s "
+                    f"of {duration:.1f} s could be decoded"
+                )
+            if not thumbnail_done:
+                _thumbnail(last_frame, thumbnail_path)
+            outputs = [rendition.finish() for rendition in renditions]
+        except BaseException:
+            for rendition in renditions:
+                rendition.abandon()
+            raise
+    _report(progress_path, 100)
+    return TranscodeResult(
+        width=src_w,
+        height=src_h,
+        duration=duration or decoded_until,
+        thumbnail=thumbnail_path,
+        outputs=outputs,
+    )
+
+
+def _frames(container: Any, streams: list[Any]) -> Any:
+    """Decoded frames of `streams` in file order; a corrupt packet is skipped, not fatal."""
+    for packet in container.demux(streams):
+        try:
+            frames = packet.decode()
+        except av.error.InvalidDataError:
+            continue
+        yield from frames

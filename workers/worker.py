@@ -1,0 +1,59 @@
+"""The arq worker behind `cowatch worker`: resources in on_startup, the job in ctx."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from arq import Worker, func
+from arq.connections import RedisSettings
+
+from config import Settings
+from models.db import Database
+from storage import open_storage
+from workers.jobs import MAX_ATTEMPTS, transcode_video
+from workers.queue import TRANSCODE
+
+
+def redis_settings(settings: Settings) -> RedisSettings:
+    assert settings.redis_url, "COWATCH_REDIS_URL is not set"
+    return RedisSettings.from_dsn(settings.redis_url)
+
+
+def build_worker(settings: Settings, **overrides: Any) -> Worker:
+    """A Worker for the transcode queue; tests pass burst=True, handle_signals=False."""
+
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["db"] = Database(settings.effective_database_url)
+        ctx["storage"] = open_storage(settings)
+
+    async def shutdown(ctx: dict[str, Any]) -> None:
+        if "storage" in ctx:
+            await ctx["storage"].close()
+        if "db" in ctx:
+            await ctx["db"].dispose()
+
+    # arq gives up after max_tries without calling the job; one extra try lets the job itself
+    # mark the video FAILED, so a video whose worker keeps dying never stays PROCESSING.
+    job = func(
+        transcode_video,
+        name=TRANSCODE,
+        timeout=settings.transcode_timeout_s,
+        keep_result=0,
+        max_tries=MAX_ATTEMPTS + 1,
+    )
+    options: dict[str, Any] = {
+        "functions": [job],
+        "queue_name": settings.transcode_queue,
+        "redis_settings": redis_settings(settings),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": settings.transcode_workers,
+        "job_timeout": settings.transcode_timeout_s,
+        **overrides,
+    }
+    return Worker(**options)
+
+
+def run_worker(settings: Settings) -> None:
+    """Run until SIGINT/SIGTERM; a job cut short is picked up again by arq."""
+    build_worker(settings).run()
