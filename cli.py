@@ -53,6 +53,26 @@ def _schema(_args: argparse.Namespace, _settings: Settings) -> int:
     return 0
 
 
+def _worker(_args: argparse.Namespace, settings: Settings) -> int:
+    if not settings.redis_url:
+        print("cowatch worker needs COWATCH_REDIS_URL; without it the server transcodes itself")
+        return 2
+    from models.db import Database
+    from models.migrate import migrate
+    from workers.worker import run_worker
+
+    async def prepare() -> None:
+        db = Database(settings.effective_database_url)
+        try:
+            await migrate(db.engine)
+        finally:
+            await db.dispose()
+
+    asyncio.run(prepare())
+    run_worker(settings)
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="cowatch", description="Watch video together.")
     commands = parser.add_subparsers(dest="command", required=True)
@@ -62,6 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     serve.set_defaults(run=_serve)
     commands.add_parser("migrate", help="apply database migrations").set_defaults(run=_migrate)
     commands.add_parser("schema", help="print the GraphQL SDL").set_defaults(run=_schema)
+    commands.add_parser("worker", help="run an arq transcoding worker").set_defaults(run=_worker)
     args = parser.parse_args(argv)
     settings = Settings()
     logging.basicConfig(
