@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import time
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack, asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import uvicorn
@@ -17,6 +20,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from app import create_app
 from config import Settings
 from resolvers.services import Services
+from tests.servers import Server, cowatch_serve
 
 #: A safety net so a broken test fails instead of hanging; never a speed assertion.
 RECEIVE_TIMEOUT_S = 15
@@ -164,3 +168,24 @@ async def put_time(
     assert response.status_code == 201, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 30) -> None:
+    """Poll another process's state (there is no event to await across processes)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not reached within {timeout_s} s")
+        time.sleep(0.05)
+
+
+def start_servers(stack: ExitStack, count: int, env: dict[str, str], log_dir: Path) -> list[Server]:
+    """Start `count` `cowatch serve` processes at once (start-up dominates these tests)."""
+    managers = [cowatch_serve(env, log_dir) for _ in range(count)]
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        futures = [pool.submit(manager.__enter__) for manager in managers]
+        servers = []
+        for manager, future in zip(managers, futures, strict=True):
+            servers.append(future.result())
+            stack.push(manager.__exit__)
+    return servers

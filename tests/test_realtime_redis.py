@@ -1,0 +1,165 @@
+"""Rooms shared by several `cowatch serve` processes through Redis, and surviving its outage."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+
+import httpx
+
+from models import Video
+from models.db import Database
+from tests.conftest import TEST_SECRET
+from tests.realtime import graphql_client, put_time, start_servers, wait_for, ws_client
+from tests.servers import Server, free_port
+
+SHARED_REDIS = "redis://127.0.0.1:6379/0"
+
+
+def server_env(pg_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
+    return {
+        "COWATCH_DATABASE_URL": pg_url,
+        "COWATCH_JWT_SECRET": TEST_SECRET,
+        "COWATCH_REDIS_URL": redis_url,
+        "COWATCH_DATA_DIR": str(data_dir),
+        "COWATCH_RATE_LIMIT_ENABLED": "false",
+    }
+
+
+def broadcast_ready(server: Server) -> bool:
+    try:
+        body = httpx.get(f"{server.url}/readyz", timeout=2).json()
+    except (httpx.TransportError, ValueError):
+        return False
+    return bool(body.get("checks", {}).get("broadcast") == "ok")
+
+
+async def sign_up(server: Server) -> tuple[str, str]:
+    """A new account on the real server: (user id, token)."""
+    name = f"rt_{uuid.uuid4().hex[:10]}"
+    credentials = {"email": f"{name}@example.com", "password": "password123"}
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        created = await http.post("/api/auth/signup", json={**credentials, "username": name})
+        assert created.status_code == 201, created.text
+        login = await http.post("/api/auth/login", json=credentials)
+        assert login.status_code == 200, login.text
+    body = login.json()
+    return body["user"]["id"], body["access_token"]
+
+
+async def insert_video(pg_url: str, owner_id: str) -> str:
+    db = Database(pg_url)
+    try:
+        video = Video(owner_id=owner_id, title="shared room", duration=300.0)
+        async with db.session() as session:
+            session.add(video)
+            await session.commit()
+        return video.id
+    finally:
+        await db.dispose()
+
+
+async def test_two_processes_share_a_room_through_redis(pg_url: str, tmp_path: Path) -> None:
+    env = server_env(pg_url, SHARED_REDIS, tmp_path / "data")
+    with ExitStack() as stack:
+        a, b = start_servers(stack, 2, env, tmp_path)
+        for server in (a, b):
+            wait_for(lambda s=server: broadcast_ready(s), f"{server.url} broadcast ready")
+        user_id, token = await sign_up(a)
+        video_id = await insert_video(pg_url, user_id)
+        async with (
+            ws_client(a.ws_url, token) as plain,
+            graphql_client(a.ws_url, token) as gql,
+            httpx.AsyncClient(base_url=b.url) as http_b,
+        ):
+            await plain.subscribe(video_id)
+            await gql.subscribe("1", video_id)
+            put = await put_time(http_b, video_id, token, 42.0)
+            assert await plain.next() == {"type": "video:timestamp_updated", **put}
+            assert (await gql.next_event("1"))["version"] == put["version"]
+
+
+@contextmanager
+def redis_server(port: int, log_dir: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """Our own throw-away redis-server (no persistence) on the given port."""
+    log = (log_dir / f"redis-{port}.log").open("ab")
+    process = subprocess.Popen(
+        [
+            "redis-server",
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        wait_for(lambda: _redis_answers(port), f"redis-server on {port}")
+        yield process
+    finally:
+        process.kill()
+        process.wait()
+        log.close()
+
+
+def _redis_answers(port: int) -> bool:
+    result = subprocess.run(
+        ["redis-cli", "-p", str(port), "ping"], capture_output=True, text=True, check=False
+    )
+    return result.stdout.strip() == "PONG"
+
+
+async def test_redis_outage_heals_without_dropping_subscribers(pg_url: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = server_env(pg_url, f"redis://127.0.0.1:{port}/0", tmp_path / "data")
+    with ExitStack() as stack:
+        redis = stack.enter_context(redis_server(port, tmp_path))
+        a, b = start_servers(stack, 2, env, tmp_path)
+        for server in (a, b):
+            wait_for(lambda s=server: broadcast_ready(s), f"{server.url} broadcast ready")
+        user_id, token = await sign_up(a)
+        video_id = await insert_video(pg_url, user_id)
+        async with (
+            ws_client(a.ws_url, token) as plain,
+            graphql_client(a.ws_url, token) as gql,
+            httpx.AsyncClient(base_url=a.url) as http_a,
+            httpx.AsyncClient(base_url=b.url) as http_b,
+        ):
+            await plain.subscribe(video_id)
+            await gql.subscribe("1", video_id)
+            before = await put_time(http_b, video_id, token, 1)
+            assert (await plain.next())["version"] == before["version"]
+            await gql.next_event("1")
+
+            redis.kill()
+            redis.wait()
+            # The API keeps answering, and a seek on A still reaches A's own subscribers.
+            for http in (http_a, http_b):
+                assert (await http.get(f"/api/videos/{video_id}")).status_code == 200
+                query = await http.post("/graphql", json={"query": "{ serverClock { sentAt } }"})
+                assert query.status_code == 200 and "errors" not in query.json()
+            local = await put_time(http_a, video_id, token, 2)
+            assert (await plain.next())["version"] == local["version"]
+            assert (await gql.next_event("1"))["version"] == local["version"]
+            # A seek on B is stored; Redis cannot carry it to A right now.
+            lost = await put_time(http_b, video_id, token, 3)
+
+            stack.enter_context(redis_server(port, tmp_path))
+            for server in (a, b):
+                wait_for(lambda s=server: broadcast_ready(s), f"{server.url} broadcast ready")
+            # A resends the stored state after reconnecting: the seek made during the outage.
+            healed = await plain.next()
+            assert (healed["version"], healed["timestamp"]) == (lost["version"], 3.0)
+            assert (await gql.next_event("1"))["version"] == lost["version"]
+            # And Redis carries seeks between the processes again.
+            after = await put_time(http_b, video_id, token, 4)
+            assert (await plain.next())["version"] == after["version"]
+            assert (await gql.next_event("1"))["timestamp"] == 4.0
