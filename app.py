@@ -23,14 +23,15 @@ from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
 from rest_compat.errors import RequestIdMiddleware, handlers
+from rest_compat.headers import SecurityHeadersMiddleware
 from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
 from schema.limits import security_extensions
 from schema.root import build_schema
 from storage import open_storage
 from storage.local import LocalStorage
-from workers.queue import open_queue
 from web import routes as web_routes
+from workers.queue import open_queue
 
 log = logging.getLogger("cowatch")
 
@@ -102,7 +103,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     ]
     if isinstance(storage, LocalStorage):
         routes.append(Mount("/media", StaticFiles(directory=storage.root), name="media"))
-    middleware = [Middleware(RequestIdMiddleware)]
+    middleware = [
+        Middleware(RequestIdMiddleware),
+        Middleware(SecurityHeadersMiddleware, settings=settings),
+    ]
     if settings.cors_origin_list:
         middleware.append(
             Middleware(

@@ -13,8 +13,9 @@ from resolvers.ratelimit import PER_IP, Decision, RateClass, caller_key
 from rest_compat.common import services
 from rest_compat.errors import domain_error
 
-#: Not counted here: probes, GraphQL (counted per operation by schema/limits.py), media files.
-EXEMPT = re.compile(r"^/(healthz|readyz|graphql|media/)")
+#: Not counted here: probes, GraphQL (counted per operation by schema/limits.py), media and
+#: static files (a page load fetches a dozen; a CDN or proxy fronts them in production).
+EXEMPT = re.compile(r"^/(healthz|readyz|graphql|media/|static/)")
 CLASSES: list[tuple[str, re.Pattern[str], RateClass]] = [
     ("POST", re.compile(r"^/api/auth/login/?$"), RateClass.LOGIN),
     ("POST", re.compile(r"^/api/auth/signup/?$"), RateClass.SIGNUP),

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from rest_compat import auth, channels, playback, videos, ws
+from rest_compat import auth, channels, openapi, playback, videos, ws
 
 routes: list[BaseRoute] = [
     *auth.routes,
@@ -12,4 +12,5 @@ routes: list[BaseRoute] = [
     *videos.routes,
     *playback.routes,
     *ws.routes,
+    *openapi.routes,
 ]
