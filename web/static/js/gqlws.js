@@ -25,6 +25,8 @@ export class GraphQLSocket {
     this.closed = false;
     this.socket = null;
     this.timers = {};
+    this.holdUntil = 0;
+    this.connects = 0;
     this.connect();
   }
 
@@ -58,9 +60,10 @@ export class GraphQLSocket {
       case "connection_ack":
         this.acked = true;
         this.attempt = 0;
-        this.onStatus("connected");
-        for (const [id, op] of this.operations) this.start(id, op);
+        this.connects += 1;
+        for (const [id, op] of [...this.operations]) this.start(id, op);
         this.heartbeat();
+        this.onStatus("connected");
         break;
       case "ping":
         this.send({ type: "pong" });
@@ -98,9 +101,11 @@ export class GraphQLSocket {
       }
     }
     if (this.closed) return;
+    console.warn(`GraphQL socket closed: ${event.code} ${event.reason}`);
     const rejected = event.code === 4403 || event.code === 4401;
     this.onStatus(rejected ? "rejected" : "disconnected", { code: event.code });
-    const delay = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    const backoff = Math.min(MAX_BACKOFF_MS, 500 * 2 ** this.attempt) * (0.5 + Math.random() / 2);
+    const delay = Math.max(backoff, this.holdUntil - performance.now());
     this.attempt += 1;
     this.timers.reconnect = setTimeout(() => this.connect(), delay);
   }
@@ -120,6 +125,8 @@ export class GraphQLSocket {
   }
 
   start(id, op) {
+    if (op.connection === this.connects) return; // already running on this connection
+    op.connection = this.connects;
     this.send({ id, type: "subscribe", payload: { query: op.query, variables: op.variables } });
   }
 
@@ -154,8 +161,9 @@ export class GraphQLSocket {
     });
   }
 
-  /** Drop the socket now (tests use it to prove reconnects); it comes back by itself. */
-  interrupt() {
+  /** Drop the socket now and stay away at least `holdMs` (tests prove reconnects with it). */
+  interrupt(holdMs = 0) {
+    this.holdUntil = performance.now() + holdMs;
     this.socket?.close(4000, "interrupted");
   }
 

@@ -15,6 +15,7 @@ const OWN_SEEK = 0.1; // s: a `seeked` this close to a target we set is our own 
 const SLOW = 0.95;
 const FAST = 1.05;
 const TICK_MS = 250;
+const USER_SEEK_GRACE_MS = 1000; // a viewer's seek is left alone this long for its `seeked`
 const HAVE_METADATA = 1;
 
 /** A TimestampEvent from the API, with numbers made numbers. */
@@ -53,10 +54,12 @@ export class SyncPlayer extends EventTarget {
     this.inflight = false;
     this.stash = null;
     this.ownSeek = null;
+    this.userSeekAt = 0;
     this.correcting = 0;
     this.holding = false;
     this.playPending = false;
     this.drift = null;
+    video.addEventListener("seeking", () => this.seeking());
     for (const type of ["play", "pause", "seeked"]) {
       video.addEventListener(type, () => this.local(type));
     }
@@ -97,14 +100,25 @@ export class SyncPlayer extends EventTarget {
     this.tick();
   }
 
+  /** `seeking` comes before the element settles: mark a viewer's seek so no tick undoes it. */
+  seeking() {
+    if (this.holding) return;
+    const target = this.ownSeek;
+    if (target === null || Math.abs(this.video.currentTime - target) >= OWN_SEEK) {
+      this.userSeekAt = performance.now();
+    }
+  }
+
   local(type) {
     const video = this.video;
     if (this.holding) return;
     const shared = this.state;
     if (type === "seeked") {
       const target = this.ownSeek;
+      const byViewer = this.userSeekAt !== 0;
       this.ownSeek = null;
-      if (target !== null && Math.abs(video.currentTime - target) < OWN_SEEK) return;
+      this.userSeekAt = 0;
+      if (!byViewer && target !== null && Math.abs(video.currentTime - target) < OWN_SEEK) return;
       const want = this.expected();
       if (want !== null && Math.abs(video.currentTime - want) < USER_SEEK) return;
       this.send(video.currentTime, shared ? shared.playing : !video.paused);
@@ -124,10 +138,11 @@ export class SyncPlayer extends EventTarget {
       return;
     }
     if (Number.isFinite(this.duration)) timestamp = Math.min(timestamp, this.duration);
-    const base = this.state ?? { videoId: null, rate: 1, version: 0, userId: null, username: null };
+    const previous = this.state;
+    const base = previous ?? { videoId: null, rate: 1, version: 0, userId: null, username: null };
     // Optimistic: the room is where we put it, so the ticks do not pull us back meanwhile.
     this.state = { ...base, timestamp, playing, serverTime: this.clock.now(), mine: true };
-    this.emit("local", { state: this.state });
+    this.emit("local", { state: this.state, previous });
     this.queued = { timestamp, playing };
     if (!this.inflight) this.flush();
   }
@@ -162,6 +177,7 @@ export class SyncPlayer extends EventTarget {
   switchSource(url) {
     const video = this.video;
     this.holding = true;
+    this.userSeekAt = 0;
     const resume = () => {
       this.holding = false;
       this.tick();
@@ -179,7 +195,8 @@ export class SyncPlayer extends EventTarget {
     const atEnd = Number.isFinite(this.duration) && want >= this.duration - 0.05;
     if (s.playing && video.paused && !atEnd) this.play();
     else if (!s.playing && !video.paused) video.pause();
-    if (video.seeking) return this.report(this.drift);
+    const viewerSeeking = performance.now() - this.userSeekAt < USER_SEEK_GRACE_MS;
+    if (video.seeking || viewerSeeking) return this.report(this.drift);
     const drift = video.currentTime - want;
     const size = Math.abs(drift);
     if (!s.playing || size >= LARGE_DRIFT) {

@@ -110,8 +110,9 @@ function setUpPlayer() {
   setInterval(() => socket.connected && clock.sync(), CLOCK_RESYNC_MS);
 
   player.addEventListener("remote", ({ detail }) => describe(detail.state, detail.previous));
-  player.addEventListener("local", ({ detail }) => describe(detail.state, null, true));
+  player.addEventListener("local", ({ detail }) => describe(detail.state, detail.previous, true));
   player.addEventListener("failed", ({ detail }) => {
+    console.warn("updateVideoTimestamp failed", detail.error);
     lastChange.textContent = `Not shared: ${detail.error.message}`;
     subscribe(); // back to the room's real state
   });

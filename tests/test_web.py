@@ -1,0 +1,212 @@
+"""The web pages in a real browser: sign up, upload, and two viewers watching the same second."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser import (
+    PASSWORD,
+    Viewer,
+    api_signup,
+    await_transcoded,
+    chromium,
+    make_clip,
+    upload_clip,
+)
+from tests.servers import ROOT, Server, cowatch_serve
+
+OUTPUT = ROOT / "test-output"
+SYNC_S = 2_000  # ms: how soon a follower must be on the leader's second
+TOLERANCE = 0.3  # s
+VIDEO = "document.getElementById('video')"
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("web")
+    env = {"COWATCH_DATA_DIR": str(root / "data")}
+    for name in ("COWATCH_DATABASE_URL", "COWATCH_REDIS_URL", "COWATCH_STORAGE_URL"):
+        env[name] = ""
+    with cowatch_serve(env, root) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "pattern.mp4")
+
+
+def sign_in(browser: Browser, server: Server, username: str, *, via_signup: bool) -> Viewer:
+    """A browser context signed in through the real /signup or /login page."""
+    # bypass_csp: wait_for_function evaluates its predicate, which our CSP forbids in pages.
+    context = browser.new_context(viewport={"width": 1000, "height": 720}, bypass_csp=True)
+    email = f"{username}@example.com"
+    page = context.new_page()
+    if via_signup:
+        page.goto(f"{server.url}/signup")
+        page.get_by_label("Username").fill(username)
+    else:
+        api_signup(server.url, username)
+        page.goto(f"{server.url}/login")
+    page.get_by_label("Email").fill(email)
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign up" if via_signup else "Sign in").click()
+    page.wait_for_url(f"{server.url}/")
+    expect(page.get_by_role("button", name="Sign out")).to_be_visible()
+    token = page.evaluate("localStorage.getItem('cowatch.token')")
+    user_id = page.evaluate("JSON.parse(localStorage.getItem('cowatch.user')).id")
+    page.close()
+    return Viewer(username=username, email=email, token=token, user_id=user_id, context=context)
+
+
+@pytest.fixture(scope="module")
+def alice(browser: Browser, server: Server) -> Iterator[Viewer]:
+    viewer = sign_in(browser, server, "alice", via_signup=False)
+    yield viewer
+    viewer.context.close()
+
+
+@pytest.fixture(scope="module")
+def bob(browser: Browser, server: Server) -> Iterator[Viewer]:
+    viewer = sign_in(browser, server, "bob", via_signup=True)
+    yield viewer
+    viewer.context.close()
+
+
+@pytest.fixture(scope="module")
+def video_id(server: Server, alice: Viewer, clip: Path) -> str:
+    video = upload_clip(server.url, alice.token, clip, "Test pattern")
+    await_transcoded(server.ws_url, alice.token, video)
+    return video
+
+
+def current_time(page: Page) -> float:
+    return float(page.evaluate(f"{VIDEO}.currentTime"))
+
+
+def wait_near(page: Page, seconds: float, timeout: int = SYNC_S) -> None:
+    page.wait_for_function(
+        f"([want, tolerance]) => Math.abs({VIDEO}.currentTime - want) < tolerance",
+        arg=[seconds, TOLERANCE],
+        timeout=timeout,
+    )
+
+
+def open_watch(viewer: Viewer, server: Server, video_id: str) -> Page:
+    """The watch page once it is following the room (first state applied, in sync)."""
+    page = viewer.page()
+    page.goto(f"{server.url}/watch/{video_id}")
+    expect(page.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
+    return page
+
+
+def no_page_errors(*viewers: Viewer) -> None:
+    errors = [error for viewer in viewers for error in viewer.errors]
+    assert not errors, (errors, [viewer.console for viewer in viewers])
+
+
+def test_feed_is_server_rendered_with_thumbnails(
+    browser: Browser, server: Server, video_id: str
+) -> None:
+    html = httpx.get(f"{server.url}/").text
+    assert f'href="/watch/{video_id}"' in html
+    assert "Test pattern" in html
+    assert 'href="/?category=Tests"' in html
+    context = browser.new_context(
+        java_script_enabled=False, viewport={"width": 1000, "height": 720}
+    )
+    page = context.new_page()
+    page.goto(f"{server.url}/?category=Tests")
+    card = page.get_by_role("link", name="Test pattern")
+    expect(card).to_be_visible()
+    expect(page.locator(".thumb img")).to_have_count(1)
+    page.wait_for_function("[...document.images].every((img) => img.complete && img.naturalWidth)")
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=OUTPUT / "feed.png")
+    context.close()
+
+
+def test_upload_page_shows_upload_and_transcoding_progress(
+    server: Server, alice: Viewer, clip: Path
+) -> None:
+    page = alice.page()
+    page.goto(f"{server.url}/upload")
+    page.get_by_label("Video file").set_input_files(clip)
+    page.get_by_label("Title").fill("Uploaded in the browser")
+    page.get_by_label("Category").fill("Tests")
+    page.get_by_role("button", name="Upload").click()
+    expect(page.locator("#upload-text")).to_have_text("Uploaded.", timeout=30_000)
+    assert page.evaluate("document.getElementById('upload-progress').value") == 100
+    expect(page.locator("#transcode-text")).to_have_attribute(
+        "data-status", "TRANSCODED", timeout=90_000
+    )
+    expect(page.locator("#transcode-progress")).to_have_js_property("value", 100)
+    page.get_by_role("link", name="Watch it").click()
+    page.wait_for_url(f"{server.url}/watch/*")
+    expect(page.locator("#video")).to_be_visible()
+    no_page_errors(alice)
+    page.close()
+
+
+def test_two_viewers_stay_on_the_same_second(
+    server: Server, alice: Viewer, bob: Viewer, video_id: str
+) -> None:
+    a = open_watch(alice, server, video_id)
+    b = open_watch(bob, server, video_id)
+
+    # Alice seeks: Bob's video follows.
+    a.evaluate(f"{VIDEO}.currentTime = 3.0")
+    wait_near(b, 3.0)
+    expect(b.locator("#last-change")).to_contain_text("moved to 0:03")
+
+    # Alice plays (keyboard: the button is focusable); Bob plays too.
+    a.get_by_role("button", name="Play").focus()
+    a.keyboard.press("Enter")
+    b.wait_for_function(f"!{VIDEO}.paused", timeout=SYNC_S)
+
+    # Bob pauses: Alice pauses, on Bob's second.
+    b.get_by_role("button", name="Pause").click()
+    a.wait_for_function(f"{VIDEO}.paused", timeout=SYNC_S)
+    shared = current_time(b)
+    wait_near(a, shared)
+    expect(a.locator("#last-change")).to_contain_text("paused at")
+    OUTPUT.mkdir(exist_ok=True)
+    a.screenshot(path=OUTPUT / "watch.png")
+
+    # Bob reloads: he resumes at the shared position, still paused.
+    b.reload()
+    expect(b.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
+    wait_near(b, shared)
+    assert b.evaluate(f"{VIDEO}.paused")
+    no_page_errors(alice, bob)
+    a.close()
+    b.close()
+
+
+def test_a_dropped_socket_reconnects_and_resyncs(
+    server: Server, alice: Viewer, bob: Viewer, video_id: str
+) -> None:
+    a = open_watch(alice, server, video_id)
+    b = open_watch(bob, server, video_id)
+    b.evaluate("window.cowatch.socket.interrupt(1500)")
+    expect(b.locator("#sync-indicator")).to_have_attribute("data-state", "offline")
+    a.evaluate(f"{VIDEO}.currentTime = 1.5")
+    expect(a.locator("#last-change")).to_contain_text("You moved to 0:01")
+    # Whatever Bob missed while offline, the first state after reconnecting puts him right.
+    wait_near(b, 1.5, timeout=10_000)
+    expect(b.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
+    assert b.evaluate("window.cowatch.socket.connects") == 2
+    no_page_errors(alice, bob)
+    a.close()
+    b.close()
