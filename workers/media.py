@@ -12,6 +12,7 @@ from typing import Any
 import av
 import av.error
 from av.audio.resampler import AudioResampler
+from av.video.reformatter import VideoReformatter
 
 #: quality label -> output height, smallest first
 LADDER: dict[str, int] = {"240p": 240, "480p": 480, "720p": 720}
@@ -143,28 +144,43 @@ class _Rendition:
         )
         self.video.width, self.video.height, self.video.pix_fmt = width, height, "yuv420p"
         self.video.thread_type = "AUTO"
+        # One reformatter per output keeps its scaler; frame.reformat() builds one every call.
+        self.scaler = VideoReformatter()
         self.audio = (
             self.container.add_stream("aac", rate=48000, layout="stereo") if audio else None
         )
 
     def encode_video(self, frame: Any) -> None:
-        picture = frame.reformat(self.width, self.height, "yuv420p", interpolation="BICUBIC")
+        picture = self.scaler.reformat(
+            frame, self.width, self.height, "yuv420p", interpolation="BICUBIC"
+        )
         self.container.mux(self.video.encode(picture))
 
-    def encode_audio(self, frame: Any) -> None:
-        assert self.audio is not None
-        self.container.mux(self.audio.encode(frame))
+    def mux_audio_copy(self, packet: Any) -> None:
+        copy = av.Packet(bytes(packet))
+        copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
+        copy.duration, copy.is_keyframe = packet.duration, packet.is_keyframe
+        copy.stream = self.audio
+        self.container.mux(copy)
 
     def finish(self) -> Output:
         self.container.mux(self.video.encode(None))
-        if self.audio is not None:
-            self.container.mux(self.audio.encode(None))
         self.container.close()
         return Output(self.quality, self.width, self.height, self.path, os.path.getsize(self.path))
 
     def abandon(self) -> None:
         with contextlib.suppress(av.error.FFmpegError):
             self.container.close()
+
+
+def _encode_audio(renditions: list[_Rendition], frame: Any) -> None:
+    """AAC is encoded once, by the first output; the others get copies of its packets."""
+    first = renditions[0]
+    assert first.audio is not None
+    for packet in first.audio.encode(frame):
+        for other in renditions[1:]:
+            other.mux_audio_copy(packet)
+        first.container.mux(packet)
 
 
 def _thumbnail(frame: Any, path: str) -> None:
@@ -230,8 +246,7 @@ def _transcode(source: str, out_dir: str, progress_path: str | None) -> Transcod
             for frame in _frames(container, streams):
                 if isinstance(frame, av.AudioFrame):
                     for resampled in resampler.resample(frame):
-                        for rendition in renditions:
-                            rendition.encode_audio(resampled)
+                        _encode_audio(renditions, resampled)
                     continue
                 when = float(frame.time) - start if frame.time is not None else decoded_until
                 decoded_until = max(decoded_until, when)
@@ -247,8 +262,8 @@ def _transcode(source: str, out_dir: str, progress_path: str | None) -> Transcod
                     reported = percent
             if audio_in is not None:
                 for resampled in resampler.resample(None):
-                    for rendition in renditions:
-                        rendition.encode_audio(resampled)
+                    _encode_audio(renditions, resampled)
+                _encode_audio(renditions, None)
             if last_frame is None:
                 raise MediaError("no picture in the video could be decoded")
             frame_time = float(1 / rate)
