@@ -1,0 +1,385 @@
+"""Fan-out latency: one seek, time until the last of N subscribers has it.
+
+    python bench/fanout.py [--sizes 1000 5000] [--rounds 7]
+
+Three servers, each its own process on loopback, measured in the same run:
+- floor: a bare Starlette websocket endpoint that sends one pre-encoded frame to every socket;
+- /ws: `cowatch serve` (embedded SQLite, in-memory bus), subscribers on the seed's `/ws`;
+- /graphql: the same server, `videoTimestamp` over graphql-transport-ws.
+A round starts when the seek request is sent and ends when the last socket has the frame.
+The clients are a minimal asyncio websocket protocol, so the client side costs little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+BATCH = 200
+
+
+def floor_app() -> object:
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import Response
+    from starlette.routing import Route, WebSocketRoute
+    from starlette.websockets import WebSocket, WebSocketDisconnect
+
+    sockets: set[WebSocket] = set()
+
+    async def endpoint(websocket: WebSocket) -> None:
+        await websocket.accept()
+        sockets.add(websocket)
+        try:
+            while True:
+                await websocket.receive_text()
+        except WebSocketDisconnect:
+            pass
+        finally:
+            sockets.discard(websocket)
+
+    async def fire(request: Request) -> Response:
+        version = int(request.query_params["version"])
+        frame = json.dumps(
+            {
+                "type": "video:timestamp_updated",
+                "video_id": "v",
+                "timestamp": 1.0,
+                "user_id": "u",
+                "playing": False,
+                "rate": 1.0,
+                "server_time": 0,
+                "version": version,
+            },
+            separators=(",", ":"),
+        )
+        for websocket in list(sockets):
+            await websocket.send_text(frame)
+        return Response(status_code=201)
+
+    return Starlette(
+        routes=[WebSocketRoute("/ws", endpoint), Route("/fire", fire, methods=["PUT"])]
+    )
+
+
+class Client(asyncio.Protocol):
+    """Just enough RFC 6455: handshake, masked text out, unmasked frames in, pong."""
+
+    def __init__(self, host: str, path: str, protocol: str | None, bench: Bench) -> None:
+        self.bench = bench
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            + (f"Sec-WebSocket-Protocol: {protocol}\r\n" if protocol else "")
+            + "\r\n"
+        ).encode()
+        self.buffer = b""
+        self.upgraded = False
+        self.texts: asyncio.Queue[bytes] = asyncio.Queue()
+        self.transport: asyncio.Transport | None = None
+        self.opened: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def send(self, text: str | bytes, opcode: int = 1) -> None:
+        payload = text.encode() if isinstance(text, str) else text
+        length = len(payload)
+        header = bytes([0x80 | opcode])
+        if length < 126:
+            header += bytes([0x80 | length])
+        else:
+            header += bytes([0x80 | 126]) + length.to_bytes(2, "big")
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        assert self.transport is not None
+        self.transport.write(header + mask + masked)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            assert head.startswith(b"HTTP/1.1 101"), head
+            self.upgraded, self.buffer = True, rest
+            self.opened.set_result(None)
+        while len(self.buffer) >= 2:
+            opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+            if length == 126:
+                length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+            elif length == 127:
+                length, offset = int.from_bytes(self.buffer[2:10], "big"), 10
+            if len(self.buffer) < offset + length:
+                return
+            payload = self.buffer[offset : offset + length]
+            self.buffer = self.buffer[offset + length :]
+            if opcode == 1:
+                self.bench.on_text(self, payload)
+            elif opcode == 9:
+                self.send(payload, opcode=10)
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Bench:
+    def __init__(self) -> None:
+        self.expect = b""
+        self.pending = 0
+        self.last = 0.0
+        self.done: asyncio.Future[None] | None = None
+
+    def on_text(self, client: Client, payload: bytes) -> None:
+        if self.expect and self.expect in payload:
+            self.last = time.perf_counter()
+            self.pending -= 1
+            if self.pending == 0 and self.done is not None:
+                self.done.set_result(None)
+        else:
+            client.texts.put_nowait(payload)
+
+    async def connect(
+        self, port: int, path: str, protocol: str | None, setup: list[str], count: int
+    ) -> list[Client]:
+        loop = asyncio.get_running_loop()
+        clients: list[Client] = []
+
+        async def one() -> Client:
+            _, client = await loop.create_connection(
+                lambda: Client(f"127.0.0.1:{port}", path, protocol, self), "127.0.0.1", port
+            )
+            await asyncio.wait_for(client.opened, 60)
+            for message in setup:
+                client.send(message)
+                await asyncio.wait_for(client.texts.get(), 60)
+            return client
+
+        for start in range(0, count, BATCH):
+            clients += await asyncio.gather(*(one() for _ in range(min(BATCH, count - start))))
+        return clients
+
+    async def round(self, clients: list[Client], version: int, trigger: object) -> float:
+        self.expect = b'"version":%d' % version
+        self.pending = len(clients)
+        self.done = asyncio.get_running_loop().create_future()
+        started = time.perf_counter()
+        await trigger()  # type: ignore[operator]
+        await asyncio.wait_for(self.done, 120)
+        self.expect = b""
+        return self.last - started
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
+async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, str]:
+    """A user and a video row: (token, video id)."""
+    from models import Video
+    from models.db import Database
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    creds = {"email": f"{name}@example.com", "password": "password123"}
+    async with httpx.AsyncClient(base_url=url) as http:
+        await http.post("/api/auth/signup", json={**creds, "username": name})
+        login = (await http.post("/api/auth/login", json=creds)).json()
+    db = Database(f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}")
+    video = Video(owner_id=login["user"]["id"], title="bench", duration=3600.0)
+    async with db.session() as session:
+        session.add(video)
+        await session.commit()
+    await db.dispose()
+    return login["access_token"], video.id
+
+
+async def measure(
+    sizes: list[int], rounds: int, floor_port: int, cowatch_port: int, token: str, video_id: str
+) -> dict[tuple[str, int], float]:
+    bench = Bench()
+    http = httpx.AsyncClient(timeout=60)
+    versions = {"floor": 0, "cowatch": 0}
+    results: dict[tuple[str, int], float] = {}
+    gql_sub = json.dumps(
+        {
+            "id": "1",
+            "type": "subscribe",
+            "payload": {
+                "query": "subscription($id: ID!) { videoTimestamp(videoId: $id) "
+                "{ videoId timestamp userId playing rate serverTime version } }",
+                "variables": {"id": video_id},
+            },
+        }
+    )
+    targets = {
+        "floor": (floor_port, "/ws", None, []),
+        "/ws": (
+            cowatch_port,
+            f"/ws?token={token}",
+            None,
+            [json.dumps({"type": "video:subscribe", "video_id": video_id})],
+        ),
+        "/graphql": (
+            cowatch_port,
+            "/graphql",
+            "graphql-transport-ws",
+            [
+                json.dumps(
+                    {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+                ),
+                gql_sub,
+            ],
+        ),
+    }
+
+    async def seek(version: int) -> None:
+        response = await http.put(
+            f"http://127.0.0.1:{cowatch_port}/api/videos/{video_id}/time",
+            json={"timestamp": float(version % 3600)},
+            headers={"Authorization": f"Bearer {token}"},
+        )
+        assert response.json()["version"] == version, response.text
+
+    async def fire(version: int) -> None:
+        await http.put(f"http://127.0.0.1:{floor_port}/fire?version={version}")
+
+    for size in sizes:
+        # All three audiences stay connected and rounds alternate between them, so a burst of
+        # load from elsewhere on the machine hits every target alike.
+        audiences = {
+            name: await bench.connect(port, path, protocol, setup, size)
+            for name, (port, path, protocol, setup) in targets.items()
+        }
+        samples: dict[str, list[float]] = {name: [] for name in targets}
+        for _ in range(rounds + 1):
+            for name, clients in audiences.items():
+                counter = "floor" if name == "floor" else "cowatch"
+                versions[counter] += 1
+                version = versions[counter]
+                trigger = fire if name == "floor" else seek
+                samples[name].append(
+                    await bench.round(clients, version, lambda t=trigger, v=version: t(v))
+                )
+        for name, clients in audiences.items():
+            results[(name, size)] = statistics.median(samples[name][1:])  # [0] warms up
+            print(
+                f"  {name:9} N={size:5}: median {results[(name, size)] * 1000:7.1f} ms "
+                f"over {rounds} rounds ({', '.join(f'{x * 1000:.0f}' for x in samples[name])})",
+                flush=True,
+            )
+            for client in clients:
+                client.close()
+        await asyncio.sleep(2)  # let the servers tear the sockets down
+    await http.aclose()
+    return results
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.floor_server:
+        import uvicorn
+
+        uvicorn.run(
+            floor_app(),
+            host="127.0.0.1",
+            port=args.floor_server,  # type: ignore[arg-type]
+            log_level="warning",
+            ws_max_size=1 << 20,
+        )
+        return 0
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    need = 2 * max(args.sizes) + 1000
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, need), hard), hard))
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        floor_port, cowatch_port = free_port(), free_port()
+        floor = start(
+            [sys.executable, __file__, "--floor-server", str(floor_port)],
+            {},
+            Path(tmp) / "floor.log",
+        )
+        cowatch = start(
+            [sys.executable, "-m", "cli", "serve", "--port", str(cowatch_port)],
+            {
+                "COWATCH_DATA_DIR": str(data_dir),
+                "COWATCH_DATABASE_URL": "",
+                "COWATCH_REDIS_URL": "",
+                "COWATCH_STORAGE_URL": "",
+                "COWATCH_RATE_LIMIT_ENABLED": "false",
+                "COWATCH_LOG_LEVEL": "warning",
+            },
+            Path(tmp) / "cowatch.log",
+        )
+        try:
+            wait_healthy(f"http://127.0.0.1:{floor_port}/fire")
+            wait_healthy(f"http://127.0.0.1:{cowatch_port}/healthz")
+            token, video_id = asyncio.run(
+                prepare_cowatch(f"http://127.0.0.1:{cowatch_port}", data_dir)
+            )
+            print(f"fan-out, {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
+            results = asyncio.run(
+                measure(args.sizes, args.rounds, floor_port, cowatch_port, token, video_id)
+            )
+        finally:
+            for process in (floor, cowatch):
+                process.terminate()
+                process.wait(timeout=30)
+    print("\n| N | floor | /ws | /ws ÷ floor | /graphql | /graphql ÷ floor |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for size in args.sizes:
+        base = results[("floor", size)]
+        ws, gql = results[("/ws", size)], results[("/graphql", size)]
+        print(
+            f"| {size:,} | {base * 1000:.1f} ms | {ws * 1000:.1f} ms | {ws / base:.2f}x "
+            f"| {gql * 1000:.1f} ms | {gql / base:.2f}x |"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
