@@ -53,6 +53,11 @@ class UserQuery:
         viewer = await info.context.viewer()
         return User.from_model(viewer) if viewer else None
 
+    @strawberry.field(description="A user by id (public fields), e.g. who moved a playhead.")
+    async def user(self, info: strawberry.Info[Context], id: strawberry.ID) -> User | None:
+        model = await info.context.loaders.users.load(str(id))
+        return User.from_model(model) if model else None
+
 
 @strawberry.type
 class UserMutation:

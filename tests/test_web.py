@@ -168,7 +168,8 @@ def test_two_viewers_stay_on_the_same_second(
     # Alice seeks: Bob's video follows.
     a.evaluate(f"{VIDEO}.currentTime = 3.0")
     wait_near(b, 3.0)
-    expect(b.locator("#last-change")).to_contain_text("moved to 0:03")
+    expect(b.locator("#last-change")).to_have_text("alice moved to 0:03")
+    expect(a.locator("#last-change")).to_have_text("You moved to 0:03")
 
     # Alice plays (keyboard: the button is focusable); Bob plays too.
     a.get_by_role("button", name="Play").focus()
@@ -180,9 +181,9 @@ def test_two_viewers_stay_on_the_same_second(
     a.wait_for_function(f"{VIDEO}.paused", timeout=SYNC_S)
     shared = current_time(b)
     wait_near(a, shared)
-    expect(a.locator("#last-change")).to_contain_text("paused at")
+    expect(a.locator("#last-change")).to_contain_text("bob paused at 0:0")
     OUTPUT.mkdir(exist_ok=True)
-    a.screenshot(path=OUTPUT / "watch.png")
+    a.screenshot(path=OUTPUT / "watch.png", full_page=True)
 
     # Bob reloads: he resumes at the shared position, still paused.
     b.reload()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -13,17 +14,11 @@ from starlette.templating import Jinja2Templates
 from models import User, Video, VideoStatus
 from models.base import as_utc
 from resolvers import auth, videos
-from resolvers.errors import BadInput, InvalidToken
+from resolvers.errors import BadInput, DomainError, InvalidToken
 from resolvers.services import Services
 
 PAGE_SIZE = 12
 MAX_PAGE = 10_000
-# Media may come from another origin (S3, a CDN): allow it for img/media, nothing else.
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-    "img-src 'self' data: https: http:; media-src 'self' blob: https: http:; "
-    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
@@ -49,10 +44,8 @@ async def render(
 ) -> HTMLResponse:
     context.setdefault("viewer", await viewer(request))
     response = templates.TemplateResponse(request, name, context, status_code=status_code)
-    response.headers["Content-Security-Policy"] = CSP
+    # Security headers (the page CSP among them) come from rest_compat.headers for every page.
     response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
@@ -154,12 +147,14 @@ async def signup(request: Request) -> Response:
     return await _auth_page(request, "signup")
 
 
-async def logout(_request: Request) -> Response:
-    """Forget the HttpOnly cookie (the script forgets its own copy of the token)."""
+async def logout(request: Request) -> Response:
+    """Revoke the session's token and forget the cookie (the script forgets its own copy)."""
+    svc = services(request)
+    token = auth.token_from(headers=request.headers, cookies=request.cookies)
+    with contextlib.suppress(DomainError):  # no token, or already invalid: nothing to revoke
+        await auth.logout(db=svc.db, secret=svc.jwt_secret, token=token)
     response = RedirectResponse("/", status_code=303)
-    response.headers.append(
-        "set-cookie", f"{auth.COOKIE_NAME}=; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age=0"
-    )
+    response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
     return response
 
 

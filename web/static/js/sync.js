@@ -228,6 +228,7 @@ export class SyncPlayer extends EventTarget {
     this.video
       .play()
       .catch((error) => {
+        console.warn(`play() refused: ${error?.name} ${error?.message}`);
         // Autoplay rules: follow the room muted rather than not at all.
         if (error?.name === "NotAllowedError" && !this.video.muted) {
           this.video.muted = true;

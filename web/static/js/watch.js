@@ -11,6 +11,7 @@ const UPDATE = `mutation Seek($id: ID!, $timestamp: Float!, $playing: Boolean) {
   updateVideoTimestamp(videoId: $id, timestamp: $timestamp, playing: $playing) { ${FIELDS} }
 }`;
 const CLOCK = "query Clock { serverClock { receivedAt sentAt } }";
+const WHO = "query Who($id: ID!) { user(id: $id) { username } }";
 const CLOCK_RESYNC_MS = 5 * 60 * 1000;
 const QUALITY_KEY = "cowatch.quality";
 const SKIP_S = 10;
@@ -130,14 +131,35 @@ function setUpPlayer() {
   });
 }
 
-function describe(state, previous, mine = false) {
-  const who = mine || (viewerId && state.userId === viewerId) ? "You" : state.username || "Someone";
+const usernames = new Map();
+
+/** A user's name, fetched once per user id (the events carry only the id). */
+function username(userId) {
+  if (!usernames.has(userId)) {
+    usernames.set(
+      userId,
+      gql(WHO, { id: userId }).then(
+        (data) => data.user?.username || "Someone",
+        () => "Someone",
+      ),
+    );
+  }
+  return usernames.get(userId);
+}
+
+let described = 0;
+
+async function describe(state, previous, mine = false) {
+  const turn = ++described;
   if (!state.userId && !mine) {
     lastChange.textContent = "";
     return;
   }
   let what = state.playing ? "played from" : "paused at";
   if (previous && previous.playing === state.playing) what = "moved to";
+  const self = mine || (viewerId && state.userId === viewerId);
+  const who = self ? "You" : await username(state.userId);
+  if (turn !== described) return; // a newer change was described meanwhile
   lastChange.textContent = `${who} ${what} ${formatTime(state.timestamp)}`;
   lastChange.dataset.userId = state.userId || viewerId || "";
 }
