@@ -211,3 +211,40 @@ def test_a_dropped_socket_reconnects_and_resyncs(
     no_page_errors(alice, bob)
     a.close()
     b.close()
+
+
+def test_drift_is_nudged_by_rate_and_large_drift_is_seeked(
+    server: Server, alice: Viewer, video_id: str
+) -> None:
+    a = open_watch(alice, server, video_id)
+    a.evaluate(f"{VIDEO}.currentTime = 0")
+    a.get_by_role("button", name="Play").click()
+    expect(a.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
+    # The room moves 0.5 s ahead of us (as a wrong clock would): catch up at 1.05x, no seek.
+    a.evaluate("window.cowatch.clock.offset += 500")
+    a.wait_for_function(f"{VIDEO}.playbackRate === 1.05", timeout=SYNC_S)
+    # 2.5 s more is beyond what a rate nudge should fix: seek.
+    before = current_time(a)
+    a.evaluate("window.cowatch.clock.offset += 2500")
+    a.wait_for_function(
+        f"([before]) => {VIDEO}.currentTime > before + 2.5", arg=[before], timeout=SYNC_S
+    )
+    a.evaluate("window.cowatch.clock.offset -= 3000")
+    a.get_by_role("button", name="Pause").click()
+    no_page_errors(alice)
+    a.close()
+
+
+def test_pages_fit_a_phone(server: Server, bob: Viewer, video_id: str) -> None:
+    page = bob.page()
+    page.set_viewport_size({"width": 360, "height": 740})
+    for path in ("/", f"/watch/{video_id}", "/upload", "/login"):
+        page.goto(f"{server.url}{path}")
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), path
+    page.goto(f"{server.url}/watch/{video_id}")
+    for name in ("Play", "Back 10 seconds", "Forward 10 seconds"):
+        expect(page.get_by_role("button", name=name)).to_be_in_viewport()
+    expect(page.get_by_label("Quality")).to_be_visible()
+    page.screenshot(path=OUTPUT / "watch-phone.png")
+    no_page_errors(bob)
+    page.close()

@@ -175,6 +175,7 @@ async def watch(request: Request) -> Response:
     renditions: list[dict[str, Any]] = []
     if video.status == VideoStatus.TRANSCODED:
         await videos.record_view(db=svc.db, video_id=video.id)
+        video.view_count += 1  # this view, as the REST details answer counts it
         (models,) = await videos.renditions_by_video_ids(db=svc.db, ids=[video.id])
         renditions = [
             {"quality": r.quality, "height": r.height, "url": await svc.storage.url(r.storage_key)}
