@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlmodel import col, update
+from sqlmodel import col, or_, update
 
 from models import User, Video
 from models.db import Database
@@ -86,16 +86,12 @@ def _number(value: object, name: str) -> float:
 
 
 def validate(
-    video: Video, timestamp: object, playing: object, rate: object
+    timestamp: object, playing: object, rate: object
 ) -> tuple[float, bool | None, float | None]:
-    """0 ≤ timestamp ≤ duration (only the lower bound while the duration is unknown)."""
+    """A finite, non-negative timestamp; a boolean `playing`; a sane `rate` (None: unchanged)."""
     position = _number(timestamp, "timestamp")
     if position < 0:
         raise BadInput("timestamp must not be negative", field="timestamp")
-    if video.duration is not None and position > video.duration:
-        raise BadInput(
-            f"timestamp is past the end of the video ({video.duration:g} s)", field="timestamp"
-        )
     if playing is not None and not isinstance(playing, bool):
         raise BadInput("playing must be a boolean", field="playing")
     speed = None
@@ -125,13 +121,12 @@ async def set_playback(
 ) -> PlaybackState:
     """Move the shared playhead and tell every subscriber, on every process.
 
-    The version is bumped by the UPDATE itself (`version = version + 1 … RETURNING`), so
-    concurrent seeks on any number of processes never share a version.
+    One statement does it all: `UPDATE … SET version = version + 1 … WHERE id = :id AND the
+    timestamp is within the duration (a NULL duration, not transcoded yet, only bounds it
+    below) RETURNING …`. Concurrent seeks on any number of processes never share a version,
+    and a seek costs one round trip; only a refused one looks the video up to say why.
     """
-    video = await find_video(db=db, video_id=video_id)
-    if video is None:
-        raise NotFound("video not found")
-    position, playing_flag, speed = validate(video, timestamp, playing, rate)
+    position, playing_flag, speed = validate(timestamp, playing, rate)
     values: dict[str, Any] = {
         "playback_timestamp": position,
         "playback_server_time": now_ms(),
@@ -144,7 +139,10 @@ async def set_playback(
         values["playback_rate"] = speed
     statement = (
         update(Video)
-        .where(col(Video.id) == video.id)
+        .where(
+            col(Video.id) == video_id,
+            or_(col(Video.duration).is_(None), col(Video.duration) >= position),
+        )
         .values(**values)
         .returning(
             col(Video.playback_timestamp),
@@ -159,9 +157,13 @@ async def set_playback(
         row = (await session.exec(statement)).first()  # type: ignore[call-overload]
         await session.commit()
     if row is None:
-        raise NotFound("video not found")
+        video = await find_video(db=db, video_id=video_id)
+        if video is None:
+            raise NotFound("video not found")
+        end = f" ({video.duration:g} s)" if video.duration is not None else ""
+        raise BadInput(f"timestamp is past the end of the video{end}", field="timestamp")
     state = PlaybackState(
-        video_id=video.id,
+        video_id=video_id,
         timestamp=row[0],
         playing=row[1],
         rate=row[2],

@@ -12,6 +12,7 @@ from resolvers import auth
 from resolvers.bus import Listener, Outbox, PlaybackBus
 from resolvers.errors import DomainError, InvalidToken
 from resolvers.playback import PlaybackState
+from resolvers.throttle import WS_CLOSE_FLOODING, Verdict, flood_guard
 from rest_compat.common import services
 
 #: graphql-ws's codes, reused: no credentials / credentials refused.
@@ -96,17 +97,23 @@ async def watch(websocket: WebSocket) -> None:
         await websocket.close(CLOSE_INVALID_TOKEN, exc.message)
         return
     session = Session(websocket, svc.bus, svc.bus.open_outbox(websocket.send_text))
+    guard = flood_guard(svc.settings)
     try:
         while True:
             message = await websocket.receive()
             if message["type"] == "websocket.disconnect":
                 break
+            verdict = guard.admit()
+            if verdict is Verdict.CLOSE:
+                await websocket.close(WS_CLOSE_FLOODING, "too many messages")
+                break
             text = message.get("text")
-            reply = (
-                await session.handle(text)
-                if text is not None
-                else error("INVALID_MESSAGE", "binary messages are not supported")
-            )
+            if verdict is Verdict.THROTTLE:
+                reply: str | None = error("RATE_LIMITED", "too many messages; slow down")
+            elif text is None:
+                reply = error("INVALID_MESSAGE", "binary messages are not supported")
+            else:
+                reply = await session.handle(text)
             if reply is not None:
                 await websocket.send_text(reply)
     except WebSocketDisconnect:

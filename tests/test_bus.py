@@ -1,0 +1,167 @@
+"""The playback bus on its own: bounded latest-only delivery, ordering, recovery, cleanup."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+
+from resolvers.broadcast import MemoryBackend
+from resolvers.bus import Listener, PlaybackBus
+from resolvers.errors import NotFound
+from resolvers.playback import PlaybackState
+
+
+def state(version: int, video_id: str = "v1") -> PlaybackState:
+    return PlaybackState(
+        video_id=video_id,
+        timestamp=float(version),
+        playing=False,
+        rate=1.0,
+        server_time=version,
+        version=version,
+        user_id="u",
+    )
+
+
+class Store:
+    """The database stand-in: the stored state per video."""
+
+    def __init__(self) -> None:
+        self.states = {"v1": state(0)}
+        self.loads = 0
+
+    async def load(self, video_id: str) -> PlaybackState:
+        self.loads += 1
+        if video_id not in self.states:
+            raise NotFound("video not found")
+        return self.states[video_id]
+
+
+@pytest.fixture
+async def store() -> Store:
+    return Store()
+
+
+@pytest.fixture
+async def bus(store: Store) -> AsyncIterator[PlaybackBus]:
+    bus = PlaybackBus("memory://", load=store.load)
+    await bus.start()
+    await bus.connected.wait()
+    yield bus
+    await bus.close()
+
+
+def render(item: PlaybackState, first: bool) -> str:
+    return f"{'state' if first else 'update'}:{item.version}"
+
+
+async def test_a_slow_socket_gets_the_newest_state_not_a_backlog(bus: PlaybackBus) -> None:
+    gate = asyncio.Event()
+    sent: list[str] = []
+    first_sent = asyncio.Event()
+
+    async def slow_send(frame: str) -> None:
+        sent.append(frame)
+        first_sent.set()
+        await gate.wait()
+
+    outbox = bus.open_outbox(slow_send)
+    listener = Listener(outbox, render)
+    await bus.subscribe("v1", listener)
+    await first_sent.wait()  # the socket is now stuck sending the first frame
+    for version in range(1, 101):
+        await bus.publish(state(version))
+    done = asyncio.Event()
+
+    async def fast_send(frame: str) -> None:
+        sent.append(frame)
+        done.set()
+
+    outbox._send = fast_send  # the client catches up
+    gate.set()
+    await done.wait()
+    assert sent == ["state:0", "update:100"]
+    await bus.unsubscribe("v1", listener)
+    await outbox.close()
+
+
+async def test_versions_never_go_backwards(bus: PlaybackBus) -> None:
+    received: list[str] = []
+    got = asyncio.Event()
+
+    async def send(frame: str) -> None:
+        received.append(frame)
+        got.set()
+
+    outbox = bus.open_outbox(send)
+    listener = Listener(outbox, render)
+    await bus.subscribe("v1", listener)
+    for version in (3, 2, 1, 3, 5, 4):
+        await bus.publish(state(version))
+        await asyncio.sleep(0)  # let the writer run between publishes
+    while received[-1] != "update:5":
+        got.clear()
+        await got.wait()
+    versions = [int(frame.split(":")[1]) for frame in received]
+    assert versions == sorted(set(versions))
+    assert received[0].startswith("state:")  # the first frame is always the current state
+    await outbox.close()
+
+
+async def test_one_backend_subscription_per_video_and_full_cleanup(
+    bus: PlaybackBus, store: Store
+) -> None:
+    outbox = bus.open_outbox(lambda frame: asyncio.sleep(0))
+    listeners = [Listener(outbox, render) for _ in range(50)]
+    await asyncio.gather(*(bus.subscribe("v1", listener) for listener in listeners))
+    assert store.loads == 1
+    assert bus.stats() == {"channels": 1, "listeners": 50, "outboxes": 1}
+    with pytest.raises(NotFound):
+        await bus.subscribe("missing", Listener(outbox, render))
+    for listener in listeners:
+        await bus.unsubscribe("v1", listener)
+    await outbox.close()
+    assert bus.stats() == {"channels": 0, "listeners": 0, "outboxes": 0}
+    assert bus.idle.is_set()
+
+
+class FlakyBackend(MemoryBackend):
+    """Fails `next_published` once, like a Redis connection that dropped."""
+
+    failures = 1
+
+    async def next_published(self):  # type: ignore[no-untyped-def]
+        if FlakyBackend.failures:
+            FlakyBackend.failures -= 1
+            raise ConnectionError("connection lost")
+        return await super().next_published()
+
+
+async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_state(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("resolvers.bus.open_backend", FlakyBackend)
+    FlakyBackend.failures = 0
+    bus = PlaybackBus("memory://", load=store.load, min_backoff=0.001)
+    await bus.start()
+    received: list[str] = []
+    got = asyncio.Event()
+
+    async def send(frame: str) -> None:
+        received.append(frame)
+        got.set()
+
+    outbox = bus.open_outbox(send)
+    await bus.subscribe("v1", Listener(outbox, render))
+    await got.wait()
+    # The state changes while the connection is down (stored, never broadcast), then it fails.
+    store.states["v1"] = state(7)
+    got.clear()
+    FlakyBackend.failures = 1
+    await bus.publish(state(0))  # stale: dropped, but it wakes the pump into the failure
+    await got.wait()
+    assert received == ["state:0", "update:7"]
+    assert bus.recoveries == 1
+    await bus.close()
