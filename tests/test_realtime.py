@@ -247,3 +247,39 @@ async def test_no_subscriber_state_is_left_after_500_disconnects(
         await bus.idle.wait()
     assert bus.stats() == {"channels": 0, "listeners": 0, "outboxes": 0}
     assert [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"] == []
+
+
+async def test_documents_outside_the_shared_path_use_strawberrys_stream(
+    server: LiveServer, http: httpx.AsyncClient, viewer: Account, video_id: str
+) -> None:
+    query = (
+        "subscription($id: ID!) { ...F } "
+        "fragment F on Subscription { videoTimestamp(videoId: $id) { version timestamp } }"
+    )
+    async with graphql_client(server.ws_url, viewer.token) as gql:
+        await gql.conn.send(
+            json.dumps(
+                {
+                    "id": "f",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"id": video_id}},
+                }
+            )
+        )
+        assert (await gql.next_event("f"))["version"] == 0
+        await put_time(http, video_id, viewer.token, 9)
+        assert (await gql.next_event("f"))["timestamp"] == 9
+        await gql.conn.send(
+            json.dumps(
+                {
+                    "id": "e",
+                    "type": "subscribe",
+                    "payload": {"query": query, "variables": {"id": "nope"}},
+                }
+            )
+        )
+        refused = await gql.next_message()
+        assert refused["id"] == "e" and refused["type"] == "next", refused
+        assert refused["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
+    async with asyncio.timeout(30):
+        await server.services.bus.idle.wait()
