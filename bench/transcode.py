@@ -46,8 +46,8 @@ def make_source(path: Path, seconds: int) -> None:
         out.mux(video.encode(None))
         tone = f"sine=frequency=440:sample_rate=48000:duration={seconds}"
         with av.open(tone, format="lavfi") as source:
-            for frame in source.decode(audio=0):
-                for resampled in resampler.resample(frame):
+            for sample in source.decode(audio=0):
+                for resampled in resampler.resample(sample):
                     out.mux(audio.encode(resampled))
         out.mux(audio.encode(None))
 

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
+from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from models import Rendition as RenditionModel
@@ -163,7 +164,8 @@ class VideoUploadMutation:
         services = info.context.services
         uploads.validate_fields(title, description, category)
         async with uploads.staging(settings=services.settings) as staged:
-            while chunk := await file.read(CHUNK):
+            received = cast(UploadFile, file)  # what Strawberry's ASGI view hands over
+            while chunk := await received.read(CHUNK):
                 await staged.write(chunk)
             result = await uploads.upload_video(
                 db=services.db,

@@ -49,8 +49,8 @@ def make_clip(
             resampler = av.AudioResampler(format="fltp", layout="stereo", rate=48000)
             tone = f"sine=frequency=440:sample_rate=48000:duration={seconds}"
             with av.open(tone, format="lavfi") as source:
-                for frame in source.decode(audio=0):
-                    for resampled in resampler.resample(frame):
+                for sample in source.decode(audio=0):
+                    for resampled in resampler.resample(sample):
                         out.mux(sound.encode(resampled))
             out.mux(sound.encode(None))
     return path

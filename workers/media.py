@@ -157,6 +157,7 @@ class _Rendition:
         self.container.mux(self.video.encode(picture))
 
     def mux_audio_copy(self, packet: Any) -> None:
+        assert self.audio is not None
         copy = av.Packet(bytes(packet))
         copy.pts, copy.dts, copy.time_base = packet.pts, packet.dts, packet.time_base
         copy.duration, copy.is_keyframe = packet.duration, packet.is_keyframe
