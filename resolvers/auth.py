@@ -55,7 +55,7 @@ def normalise_email(email: str) -> str:
 
 
 def _validate_signup(email: str, password: str, username: str) -> str:
-    if not USERNAME_RE.match(username):
+    if not USERNAME_RE.fullmatch(username):  # `$` alone would let a trailing newline in
         raise BadInput(
             "username: 3 to 30 characters, letters, digits and underscores only", field="username"
         )

@@ -17,7 +17,7 @@ MAX_DESCRIPTION = 5000
 
 
 def _validate(name: str, description: str, slug: str) -> None:
-    if not SLUG_RE.match(slug):
+    if not SLUG_RE.fullmatch(slug):  # `$` alone would let a trailing newline in
         raise BadInput(
             "slug: 3 to 50 characters of lowercase letters, digits, '-' and '_'", field="slug"
         )

@@ -16,6 +16,8 @@ from models.db import Database
 from resolvers.errors import BadInput, NotFound
 
 MAX_LIMIT = 100
+#: keeps OFFSET inside a 64-bit integer on every backend (a fuzzer found the overflow)
+MAX_PAGE = 1_000_000
 MAX_CATEGORY = 50
 CHANNEL_VIDEO_LIMIT = 100
 
@@ -30,8 +32,8 @@ class FeedPage:
 
 
 def validate_page(page: int, limit: int) -> None:
-    if page < 1:
-        raise BadInput("page must be 1 or more", field="page")
+    if not 1 <= page <= MAX_PAGE:
+        raise BadInput(f"page must be between 1 and {MAX_PAGE}", field="page")
     if not 1 <= limit <= MAX_LIMIT:
         raise BadInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
 

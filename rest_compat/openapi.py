@@ -14,6 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import BaseRoute, Route
 
+from resolvers import auth, channels, videos
 from rest_compat.auth import LoginBody, SignupBody
 from rest_compat.channels import ChannelBody
 
@@ -163,11 +164,12 @@ ERRORS = {
 }
 
 
-def _model(model: type[BaseModel]) -> Schema:
-    return {
-        "content": {"application/json": {"schema": model.model_json_schema()}},
-        "required": True,
-    }
+def _model(model: type[BaseModel], **constraints: Schema) -> Schema:
+    """The pydantic model's JSON schema plus the checks its resolver makes (so fuzzers know)."""
+    schema = model.model_json_schema()
+    for name, extra in constraints.items():
+        schema["properties"][name] = {**schema["properties"][name], **extra}
+    return {"content": {"application/json": {"schema": schema}}, "required": True}
 
 
 def _json(status_text: str, schema: Schema | None, limited: bool = True) -> Schema:
@@ -212,22 +214,34 @@ def _path_param(name: str) -> Schema:
     return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _query_int(name: str, default: int, maximum: int | None = None) -> Schema:
-    schema: Schema = {"type": "integer", "minimum": 1, "default": default}
-    if maximum is not None:
-        schema["maximum"] = maximum
-    return {"name": name, "in": "query", "required": False, "schema": schema}
+def _query_int(name: str, default: int, maximum: int) -> Schema:
+    """An integer query parameter; empty (`?page=`) means the default, as HTML forms send it."""
+    number: Schema = {"type": "integer", "minimum": 1, "maximum": maximum}
+    return {
+        "name": name,
+        "in": "query",
+        "required": False,
+        "schema": {"anyOf": [number, {"type": "string", "enum": [""]}], "default": default},
+    }
 
 
 OPERATIONS: dict[tuple[str, str], Schema] = {
     ("/api/auth/signup", "post"): _op(
-        "create an account", (201, _ref("User")), [400, 409], body=_model(SignupBody)
+        "create an account",
+        (201, _ref("User")),
+        [400, 409],
+        body=_model(
+            SignupBody,
+            email={"format": "email", "maxLength": 254},
+            password={"minLength": auth.MIN_PASSWORD, "maxLength": auth.MAX_PASSWORD},
+            username={"pattern": "^[A-Za-z0-9_]{3,30}$"},
+        ),
     ),
     ("/api/auth/login", "post"): _op(
         "sign in: a JWT, also set as the Authentication cookie",
         (200, _ref("AuthResult")),
         [400, 401],
-        body=_model(LoginBody),
+        body=_model(LoginBody, email={"minLength": 1}, password={"minLength": 1}),
     ),
     ("/api/auth/logout", "post"): _op(
         "revoke the token this request carries", (204, None), [401, 403], auth=True
@@ -237,9 +251,14 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         (200, _ref("Feed")),
         [400],
         parameters=[
-            _query_int("page", 1),
-            _query_int("limit", 20, maximum=100),
-            {"name": "category", "in": "query", "required": False, "schema": {"type": "string"}},
+            _query_int("page", 1, maximum=videos.MAX_PAGE),
+            _query_int("limit", 20, maximum=videos.MAX_LIMIT),
+            {
+                "name": "category",
+                "in": "query",
+                "required": False,
+                "schema": {"type": "string", "maxLength": videos.MAX_CATEGORY},
+            },
         ],
     ),
     ("/api/channels", "post"): _op(
@@ -247,7 +266,12 @@ OPERATIONS: dict[tuple[str, str], Schema] = {
         (201, _ref("Channel")),
         [400, 401, 403, 409, 411],
         auth=True,
-        body=_model(ChannelBody),
+        body=_model(
+            ChannelBody,
+            name={"pattern": r"\S", "maxLength": channels.MAX_NAME},
+            slug={"pattern": "^[a-z0-9_-]{3,50}$"},
+            description={"maxLength": channels.MAX_DESCRIPTION},
+        ),
     ),
     ("/api/channels/{slug}", "get"): _op(
         "a channel and its videos",
