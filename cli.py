@@ -40,9 +40,19 @@ def _migrate(_args: argparse.Namespace, settings: Settings) -> int:
             await migrate(db.engine)
         finally:
             await db.dispose()
+        if settings.effective_storage_url.startswith("s3://"):
+            from storage.s3 import S3Storage
+
+            storage = S3Storage.from_settings(settings)
+            try:
+                await storage.create_bucket()
+            finally:
+                await storage.close()
 
     asyncio.run(run())
     print("database is at the newest schema")
+    if settings.effective_storage_url.startswith("s3://"):
+        print(f"bucket {settings.effective_storage_url} is ready")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -106,3 +107,32 @@ async def test_local_media_answers_range_requests(
     assert part.headers["content-range"] == f"bytes 100-199/{len(data)}"
     assert part.content == data[100:200]
     assert (await client.get("/media/videos/r/missing.mp4")).status_code == 404
+
+
+def test_migrate_creates_the_s3_bucket(
+    moto_endpoint: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cli import main
+
+    bucket = f"s3://cowatch-migrate-{tmp_path.name.lower().replace('_', '-')[-20:]}"
+    env = {
+        "COWATCH_DATA_DIR": str(tmp_path / "data"),
+        "COWATCH_DATABASE_URL": f"sqlite+aiosqlite:///{tmp_path / 'db.sqlite'}",
+        "COWATCH_STORAGE_URL": bucket,
+        "COWATCH_S3_ENDPOINT_URL": moto_endpoint,
+        "COWATCH_S3_ACCESS_KEY_ID": "testing",
+        "COWATCH_S3_SECRET_ACCESS_KEY": "testing",
+    }
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert main(["migrate"]) == 0
+    assert main(["migrate"]) == 0  # a second run finds everything in place
+
+    async def ping() -> None:
+        storage = open_storage(Settings())
+        try:
+            await storage.ping()
+        finally:
+            await storage.close()
+
+    asyncio.run(ping())
