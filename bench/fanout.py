@@ -24,7 +24,9 @@ import sys
 import tempfile
 import time
 import uuid
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -33,7 +35,7 @@ sys.path.insert(0, str(ROOT))
 BATCH = 200
 
 
-def floor_app() -> object:
+def floor_app() -> Any:
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import Response
@@ -214,8 +216,8 @@ def wait_healthy(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, str]:
-    """A user and a video row: (token, video id)."""
+async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, dict[str, str]]:
+    """A user, and one video per cowatch audience so each seek reaches one audience only."""
     from models import Video
     from models.db import Database
 
@@ -225,20 +227,28 @@ async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, str]:
         await http.post("/api/auth/signup", json={**creds, "username": name})
         login = (await http.post("/api/auth/login", json=creds)).json()
     db = Database(f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}")
-    video = Video(owner_id=login["user"]["id"], title="bench", duration=3600.0)
+    videos = {
+        name: Video(owner_id=login["user"]["id"], title=name, duration=3600.0)
+        for name in ("/ws", "/graphql")
+    }
     async with db.session() as session:
-        session.add(video)
+        session.add_all(videos.values())
         await session.commit()
     await db.dispose()
-    return login["access_token"], video.id
+    return login["access_token"], {name: video.id for name, video in videos.items()}
 
 
 async def measure(
-    sizes: list[int], rounds: int, floor_port: int, cowatch_port: int, token: str, video_id: str
+    sizes: list[int],
+    rounds: int,
+    floor_port: int,
+    cowatch_port: int,
+    token: str,
+    video_ids: dict[str, str],
 ) -> dict[tuple[str, int], float]:
     bench = Bench()
     http = httpx.AsyncClient(timeout=60)
-    versions = {"floor": 0, "cowatch": 0}
+    versions = {"floor": 0, "/ws": 0, "/graphql": 0}
     results: dict[tuple[str, int], float] = {}
     gql_sub = json.dumps(
         {
@@ -247,7 +257,7 @@ async def measure(
             "payload": {
                 "query": "subscription($id: ID!) { videoTimestamp(videoId: $id) "
                 "{ videoId timestamp userId playing rate serverTime version } }",
-                "variables": {"id": video_id},
+                "variables": {"id": video_ids["/graphql"]},
             },
         }
     )
@@ -257,7 +267,7 @@ async def measure(
             cowatch_port,
             f"/ws?token={token}",
             None,
-            [json.dumps({"type": "video:subscribe", "video_id": video_id})],
+            [json.dumps({"type": "video:subscribe", "video_id": video_ids["/ws"]})],
         ),
         "/graphql": (
             cowatch_port,
@@ -272,15 +282,15 @@ async def measure(
         ),
     }
 
-    async def seek(version: int) -> None:
+    async def seek(name: str, version: int) -> None:
         response = await http.put(
-            f"http://127.0.0.1:{cowatch_port}/api/videos/{video_id}/time",
+            f"http://127.0.0.1:{cowatch_port}/api/videos/{video_ids[name]}/time",
             json={"timestamp": float(version % 3600)},
             headers={"Authorization": f"Bearer {token}"},
         )
         assert response.json()["version"] == version, response.text
 
-    async def fire(version: int) -> None:
+    async def fire(_name: str, version: int) -> None:
         await http.put(f"http://127.0.0.1:{floor_port}/fire?version={version}")
 
     for size in sizes:
@@ -293,10 +303,9 @@ async def measure(
         samples: dict[str, list[float]] = {name: [] for name in targets}
         for _ in range(rounds + 1):
             for name, clients in audiences.items():
-                counter = "floor" if name == "floor" else "cowatch"
-                versions[counter] += 1
-                version = versions[counter]
-                trigger = fire if name == "floor" else seek
+                versions[name] += 1
+                version = versions[name]
+                trigger = partial(fire if name == "floor" else seek, name)
                 samples[name].append(
                     await bench.round(clients, version, lambda t=trigger, v=version: t(v))
                 )
@@ -358,12 +367,12 @@ def main() -> int:
         try:
             wait_healthy(f"http://127.0.0.1:{floor_port}/fire")
             wait_healthy(f"http://127.0.0.1:{cowatch_port}/healthz")
-            token, video_id = asyncio.run(
+            token, video_ids = asyncio.run(
                 prepare_cowatch(f"http://127.0.0.1:{cowatch_port}", data_dir)
             )
             print(f"fan-out, {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
             results = asyncio.run(
-                measure(args.sizes, args.rounds, floor_port, cowatch_port, token, video_id)
+                measure(args.sizes, args.rounds, floor_port, cowatch_port, token, video_ids)
             )
         finally:
             for process in (floor, cowatch):
