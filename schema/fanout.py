@@ -43,9 +43,11 @@ from strawberry.subscriptions.protocols.graphql_transport_ws.handlers import (
 )
 from strawberry.subscriptions.protocols.graphql_transport_ws.types import (
     CompleteMessage,
+    ErrorMessage,
     SubscribeMessage,
 )
 from strawberry.subscriptions.protocols.graphql_ws.handlers import BaseGraphQLWSHandler
+from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as LegacyError
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage, StopMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
@@ -59,6 +61,7 @@ log = logging.getLogger("cowatch.graphql.fanout")
 FIELD = "videoTimestamp"
 ARGUMENT = "videoId"
 MAX_PLANS = 512
+LIMIT_REACHED = "Subscription limit reached"
 MASKED = {"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
 
 
@@ -104,9 +107,10 @@ def _make_plan(query: str, operation_name: str | None) -> Plan | None:
     if len(selections) != 1 or not isinstance(selections[0], FieldNode):
         return None
     root = selections[0]
-    if root.name.value != FIELD or root.directives or len(root.arguments or ()) != 1:
+    arguments = root.arguments or ()
+    if root.name.value != FIELD or root.directives or len(arguments) != 1:
         return None
-    argument = root.arguments[0]
+    argument = arguments[0]
     if argument.name.value != ARGUMENT:
         return None
     return Plan(document=document, argument=argument.value)
@@ -150,7 +154,12 @@ class SharedSubscriptions:
             outbox = self.__dict__["_shared_outbox"] = bus.open_outbox(self.websocket.ws.send_text)
         return outbox
 
-    async def try_shared(self, op_id: str, payload: Any, in_flight: int) -> bool:
+    def over_limit(self, in_flight: int) -> bool:
+        """Strawberry's per-connection cap, counting shared and Strawberry-run operations."""
+        limit = self.max_subscriptions_per_connection
+        return limit is not None and in_flight >= limit
+
+    async def try_shared(self, op_id: str, payload: Any) -> bool:
         """Serve this subscribe from the bus; False to let Strawberry handle it."""
         if not isinstance(payload, dict):
             return False
@@ -160,8 +169,7 @@ class SharedSubscriptions:
             return False
         found = plan(query, operation_name if isinstance(operation_name, str) else None)
         video_id = found.video_id(variables) if found else None
-        limit = self.max_subscriptions_per_connection
-        if found is None or video_id is None or (limit is not None and in_flight >= limit):
+        if found is None or video_id is None:
             return False
         services = self.context.services
         public = Context(
@@ -242,13 +250,13 @@ class TransportWSHandler(SharedSubscriptions, BaseGraphQLTransportWSHandler[Cont
         if op_id in self._shared():
             await self.websocket.close(code=4409, reason=f"Subscriber for {op_id} already exists")
             return
-        in_flight = len(self.operations) + len(self._shared())
-        if (
-            self.connection_acknowledged
-            and op_id not in self.operations
-            and await self.try_shared(op_id, message["payload"], in_flight)
-        ):
-            return
+        if self.connection_acknowledged and op_id not in self.operations:
+            if self.over_limit(len(self.operations) + len(self._shared())):
+                error = GraphQLError(LIMIT_REACHED).formatted
+                await self.send_message(ErrorMessage(id=op_id, type="error", payload=[error]))
+                return
+            if await self.try_shared(op_id, message["payload"]):
+                return
         await super().handle_subscribe(message)
 
     async def handle_complete(self, message: CompleteMessage) -> None:
@@ -266,13 +274,13 @@ class LegacyWSHandler(SharedSubscriptions, BaseGraphQLWSHandler[Context, None]):
     async def handle_start(self, message: StartMessage) -> None:
         op_id = message["id"]
         await self.drop_shared(op_id)
-        in_flight = len(self.tasks) + len(self._shared())
-        if (
-            self.connection_acknowledged
-            and op_id not in self.tasks
-            and await self.try_shared(op_id, message["payload"], in_flight)
-        ):
-            return
+        if self.connection_acknowledged and op_id not in self.tasks:
+            if self.over_limit(len(self.tasks) + len(self._shared())):
+                error = GraphQLError(LIMIT_REACHED).formatted
+                await self.send_message(LegacyError(type="error", id=op_id, payload=error))
+                return
+            if await self.try_shared(op_id, message["payload"]):
+                return
         await super().handle_start(message)
 
     async def handle_stop(self, message: StopMessage) -> None:

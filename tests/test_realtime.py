@@ -5,12 +5,14 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from config import Settings
 from tests.factories import Account, make_user, make_videos
@@ -180,9 +182,8 @@ async def test_sockets_require_a_valid_token(server: LiveServer, viewer: Account
         await conn.send(json.dumps({"type": "video:subscribe", "video_id": "x"}))
         assert (await receive_json(conn))["code"] == "NOT_FOUND"
     for payload in ({}, {"Authorization": "Bearer garbage"}):
-        async with connect(
-            f"{server.ws_url}/graphql", subprotocols=["graphql-transport-ws"]
-        ) as conn:  # type: ignore[list-item]
+        protocols = [Subprotocol("graphql-transport-ws")]
+        async with connect(f"{server.ws_url}/graphql", subprotocols=protocols) as conn:
             await conn.send(json.dumps({"type": "connection_init", "payload": payload}))
             with pytest.raises(ConnectionClosed) as closed:
                 await receive_json(conn)
@@ -223,7 +224,7 @@ async def test_concurrent_seeks_arrive_in_version_order_and_converge(
 
         streams = [await versions_until_last(plain.next) for plain in (w1, w2)]
         for gql in (g1, g2):
-            streams.append(await versions_until_last(lambda g=gql: g.next_event("s")))
+            streams.append(await versions_until_last(partial(gql.next_event, "s")))
         for seen in streams:
             versions = [version for version, _ in seen]
             assert versions == sorted(set(versions)), versions
@@ -283,3 +284,19 @@ async def test_documents_outside_the_shared_path_use_strawberrys_stream(
         assert refused["payload"]["errors"][0]["extensions"]["code"] == "NOT_FOUND"
     async with asyncio.timeout(30):
         await server.services.bus.idle.wait()
+
+
+@pytest.mark.parametrize("backend", ["sqlite"])
+async def test_shared_subscriptions_count_towards_the_per_connection_limit(
+    server: LiveServer, viewer: Account, video_id: str
+) -> None:
+    limit = 100  # Strawberry's max_subscriptions_per_connection
+    async with graphql_client(server.ws_url, viewer.token) as gql:
+        for n in range(limit):
+            await gql.subscribe(str(n), video_id)
+        await gql.conn.send(
+            json.dumps({"id": "over", "type": "subscribe", "payload": {"query": "{ me { id } }"}})
+        )
+        refused = await gql.next_message()
+        assert refused["type"] == "error" and refused["id"] == "over", refused
+        assert refused["payload"][0]["message"] == "Subscription limit reached"
