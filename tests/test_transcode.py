@@ -83,7 +83,7 @@ async def test_a_truncated_video_ends_failed_with_a_reason(
     assert await services.storage.keys() == [f"videos/{video.id}/source"]
 
 
-async def test_a_rerun_job_replaces_its_outputs_and_gives_up_after_max_attempts(
+async def test_a_rerun_job_replaces_its_outputs_and_timeouts_and_retries_end_failed(
     client: httpx.AsyncClient, services: Services, tmp_path: Path
 ) -> None:
     account = await make_user(services)
@@ -106,6 +106,12 @@ async def test_a_rerun_job_replaces_its_outputs_and_gives_up_after_max_attempts(
     assert [r.quality for r in await renditions(services, video_id)] == ["240p"]
     assert await services.storage.keys() == keys
     assert await transcode_video(job_ctx(services), video_id) == "skipped"
+
+    await reset()
+    assert await transcode_video(job_ctx(services, timeout_s=0), video_id) == "FAILED"
+    video = await wait_for_status(services, video_id)
+    assert video.failure_reason == "transcoding took longer than 0 s"
+    assert await services.storage.keys() == [f"videos/{video_id}/source"]
 
     await reset()
     outcome = await transcode_video(job_ctx(services, job_try=MAX_ATTEMPTS + 1), video_id)

@@ -131,20 +131,27 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
         await _fail(db, storage, video_id, f"transcoding was interrupted {attempt - 1} times")
         return VideoStatus.FAILED
     await _update(db, video_id, progress=0)
+    timeout_s: float | None = ctx.get("timeout_s")
     try:
-        with tempfile.TemporaryDirectory(prefix="cowatch-transcode-") as out_dir:
-            progress_file = Path(out_dir) / "progress"
-            async with storage.local_copy(video.source_key) as source:
-                work = asyncio.ensure_future(
-                    run_in_process(media.transcode, str(source), out_dir, str(progress_file))
-                )
-                try:
-                    result = await _follow(work, progress_file, db, video_id)
-                finally:
-                    work.cancel()
-            await _store(db, storage, video_id, result)
+        # Our own deadline, under arq's: a job arq times out is failed for good without the
+        # video hearing of it, so we stop first and say why.
+        async with asyncio.timeout(timeout_s):
+            with tempfile.TemporaryDirectory(prefix="cowatch-transcode-") as out_dir:
+                progress_file = Path(out_dir) / "progress"
+                async with storage.local_copy(video.source_key) as source:
+                    work = asyncio.ensure_future(
+                        run_in_process(media.transcode, str(source), out_dir, str(progress_file))
+                    )
+                    try:
+                        result = await _follow(work, progress_file, db, video_id)
+                    finally:
+                        work.cancel()
+                await _store(db, storage, video_id, result)
     except media.MediaError as exc:
         await _fail(db, storage, video_id, str(exc))
+        return VideoStatus.FAILED
+    except TimeoutError:
+        await _fail(db, storage, video_id, f"transcoding took longer than {timeout_s:.0f} s")
         return VideoStatus.FAILED
     except ProcessCrashed as exc:
         await _fail(db, storage, video_id, f"the transcoder crashed on this video ({exc})")

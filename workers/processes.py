@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Callable
 from multiprocessing.connection import Connection
 from typing import Any, TypeVar
@@ -19,7 +22,22 @@ class ProcessCrashed(Exception):
     """The child died without an answer (killed, out of memory, a crash inside FFmpeg)."""
 
 
-def _child(conn: Connection, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+def _exit_with(owner_pid: int) -> None:
+    """Exit when the process that asked for this work is gone (killed outright, say).
+
+    The fork server, not the owner, is this process's parent and outlives it, so parent-death
+    signals do not help; a one-second check does.
+    """
+    while True:
+        time.sleep(1)
+        try:
+            os.kill(owner_pid, 0)
+        except ProcessLookupError:
+            os._exit(1)
+
+
+def _child(conn: Connection, owner_pid: int, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+    threading.Thread(target=_exit_with, args=(owner_pid,), daemon=True).start()
     try:
         answer: tuple[str, Any] = ("ok", fn(*args))
     except Exception as exc:
@@ -39,7 +57,7 @@ async def run_in_process(fn: Callable[..., T], *args: Any) -> T:
     """
     loop = asyncio.get_running_loop()
     receiver, sender = _CONTEXT.Pipe(duplex=False)
-    process = _CONTEXT.Process(target=_child, args=(sender, fn, args), daemon=True)
+    process = _CONTEXT.Process(target=_child, args=(sender, os.getpid(), fn, args), daemon=True)
     readable = asyncio.Event()
     try:
         process.start()

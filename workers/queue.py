@@ -30,8 +30,10 @@ class JobQueue(Protocol):
 class InProcessQueue:
     """Runs the job as a task of this server; the PyAV work goes to a child process."""
 
-    def __init__(self, *, db: Database, storage: Storage, concurrency: int) -> None:
-        self._ctx: dict[str, Any] = {"db": db, "storage": storage}
+    def __init__(
+        self, *, db: Database, storage: Storage, concurrency: int, timeout_s: float | None = None
+    ) -> None:
+        self._ctx: dict[str, Any] = {"db": db, "storage": storage, "timeout_s": timeout_s}
         self._slots = asyncio.Semaphore(concurrency)
         self._tasks: dict[str, asyncio.Task[None]] = {}
 
@@ -104,6 +106,11 @@ async def open_queue(settings: Settings, *, db: Database, storage: Storage) -> J
     """arq when COWATCH_REDIS_URL is set, otherwise the in-process queue."""
     if settings.redis_url:
         return await ArqQueue.connect(settings)
-    queue = InProcessQueue(db=db, storage=storage, concurrency=settings.transcode_workers)
+    queue = InProcessQueue(
+        db=db,
+        storage=storage,
+        concurrency=settings.transcode_workers,
+        timeout_s=settings.transcode_timeout_s,
+    )
     await queue.start()
     return queue

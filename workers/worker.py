@@ -13,6 +13,8 @@ from storage import open_storage
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.queue import TRANSCODE
 
+TIMEOUT_MARGIN_S = 60
+
 
 def redis_settings(settings: Settings) -> RedisSettings:
     assert settings.redis_url, "COWATCH_REDIS_URL is not set"
@@ -25,6 +27,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["db"] = Database(settings.effective_database_url)
         ctx["storage"] = open_storage(settings)
+        ctx["timeout_s"] = settings.transcode_timeout_s
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "storage" in ctx:
@@ -33,11 +36,13 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
             await ctx["db"].dispose()
 
     # arq gives up after max_tries without calling the job; one extra try lets the job itself
-    # mark the video FAILED, so a video whose worker keeps dying never stays PROCESSING.
+    # mark the video FAILED, so a video whose worker keeps dying never stays PROCESSING. The job
+    # keeps its own deadline (ctx["timeout_s"]); arq's, a minute later, is only a backstop. A
+    # killed worker's job is run again once arq's in-progress key lapses: that timeout + 10 s.
     job = func(
         transcode_video,
         name=TRANSCODE,
-        timeout=settings.transcode_timeout_s,
+        timeout=settings.transcode_timeout_s + TIMEOUT_MARGIN_S,
         keep_result=0,
         max_tries=MAX_ATTEMPTS + 1,
     )
@@ -48,7 +53,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "on_startup": startup,
         "on_shutdown": shutdown,
         "max_jobs": settings.transcode_workers,
-        "job_timeout": settings.transcode_timeout_s,
+        "job_timeout": settings.transcode_timeout_s + TIMEOUT_MARGIN_S,
         **overrides,
     }
     return Worker(**options)
