@@ -8,12 +8,14 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Any
 
+import sqlalchemy.exc
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from resolvers import errors
+from resolvers.faults import is_unavailable
 
 log = logging.getLogger("cowatch.rest")
 request_id: ContextVar[str] = ContextVar("request_id", default="-")
@@ -75,9 +77,21 @@ async def internal_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "INTERNAL_SERVER_ERROR", "internal error")
 
 
+async def dependency_error(request: Request, exc: Exception) -> JSONResponse:
+    """A database that is down or restarting is a 503 to retry, not a 500."""
+    if not is_unavailable(exc):
+        return await internal_error(request, exc)
+    log.warning("dependency unavailable (request %s): %r", request_id.get(), exc)
+    message = "a service this request needs is unavailable; try again shortly"
+    return error_response(503, "SERVICE_UNAVAILABLE", message, headers={"Retry-After": "5"})
+
+
 handlers: dict[Any, Any] = {
     errors.DomainError: domain_error,
     HTTPException: http_error,
+    OSError: dependency_error,
+    sqlalchemy.exc.DBAPIError: dependency_error,
+    sqlalchemy.exc.TimeoutError: dependency_error,
     Exception: internal_error,
 }
 

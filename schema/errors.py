@@ -8,6 +8,7 @@ from graphql.error import GraphQLError
 from strawberry.extensions import MaskErrors
 
 from resolvers.errors import DomainError
+from resolvers.faults import is_unavailable
 
 log = logging.getLogger("cowatch.graphql")
 
@@ -38,6 +39,16 @@ class DomainErrors(MaskErrors):
             extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
             error.extensions = extensions
             return error
+        if is_unavailable(error.original_error):
+            log.warning("dependency unavailable in %s: %r", error.path, error.original_error)
+            return GraphQLError(
+                message="a service this request needs is unavailable; try again shortly",
+                nodes=error.nodes,
+                source=error.source,
+                positions=error.positions,
+                path=error.path,
+                extensions={"code": "SERVICE_UNAVAILABLE"},
+            )
         log.error("unexpected error in %s", error.path, exc_info=error.original_error)
         masked = self.anonymise_error(error)
         masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
