@@ -26,7 +26,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+import time
+from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -38,6 +39,8 @@ from resolvers.playback import PlaybackState
 
 log = logging.getLogger("cowatch.bus")
 CHANNEL_PREFIX = "cowatch:playback:"
+#: A send slower than this means the socket is backed up: it gets a writer task of its own.
+SLOW_SEND_S = 0.05
 
 LoadState = Callable[[str], Awaitable[PlaybackState]]
 Render = Callable[[PlaybackState, bool], str]
@@ -49,43 +52,82 @@ class Sink(Protocol):
 
 
 class Outbox:
-    """One socket's sender: frames of ready listeners, sent one at a time by one task."""
+    """One socket's sender: the newest frame of each of its ready listeners, in order.
 
-    def __init__(self, send: Send, on_close: Callable[[Outbox], None]) -> None:
+    Healthy sockets are written by the bus's one flusher task, one after another, the way a
+    hand-written loop over sockets would: an ASGI send that does not block costs no task
+    switch, which is most of the fan-out's price at thousands of sockets. A socket whose
+    send ever blocks for long (a slow client on a server that applies back-pressure) gets a
+    writer task of its own from then on, so it can hold up the others once at most.
+    """
+
+    def __init__(
+        self, send: Send, on_close: Callable[[Outbox], None], schedule: Callable[[Outbox], None]
+    ) -> None:
         self._send = send
         self._on_close = on_close
+        self._schedule = schedule
         self._ready: dict[int, Listener] = {}
-        self._wake = asyncio.Event()
+        self._flushing = False
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
         self.closed = False
-        self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
 
     def ready(self, listener: Listener) -> None:
-        if not self.closed:
-            self._ready[id(listener)] = listener
+        if self.closed:
+            return
+        self._ready[id(listener)] = listener
+        if self._wake is not None:
             self._wake.set()
+        elif not self._flushing:
+            self._schedule(self)
 
-    async def _run(self) -> None:
+    async def flush(self) -> None:
+        """Send what is ready (called by the bus's flusher, or by this socket's own task)."""
+        if self._flushing or self.closed:
+            return
+        self._flushing = True
         try:
-            while True:
-                await self._wake.wait()
-                self._wake.clear()
-                while self._ready:
-                    key = next(iter(self._ready))
-                    frame = self._ready.pop(key).take()
-                    if frame is not None:
-                        await self._send(frame)
-        except asyncio.CancelledError:
-            raise
+            while self._ready:
+                key = next(iter(self._ready))
+                frame = self._ready.pop(key).take()
+                if frame is None:
+                    continue
+                started = time.monotonic()
+                await self._send(frame)
+                if self._task is None and time.monotonic() - started > SLOW_SEND_S:
+                    self._own_writer()
+                    return
         except Exception as exc:  # the socket went away; its reader cleans up
             log.debug("outbox stopped: %r", exc)
             self.closed = True
+        finally:
+            self._flushing = False
+
+    def _own_writer(self) -> None:
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
+
+    async def flush_shared(self) -> None:
+        """The flusher's turn: only for sockets that have no writer of their own."""
+        if self._task is None:
+            await self.flush()
+
+    async def _run(self) -> None:
+        assert self._wake is not None
+        while not self.closed:
+            if not self._ready:
+                await self._wake.wait()
+                self._wake.clear()
+            await self.flush()
 
     async def close(self) -> None:
         self.closed = True
         self._ready.clear()
-        self._task.cancel()
-        with suppress(asyncio.CancelledError):
-            await self._task
+        if self._task is not None:
+            self._task.cancel()
+            with suppress(asyncio.CancelledError):
+                await self._task
         self._on_close(self)
 
 
@@ -160,6 +202,9 @@ class PlaybackBus:
         self._outboxes: set[Outbox] = set()
         self._backend: BroadcastBackend | None = None
         self._pump: asyncio.Task[None] | None = None
+        self._dirty: dict[Outbox, None] = {}
+        self._flush_wake = asyncio.Event()
+        self._flusher: asyncio.Task[None] | None = None
         self.connected = asyncio.Event()
         #: Set whenever no room, listener or outbox is alive (what a leak check waits for).
         self.idle = asyncio.Event()
@@ -168,12 +213,14 @@ class PlaybackBus:
 
     async def start(self) -> None:
         self._pump = asyncio.create_task(self._supervise())
+        self._flusher = asyncio.create_task(self._flush_forever())
 
     async def close(self) -> None:
-        if self._pump is not None:
-            self._pump.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._pump
+        for task in (self._pump, self._flusher):
+            if task is not None:
+                task.cancel()
+                with suppress(asyncio.CancelledError):
+                    await task
         for outbox in list(self._outboxes):
             await outbox.close()
         await self._drop_backend()
@@ -191,13 +238,28 @@ class PlaybackBus:
         }
 
     def open_outbox(self, send: Send) -> Outbox:
-        outbox = Outbox(send, self._outbox_closed)
+        outbox = Outbox(send, self._outbox_closed, self._schedule)
         self._outboxes.add(outbox)
         self.idle.clear()
         return outbox
 
+    def _schedule(self, outbox: Outbox) -> None:
+        self._dirty[outbox] = None
+        self._flush_wake.set()
+
+    async def _flush_forever(self) -> None:
+        """One task writes every healthy socket: no task switch per subscriber."""
+        while True:
+            await self._flush_wake.wait()
+            self._flush_wake.clear()
+            while self._dirty:
+                outbox = next(iter(self._dirty))
+                del self._dirty[outbox]
+                await outbox.flush_shared()
+
     def _outbox_closed(self, outbox: Outbox) -> None:
         self._outboxes.discard(outbox)
+        self._dirty.pop(outbox, None)
         self._check_idle()
 
     def _check_idle(self) -> None:
@@ -245,7 +307,7 @@ class PlaybackBus:
         listener.offer(room.latest)
         return room.latest
 
-    async def watch(self, video_id: str) -> AsyncIterator[PlaybackState]:
+    async def watch(self, video_id: str) -> AsyncGenerator[PlaybackState, None]:
         """The current state, then every newer one (intermediate states may be skipped)."""
         signal = _Signal()
         listener = Listener(signal, _unrendered)

@@ -165,3 +165,27 @@ async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_sta
     assert received == ["state:0", "update:7"]
     assert bus.recoveries == 1
     await bus.close()
+
+
+async def test_a_socket_that_blocked_gets_its_own_writer_and_keeps_receiving(
+    bus: PlaybackBus, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("resolvers.bus.SLOW_SEND_S", -1.0)  # every send counts as "blocked"
+    received: list[str] = []
+    got = asyncio.Event()
+
+    async def send(frame: str) -> None:
+        received.append(frame)
+        got.set()
+
+    outbox = bus.open_outbox(send)
+    await bus.subscribe("v1", Listener(outbox, render))
+    await got.wait()
+    writers = [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"]
+    assert len(writers) == 1
+    got.clear()
+    await bus.publish(state(1))
+    await got.wait()
+    assert received == ["state:0", "update:1"]
+    await outbox.close()
+    assert writers[0].done()

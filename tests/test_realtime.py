@@ -34,7 +34,9 @@ mutation Seek($id: ID!, $t: Float!) {
 
 @pytest.fixture
 async def server(settings: Settings) -> AsyncIterator[LiveServer]:
-    async with live_server(settings.model_copy(update={"rate_limit_enabled": False})) as live:
+    # Rate limits and socket flood control are tested on their own; here they would only throttle.
+    unlimited = {"rate_limit_enabled": False, "ws_message_burst": 10_000}
+    async with live_server(settings.model_copy(update=unlimited)) as live:
         yield live
 
 
