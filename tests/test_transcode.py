@@ -142,6 +142,15 @@ async def test_processing_shape_and_missing_fields(
         headers=account.headers,
     )  # fmt: skip
     assert no_file.status_code == 400
+    services.settings.max_duration_s = 0.5
+    too_long = await rest_upload(client, account, clip)
+    assert too_long.status_code == 400
+    assert too_long.json()["error"]["message"] == "file: the video lasts 1 s; the limit is 0 s"
+    wide = make_clip(tmp_path / "wide.mp4", 7688, 16, seconds=0.2).read_bytes()
+    too_wide = await rest_upload(client, account, wide)
+    assert too_wide.status_code == 400
+    assert "the limit is 7680x4320" in too_wide.json()["error"]["message"]
+    assert await services.storage.keys() == []
     anonymous = await client.post(
         "/api/videos/upload", data={"title": "t"}, files={"file": ("c.mp4", clip, "video/mp4")}
     )
