@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     rate_limit_prefix: str = "cowatch-rl"
     # Socket flood control, per connection: messages a second, burst, refusals before closing.
     ws_message_rate: float = Field(default=20.0, gt=0)
-    ws_message_burst: int = Field(default=40, ge=1)
+    ws_message_burst: int = Field(default=200, ge=1)
     ws_flood_strikes: int = Field(default=50, ge=1)
     # Login lockout: this many failures within the window lock the account for lock_s.
     login_max_failures: int = Field(default=5, ge=1)

@@ -56,6 +56,7 @@ from resolvers.errors import DomainError
 from resolvers.playback import PlaybackState
 from schema.context import Context, Loaders
 from schema.playback import TimestampEvent
+from schema.throttle import FloodGuarded
 
 log = logging.getLogger("cowatch.graphql.fanout")
 FIELD = "videoTimestamp"
@@ -242,7 +243,9 @@ class SharedSubscriptions:
             await outbox.close()
 
 
-class TransportWSHandler(SharedSubscriptions, BaseGraphQLTransportWSHandler[Context, None]):
+class TransportWSHandler(
+    FloodGuarded, SharedSubscriptions, BaseGraphQLTransportWSHandler[Context, None]
+):
     frame_template = '{{"id":{id},"type":"next","payload":'
 
     async def handle_subscribe(self, message: SubscribeMessage) -> None:
@@ -268,7 +271,7 @@ class TransportWSHandler(SharedSubscriptions, BaseGraphQLTransportWSHandler[Cont
         await super().shutdown()
 
 
-class LegacyWSHandler(SharedSubscriptions, BaseGraphQLWSHandler[Context, None]):
+class LegacyWSHandler(FloodGuarded, SharedSubscriptions, BaseGraphQLWSHandler[Context, None]):
     frame_template = '{{"type":"data","id":{id},"payload":'
 
     async def handle_start(self, message: StartMessage) -> None:
