@@ -190,6 +190,13 @@ async def test_sockets_require_a_valid_token(server: LiveServer, viewer: Account
             with pytest.raises(ConnectionClosed) as closed:
                 await receive_json(conn)
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
+    # The legacy protocol has its own refusal: connection_error, then the socket closes.
+    legacy = [Subprotocol("graphql-ws")]
+    async with connect(f"{server.ws_url}/graphql", subprotocols=legacy) as conn:
+        await conn.send(json.dumps({"type": "connection_init", "payload": {}}))
+        assert (await receive_json(conn))["type"] == "connection_error"
+        with pytest.raises(ConnectionClosed):
+            await receive_json(conn)
 
 
 async def test_concurrent_seeks_arrive_in_version_order_and_converge(
