@@ -12,8 +12,9 @@ Shape of the fan-out, from the backend to the socket:
   and memory stays bounded) and renders it to a frame only when its socket is ready to send.
   Rendering goes through `PlaybackState.memo`, so each distinct frame is encoded once per
   event per process, whatever the number of sockets.
-- An `Outbox` is one socket's writer task: it sends the frames of its ready listeners, in
-  order, newest state each. A stalled socket only stalls its own outbox.
+- An `Outbox` is one socket's sender. One flusher task per process writes every healthy
+  socket in turn (no task switch per subscriber); a socket whose send blocks gets a writer
+  task of its own (`resolvers/delivery.py`).
 
 Supervision: the pump task reads the backend; when it fails (Redis went away) the bus keeps
 every room and listener, reconnects with exponential backoff, resubscribes the live channels
@@ -26,160 +27,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from typing import Protocol
 
 from broadcaster import BroadcastBackend
 
 from resolvers.broadcast import open_backend
+from resolvers.delivery import Listener, Outbox, Send, Signal, unrendered
 from resolvers.playback import PlaybackState
 
 log = logging.getLogger("cowatch.bus")
 CHANNEL_PREFIX = "cowatch:playback:"
-#: A send slower than this means the socket is backed up: it gets a writer task of its own.
-SLOW_SEND_S = 0.05
 
 LoadState = Callable[[str], Awaitable[PlaybackState]]
-Render = Callable[[PlaybackState, bool], str]
-Send = Callable[[str], Awaitable[None]]
-
-
-class Sink(Protocol):
-    def ready(self, listener: Listener) -> None: ...
-
-
-class Outbox:
-    """One socket's sender: the newest frame of each of its ready listeners, in order.
-
-    Healthy sockets are written by the bus's one flusher task, one after another, the way a
-    hand-written loop over sockets would: an ASGI send that does not block costs no task
-    switch, which is most of the fan-out's price at thousands of sockets. A socket whose
-    send ever blocks for long (a slow client on a server that applies back-pressure) gets a
-    writer task of its own from then on, so it can hold up the others once at most.
-    """
-
-    def __init__(
-        self, send: Send, on_close: Callable[[Outbox], None], schedule: Callable[[Outbox], None]
-    ) -> None:
-        self._send = send
-        self._on_close = on_close
-        self._schedule = schedule
-        self._ready: dict[int, Listener] = {}
-        self._flushing = False
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self.closed = False
-
-    def ready(self, listener: Listener) -> None:
-        if self.closed:
-            return
-        self._ready[id(listener)] = listener
-        if self._wake is not None:
-            self._wake.set()
-        elif not self._flushing:
-            self._schedule(self)
-
-    async def flush(self) -> None:
-        """Send what is ready (called by the bus's flusher, or by this socket's own task)."""
-        if self._flushing or self.closed:
-            return
-        self._flushing = True
-        try:
-            while self._ready:
-                key = next(iter(self._ready))
-                frame = self._ready.pop(key).take()
-                if frame is None:
-                    continue
-                started = time.monotonic()
-                await self._send(frame)
-                if self._task is None and time.monotonic() - started > SLOW_SEND_S:
-                    self._own_writer()
-                    return
-        except Exception as exc:  # the socket went away; its reader cleans up
-            log.debug("outbox stopped: %r", exc)
-            self.closed = True
-        finally:
-            self._flushing = False
-
-    def _own_writer(self) -> None:
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
-
-    async def flush_shared(self) -> None:
-        """The flusher's turn: only for sockets that have no writer of their own."""
-        if self._task is None:
-            await self.flush()
-
-    async def _run(self) -> None:
-        assert self._wake is not None
-        while not self.closed:
-            if not self._ready:
-                await self._wake.wait()
-                self._wake.clear()
-            await self.flush()
-
-    async def close(self) -> None:
-        self.closed = True
-        self._ready.clear()
-        if self._task is not None:
-            self._task.cancel()
-            with suppress(asyncio.CancelledError):
-                await self._task
-        self._on_close(self)
-
-
-class Listener:
-    """One subscription: the newest state offered, rendered when its socket can take it."""
-
-    __slots__ = ("_outbox", "_render", "_sent", "_state", "active")
-
-    def __init__(self, outbox: Sink, render: Render, *, active: bool = True) -> None:
-        self._outbox = outbox
-        self._render = render
-        self._state: PlaybackState | None = None
-        self._sent = -1
-        self.active = active
-
-    def offer(self, state: PlaybackState) -> None:
-        if self._state is None or state.version > self._state.version:
-            self._state = state
-            if self.active:
-                self._outbox.ready(self)
-
-    @property
-    def state(self) -> PlaybackState | None:
-        return self._state
-
-    def activate(self) -> None:
-        self.active = True
-        if self._state is not None:
-            self._outbox.ready(self)
-
-    def take(self) -> str | None:
-        """The frame to send now, or None when the newest state was already sent."""
-        state = self._state
-        if state is None or state.version <= self._sent:
-            return None
-        first = self._sent < 0
-        self._sent = state.version
-        return self._render(state, first)
-
-
-class _Signal:
-    """A sink for in-process consumers (`PlaybackBus.watch`): just wakes one waiter."""
-
-    def __init__(self) -> None:
-        self.event = asyncio.Event()
-
-    def ready(self, listener: Listener) -> None:
-        self.event.set()
-
-
-def _unrendered(_state: PlaybackState, _first: bool) -> str:
-    return ""
 
 
 @dataclass
@@ -309,8 +170,8 @@ class PlaybackBus:
 
     async def watch(self, video_id: str) -> AsyncGenerator[PlaybackState, None]:
         """The current state, then every newer one (intermediate states may be skipped)."""
-        signal = _Signal()
-        listener = Listener(signal, _unrendered)
+        signal = Signal()
+        listener = Listener(signal, unrendered)
         await self.subscribe(video_id, listener)
         try:
             sent = -1

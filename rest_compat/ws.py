@@ -9,7 +9,8 @@ from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from resolvers import auth
-from resolvers.bus import Listener, Outbox, PlaybackBus
+from resolvers.bus import PlaybackBus
+from resolvers.delivery import Listener, Outbox
 from resolvers.errors import DomainError, InvalidToken
 from resolvers.playback import PlaybackState
 from resolvers.throttle import WS_CLOSE_FLOODING, Verdict, flood_guard

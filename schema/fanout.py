@@ -51,7 +51,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as 
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage, StopMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
-from resolvers.bus import Listener, Outbox
+from resolvers.delivery import Listener, Outbox
 from resolvers.errors import DomainError
 from resolvers.playback import PlaybackState
 from schema.context import Context, Loaders

@@ -16,6 +16,7 @@ from typing import Any
 import uvicorn
 from starlette.applications import Starlette
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.typing import Subprotocol
 
 from app import create_app
 from config import Settings
@@ -149,7 +150,7 @@ async def graphql_client(
     server_ws_url: str, token: str | None, *, legacy: bool = False
 ) -> AsyncIterator[GraphQLClient]:
     protocol = "graphql-ws" if legacy else "graphql-transport-ws"
-    async with connect(f"{server_ws_url}/graphql", subprotocols=[protocol]) as conn:  # type: ignore[list-item]
+    async with connect(f"{server_ws_url}/graphql", subprotocols=[Subprotocol(protocol)]) as conn:
         payload = {"Authorization": f"Bearer {token}"} if token else {}
         await conn.send(json.dumps({"type": "connection_init", "payload": payload}))
         ack = await receive_json(conn)

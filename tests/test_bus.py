@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 import pytest
 
 from resolvers.broadcast import MemoryBackend
-from resolvers.bus import Listener, PlaybackBus
+from resolvers.bus import PlaybackBus
+from resolvers.delivery import Listener
 from resolvers.errors import NotFound
 from resolvers.playback import PlaybackState
 
@@ -170,7 +171,7 @@ async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_sta
 async def test_a_socket_that_blocked_gets_its_own_writer_and_keeps_receiving(
     bus: PlaybackBus, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("resolvers.bus.SLOW_SEND_S", -1.0)  # every send counts as "blocked"
+    monkeypatch.setattr("resolvers.delivery.SLOW_SEND_S", -1.0)  # every send counts as "blocked"
     received: list[str] = []
     got = asyncio.Event()
 

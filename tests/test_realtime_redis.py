@@ -6,6 +6,7 @@ import subprocess
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -67,7 +68,7 @@ async def test_two_processes_share_a_room_through_redis(pg_url: str, tmp_path: P
     with ExitStack() as stack:
         a, b = start_servers(stack, 2, env, tmp_path)
         for server in (a, b):
-            wait_for(lambda s=server: broadcast_ready(s), f"{server.url} broadcast ready")
+            wait_for(partial(broadcast_ready, server), f"{server.url} broadcast ready")
         user_id, token = await sign_up(a)
         video_id = await insert_video(pg_url, user_id)
         async with (
@@ -124,7 +125,7 @@ async def test_redis_outage_heals_without_dropping_subscribers(pg_url: str, tmp_
         redis = stack.enter_context(redis_server(port, tmp_path))
         a, b = start_servers(stack, 2, env, tmp_path)
         for server in (a, b):
-            wait_for(lambda s=server: broadcast_ready(s), f"{server.url} broadcast ready")
+            wait_for(partial(broadcast_ready, server), f"{server.url} broadcast ready")
         user_id, token = await sign_up(a)
         video_id = await insert_video(pg_url, user_id)
         async with (
@@ -154,7 +155,7 @@ async def test_redis_outage_heals_without_dropping_subscribers(pg_url: str, tmp_
 
             stack.enter_context(redis_server(port, tmp_path))
             for server in (a, b):
-                wait_for(lambda s=server: broadcast_ready(s), f"{server.url} broadcast ready")
+                wait_for(partial(broadcast_ready, server), f"{server.url} broadcast ready")
             # A resends the stored state after reconnecting: the seek made during the outage.
             healed = await plain.next()
             assert (healed["version"], healed["timestamp"]) == (lost["version"], 3.0)
