@@ -11,9 +11,9 @@ import hashlib
 import math
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, cast
 
-from sqlalchemy import case, or_, update
+from sqlalchemy import Table, case, or_, update
 
 from models import User
 from models.base import as_utc, utcnow
@@ -59,28 +59,32 @@ def refuse_if_locked(user: User) -> None:
             raise locked(left)
 
 
+USERS = cast(Table, User.__table__)  # type: ignore[attr-defined]  # SQLModel sets it
+
+
 async def record_failure(*, db: Database, user_id: str, policy: Lockout) -> Exception:
     """Count a wrong password in one statement; the error to answer with."""
     now = utcnow()
-    window_start = now - timedelta(seconds=policy.window_s)
-    first_failed_at = User.first_failed_at
-    stale = or_(first_failed_at.is_(None), first_failed_at < window_start)  # type: ignore[union-attr,operator]
-    count = case((stale, 1), else_=User.failed_logins + 1)
+    c = USERS.c
+    stale = or_(
+        c.first_failed_at.is_(None), c.first_failed_at < now - timedelta(seconds=policy.window_s)
+    )
+    count = case((stale, 1), else_=c.failed_logins + 1)
     statement = (
-        update(User)
-        .where(User.id == user_id)  # type: ignore[arg-type]
+        update(USERS)
+        .where(c.id == user_id)
         .values(
             failed_logins=count,
-            first_failed_at=case((stale, now), else_=first_failed_at),
+            first_failed_at=case((stale, now), else_=c.first_failed_at),
             locked_until=case(
                 (count >= policy.max_failures, now + timedelta(seconds=policy.lock_s)),
                 else_=None,
             ),
         )
-        .returning(User.failed_logins)
+        .returning(c.failed_logins)
     )
     async with db.engine.begin() as conn:
-        failures = (await conn.execute(statement)).scalar_one()
+        failures = int((await conn.execute(statement)).scalar_one())
     if failures >= policy.max_failures:
         return locked(policy.lock_s)
     return wrong(policy.max_failures - failures)
@@ -89,8 +93,8 @@ async def record_failure(*, db: Database, user_id: str, policy: Lockout) -> Exce
 async def record_success(*, db: Database, user: User) -> None:
     if user.failed_logins or user.locked_until is not None:
         statement = (
-            update(User)
-            .where(User.id == user.id)  # type: ignore[arg-type]
+            update(USERS)
+            .where(USERS.c.id == user.id)
             .values(failed_logins=0, first_failed_at=None, locked_until=None)
         )
         async with db.engine.begin() as conn:

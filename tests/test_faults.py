@@ -77,7 +77,7 @@ def test_postgres_restart_mid_traffic_heals_without_an_app_restart(tmp_path: Pat
                 lambda: httpx.get(f"{server.url}/readyz", timeout=30).status_code == 200,
                 "the app sees the database again",
             )
-            after = Counter()
+            after: Counter[int] = Counter()
             for _ in range(10):
                 after.update(_traffic(server, token))
             assert after == Counter({200: 30, 411: 10}), after
