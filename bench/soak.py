@@ -1,0 +1,390 @@
+"""Soak: N subscribers watch one video while it is seeked S times a second, plus feed traffic.
+
+    python bench/soak.py [--subscribers 2000] [--seeks-per-s 50] [--seconds 60]
+
+One `cowatch serve` (embedded SQLite, in-memory bus) in its own process; subscribers on the seed's
+`/ws` and on graphql-transport-ws `videoTimestamp`, all in this process (a minimal asyncio
+websocket client, so the client side costs little). A seeker PUTs /api/videos/{id}/time on a
+fixed schedule; feed readers GET /api/videos/feed and POST a GraphQL feed query meanwhile.
+
+Reported: for every subscriber, versions received in order, versions skipped (the bus keeps
+one pending state per subscriber, so a subscriber that falls behind skips to the newest) and
+versions out of order; whether every subscriber ended on the final version; delivery latency
+(receive time minus the state's server_time) p50/p99/max; server RSS before the run and after.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import resource
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+VERSION_RE = re.compile(rb'"version":(\d+)')
+SERVER_TIME_RE = re.compile(rb'"server_?[tT]ime":([\d.]+)')
+BATCH = 200
+
+
+class Subscriber(asyncio.Protocol):
+    """Just enough RFC 6455 to subscribe and read text frames."""
+
+    def __init__(self, host: str, path: str, protocol: str | None, setup: list[str]) -> None:
+        self.request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            "Sec-WebSocket-Version: 13\r\n"
+            + (f"Sec-WebSocket-Protocol: {protocol}\r\n" if protocol else "")
+            + "\r\n"
+        ).encode()
+        self.setup = list(setup)
+        self.buffer = b""
+        self.upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed = False
+        self.last_version = -1
+        self.received = 0
+        self.skipped = 0
+        self.out_of_order = 0
+        self.latencies: list[float] = []
+        self.watch_for = -1
+        self.reached: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(self.request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.ready.done():
+            self.ready.set_exception(ConnectionError("closed before subscribing"))
+
+    def send(self, text: str, opcode: int = 1) -> None:
+        payload = text.encode()
+        length = len(payload)
+        header = bytes([0x80 | opcode])
+        header += (
+            bytes([0x80 | length])
+            if length < 126
+            else bytes([0x80 | 126]) + length.to_bytes(2, "big")
+        )
+        mask = os.urandom(4)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        assert self.transport is not None
+        self.transport.write(header + mask + masked)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        if not self.upgraded:
+            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            if not sep:
+                return
+            assert head.startswith(b"HTTP/1.1 101"), head
+            self.upgraded, self.buffer = True, rest
+            self.send(self.setup.pop(0))
+        while len(self.buffer) >= 2:
+            opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+            if length == 126:
+                length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+            elif length == 127:
+                length, offset = int.from_bytes(self.buffer[2:10], "big"), 10
+            if len(self.buffer) < offset + length:
+                return
+            payload = self.buffer[offset : offset + length]
+            self.buffer = self.buffer[offset + length :]
+            if opcode == 1:
+                self.on_text(payload)
+
+    def on_text(self, payload: bytes) -> None:
+        now_ms = time.time_ns() / 1_000_000
+        if self.setup:  # connection_ack: send the subscription
+            self.send(self.setup.pop(0))
+            return
+        match = VERSION_RE.search(payload)
+        if match is None:
+            return
+        version = int(match.group(1))
+        if not self.ready.done():  # the current state, sent right after subscribing
+            self.last_version = version
+            self.ready.set_result(None)
+            return
+        self.received += 1
+        if version <= self.last_version:
+            self.out_of_order += 1
+        else:
+            self.skipped += version - self.last_version - 1
+            self.last_version = version
+        sent = SERVER_TIME_RE.search(payload)
+        if sent is not None:
+            self.latencies.append(now_ms - float(sent.group(1)))
+        if self.reached is not None and version >= self.watch_for and not self.reached.done():
+            self.reached.set_result(None)
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def prepare(url: str, data_dir: Path) -> tuple[str, str]:
+    from models import Video
+    from models.db import Database
+
+    name = f"soak_{uuid.uuid4().hex[:8]}"
+    creds = {"email": f"{name}@example.com", "password": "password123"}
+    async with httpx.AsyncClient(base_url=url) as http:
+        await http.post("/api/auth/signup", json={**creds, "username": name})
+        login = (await http.post("/api/auth/login", json=creds)).json()
+    db = Database(f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}")
+    video = Video(owner_id=login["user"]["id"], title=name, duration=3600.0)
+    async with db.session() as session:
+        session.add(video)
+        await session.commit()
+    await db.dispose()
+    return login["access_token"], video.id
+
+
+async def connect_all(
+    port: int, token: str, video_id: str, count: int, graphql_share: float
+) -> list[Subscriber]:
+    loop = asyncio.get_running_loop()
+    ws_setup = [json.dumps({"type": "video:subscribe", "video_id": video_id})]
+    gql_setup = [
+        json.dumps({"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}),
+        json.dumps(
+            {
+                "id": "1",
+                "type": "subscribe",
+                "payload": {
+                    "query": "subscription($id: ID!) { videoTimestamp(videoId: $id) "
+                    "{ videoId timestamp userId playing rate serverTime version } }",
+                    "variables": {"id": video_id},
+                },
+            }
+        ),
+    ]
+    graphql_count = round(count * graphql_share)
+
+    async def one(index: int) -> Subscriber:
+        on_graphql = index < graphql_count
+        path, protocol, setup = (
+            ("/graphql", "graphql-transport-ws", gql_setup)
+            if on_graphql
+            else (f"/ws?token={token}", None, ws_setup)
+        )
+        _, sub = await loop.create_connection(
+            lambda: Subscriber(f"127.0.0.1:{port}", path, protocol, setup), "127.0.0.1", port
+        )
+        await asyncio.wait_for(sub.ready, 60)
+        return sub
+
+    subscribers: list[Subscriber] = []
+    for start in range(0, count, BATCH):
+        batch = range(start, min(start + BATCH, count))
+        subscribers += await asyncio.gather(*(one(i) for i in batch))
+    return subscribers
+
+
+async def seek_loop(
+    http: httpx.AsyncClient, video_id: str, token: str, rate: float, seconds: float
+) -> tuple[list[int], Counter[int], list[float]]:
+    versions: list[int] = []
+    statuses: Counter[int] = Counter()
+    lag: list[float] = []
+    headers = {"Authorization": f"Bearer {token}"}
+    started = time.perf_counter()
+    total = int(rate * seconds)
+
+    async def one(i: int) -> None:
+        response = await http.put(
+            f"/api/videos/{video_id}/time",
+            json={"timestamp": float(i % 3000), "playing": i % 2 == 0},
+            headers=headers,
+        )
+        statuses[response.status_code] += 1
+        if response.status_code == 201:
+            versions.append(response.json()["version"])
+
+    tasks = []
+    for i in range(total):
+        due = started + i / rate
+        delay = due - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        lag.append(max(0.0, -delay))
+        tasks.append(asyncio.create_task(one(i)))
+    await asyncio.gather(*tasks)
+    return versions, statuses, lag
+
+
+async def feed_loop(http: httpx.AsyncClient, stop: asyncio.Event, rate: float) -> Counter[int]:
+    statuses: Counter[int] = Counter()
+    query = {"query": "{ feed(limit: 20) { total videos { id title creator { username } } } }"}
+    while not stop.is_set():
+        rest, gql = await asyncio.gather(
+            http.get("/api/videos/feed?limit=20"), http.post("/graphql", json=query)
+        )
+        statuses[rest.status_code] += 1
+        statuses[gql.status_code if "errors" not in gql.json() else 599] += 1
+        await asyncio.sleep(1 / rate)
+    return statuses
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
+
+
+async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_id: str) -> int:
+    url = f"http://127.0.0.1:{port}"
+    rss_before = rss_mb(pid)
+    subscribers = await connect_all(port, token, video_id, args.subscribers, args.graphql_share)
+    await asyncio.sleep(2)  # let the server settle after the connection storm
+    rss_start = rss_mb(pid)
+    limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+        stop = asyncio.Event()
+        feed = asyncio.create_task(feed_loop(http, stop, args.feed_per_s))
+        versions, seek_statuses, lag = await seek_loop(
+            http, video_id, token, args.seeks_per_s, args.seconds
+        )
+        final = max(versions)
+        loop = asyncio.get_running_loop()
+        for sub in subscribers:
+            sub.watch_for, sub.reached = final, loop.create_future()
+            if sub.last_version >= final:
+                sub.reached.set_result(None)
+        drained_at = time.perf_counter()
+        _done, pending = await asyncio.wait([s.reached for s in subscribers], timeout=60)
+        drain_s = time.perf_counter() - drained_at
+        stop.set()
+        feed_statuses = await feed
+    await asyncio.sleep(2)
+    rss_end = rss_mb(pid)
+
+    latencies = [x for s in subscribers for x in s.latencies]
+    received = sum(s.received for s in subscribers)
+    skipped = sum(s.skipped for s in subscribers)
+    out_of_order = sum(s.out_of_order for s in subscribers)
+    converged = sum(1 for s in subscribers if s.last_version == final)
+    closed = sum(1 for s in subscribers if s.closed)
+    graphql_count = round(args.subscribers * args.graphql_share)
+    print(f"soak, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    print(
+        f"subscribers: {args.subscribers} ({args.subscribers - graphql_count} /ws, "
+        f"{graphql_count} graphql-transport-ws)"
+    )
+    print(
+        f"seeks: {sum(seek_statuses.values())} in {args.seconds:.0f} s "
+        f"({args.seeks_per_s:g}/s scheduled; statuses {dict(seek_statuses)}; "
+        f"scheduler lag p99 {percentile(lag, 0.99) * 1000:.0f} ms); "
+        f"versions {min(versions)}..{final}"
+    )
+    print(f"feed traffic statuses (599 = GraphQL errors): {dict(feed_statuses)}")
+    print(
+        f"frames received: {received:,} of {len(versions) * args.subscribers:,} versions x "
+        f"subscribers; skipped (superseded while behind): {skipped:,}; out of order: "
+        f"{out_of_order}; closed: {closed}"
+    )
+    print(
+        f"converged on the final version: {converged}/{args.subscribers} "
+        f"({len(pending)} still behind after 60 s; drain {drain_s:.2f} s)"
+    )
+    print(
+        f"delivery latency: p50 {percentile(latencies, 0.5):.1f} ms, "
+        f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms "
+        f"(mean {statistics.fmean(latencies):.1f})"
+    )
+    print(
+        f"server RSS: {rss_before:.1f} MB before subscribers, {rss_start:.1f} MB start, "
+        f"{rss_end:.1f} MB end ({(rss_end / rss_start - 1) * 100:+.1f}%)"
+    )
+    for sub in subscribers:
+        if sub.transport is not None:
+            sub.transport.close()
+    ok = out_of_order == 0 and converged == args.subscribers and not closed
+    ok = ok and set(seek_statuses) == {201} and set(feed_statuses) == {200}
+    return 0 if ok else 1
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--subscribers", type=int, default=2000)
+    parser.add_argument("--seeks-per-s", type=float, default=50)
+    parser.add_argument("--seconds", type=float, default=60)
+    parser.add_argument("--feed-per-s", type=float, default=10)
+    parser.add_argument("--graphql-share", type=float, default=0.25)
+    args = parser.parse_args()
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(
+        resource.RLIMIT_NOFILE, (min(max(soft, args.subscribers + 2000), hard), hard)
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        data_dir = Path(tmp) / "data"
+        port = free_port()
+        env = {
+            **os.environ,
+            "COWATCH_DATA_DIR": str(data_dir),
+            "COWATCH_DATABASE_URL": "",
+            "COWATCH_REDIS_URL": "",
+            "COWATCH_STORAGE_URL": "",
+            "COWATCH_LOG_LEVEL": "warning",
+            # Limits stay on, sized for one seeker and one feed reader.
+            "COWATCH_RATE_LIMIT_API": "100000/minute",
+            "COWATCH_RATE_LIMIT_TIMESTAMP": "100000/minute",
+        }
+        log = Path(tmp) / "cowatch.log"
+        with log.open("wb") as out:
+            server = subprocess.Popen(
+                [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+                cwd=ROOT,
+                env=env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    if time.monotonic() > deadline:
+                        raise
+                time.sleep(0.1)
+            token, video_id = asyncio.run(prepare(f"http://127.0.0.1:{port}", data_dir))
+            result = asyncio.run(run(args, port, server.pid, token, video_id))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+        errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+        print(f"server log ERROR lines: {len(errors)}")
+        return result if not errors else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
