@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -111,6 +112,29 @@ def open_watch(viewer: Viewer, server: Server, video_id: str) -> Page:
     return page
 
 
+PLAYER_STATE = f"""() => {{
+    const v = {VIDEO}, p = window.cowatch?.player;
+    return JSON.stringify({{
+        currentTime: v.currentTime, paused: v.paused, rate: v.playbackRate, seeking: v.seeking,
+        readyState: v.readyState, state: p?.state, drift: p?.drift, inflight: p?.inflight,
+        offset: window.cowatch?.clock.offset, connected: window.cowatch?.socket?.connected,
+    }});
+}}"""
+
+
+@contextmanager
+def explained(*pairs: tuple[Viewer, Page]) -> Iterator[None]:
+    """On failure, say where each player was and what its console said."""
+    try:
+        yield
+    except Exception as exc:
+        notes = [
+            f"{viewer.username}: {page.evaluate(PLAYER_STATE)}\n  console: {viewer.console[-20:]}"
+            for viewer, page in pairs
+        ]
+        raise AssertionError("\n".join(notes)) from exc
+
+
 def no_page_errors(*viewers: Viewer) -> None:
     errors = [error for viewer in viewers for error in viewer.errors]
     assert not errors, (errors, [viewer.console for viewer in viewers])
@@ -164,7 +188,14 @@ def test_two_viewers_stay_on_the_same_second(
 ) -> None:
     a = open_watch(alice, server, video_id)
     b = open_watch(bob, server, video_id)
+    with explained((alice, a), (bob, b)):
+        follow_each_other(a, b)
+    no_page_errors(alice, bob)
+    a.close()
+    b.close()
 
+
+def follow_each_other(a: Page, b: Page) -> None:
     # Alice seeks: Bob's video follows.
     a.evaluate(f"{VIDEO}.currentTime = 3.0")
     wait_near(b, 3.0)
@@ -190,9 +221,6 @@ def test_two_viewers_stay_on_the_same_second(
     expect(b.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
     wait_near(b, shared)
     assert b.evaluate(f"{VIDEO}.paused")
-    no_page_errors(alice, bob)
-    a.close()
-    b.close()
 
 
 def test_a_dropped_socket_reconnects_and_resyncs(
@@ -213,14 +241,45 @@ def test_a_dropped_socket_reconnects_and_resyncs(
     b.close()
 
 
+def test_quality_switch_keeps_the_second_and_tells_nobody(
+    server: Server, alice: Viewer, video_id: str
+) -> None:
+    a = open_watch(alice, server, video_id)
+    a.evaluate(f"{VIDEO}.currentTime = 2.0")
+    # Committed: the state says 2.0 and no update is in flight any more.
+    a.wait_for_function(
+        "(p => !p.inflight && Math.abs(p.state.timestamp - 2) < 0.01)(window.cowatch.player)"
+    )
+    version = a.evaluate("window.cowatch.player.state.version")
+    a.get_by_label("Quality").select_option(label="240p")
+    a.wait_for_function(f"{VIDEO}.currentSrc.endsWith('/240p.mp4')", timeout=SYNC_S)
+    wait_near(a, 2.0)
+    expect(a.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
+    assert a.evaluate("window.cowatch.player.state.version") == version
+    a.reload()  # the choice is remembered
+    a.wait_for_function(f"{VIDEO}.currentSrc.endsWith('/240p.mp4')", timeout=SYNC_S)
+    a.get_by_label("Quality").select_option(label="480p")
+    a.wait_for_function(f"{VIDEO}.currentSrc.endsWith('/480p.mp4')", timeout=SYNC_S)
+    no_page_errors(alice)
+    a.close()
+
+
 def test_drift_is_nudged_by_rate_and_large_drift_is_seeked(
     server: Server, alice: Viewer, video_id: str
 ) -> None:
     a = open_watch(alice, server, video_id)
+    with explained((alice, a)):
+        correct_drift(a)
+    no_page_errors(alice)
+    a.close()
+
+
+def correct_drift(a: Page) -> None:
     a.evaluate(f"{VIDEO}.currentTime = 0")
     a.get_by_role("button", name="Play").click()
     expect(a.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
     # The room moves 0.5 s ahead of us (as a wrong clock would): catch up at 1.05x, no seek.
+    a.wait_for_function("window.cowatch.clock.synced")  # or the sync would undo our nudge
     a.evaluate("window.cowatch.clock.offset += 500")
     a.wait_for_function(f"{VIDEO}.playbackRate === 1.05", timeout=SYNC_S)
     # 2.5 s more is beyond what a rate nudge should fix: seek.
@@ -231,8 +290,6 @@ def test_drift_is_nudged_by_rate_and_large_drift_is_seeked(
     )
     a.evaluate("window.cowatch.clock.offset -= 3000")
     a.get_by_role("button", name="Pause").click()
-    no_page_errors(alice)
-    a.close()
 
 
 def test_pages_fit_a_phone(server: Server, bob: Viewer, video_id: str) -> None:
