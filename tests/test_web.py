@@ -176,6 +176,8 @@ def test_upload_page_shows_upload_and_transcoding_progress(
         "data-status", "TRANSCODED", timeout=90_000
     )
     expect(page.locator("#transcode-progress")).to_have_js_property("value", 100)
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=OUTPUT / "upload.png", full_page=True)
     page.get_by_role("link", name="Watch it").click()
     page.wait_for_url(f"{server.url}/watch/*")
     expect(page.locator("#video")).to_be_visible()

@@ -2,6 +2,7 @@
 
 const TOKEN_KEY = "cowatch.token";
 const USER_KEY = "cowatch.user";
+const REQUEST_TIMEOUT_MS = 15000;
 
 export const session = {
   get token() {
@@ -44,6 +45,7 @@ export async function gql(query, variables = {}) {
     headers: { "Content-Type": "application/json", Accept: "application/json", ...session.headers() },
     body: JSON.stringify({ query, variables }),
     credentials: "same-origin",
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), // a hung request must not stall the player
   });
   let body;
   try {

@@ -5,6 +5,7 @@ const PROTOCOL = "graphql-transport-ws";
 const PING_EVERY_MS = 15000;
 const PONG_WITHIN_MS = 5000;
 const MAX_BACKOFF_MS = 10000;
+const REQUEST_TIMEOUT_MS = 10000;
 
 export class GraphQLSocket {
   /**
@@ -142,19 +143,27 @@ export class GraphQLSocket {
   }
 
   /** One query over the socket: resolves with `data`, rejects on errors or a lost connection. */
-  request(query, variables = {}) {
+  request(query, variables = {}, timeoutMs = REQUEST_TIMEOUT_MS) {
     return new Promise((resolve, reject) => {
       let stop = () => {};
+      const timer = setTimeout(() => {
+        stop();
+        reject([{ message: "no answer" }]);
+      }, timeoutMs);
       stop = this.subscribe(
         query,
         variables,
         {
           next: (payload) => {
+            clearTimeout(timer);
             stop();
             if (payload.errors?.length) reject(payload.errors);
             else resolve(payload.data);
           },
-          error: reject,
+          error: (errors) => {
+            clearTimeout(timer);
+            reject(errors);
+          },
         },
         { once: true },
       );
