@@ -9,7 +9,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import av
 import httpx
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
@@ -44,22 +43,6 @@ def chromium() -> Iterator[Browser]:
             yield browser
         finally:
             browser.close()
-
-
-def make_clip(path: Path, *, seconds: int = 7, width: int = 640, height: int = 480) -> Path:
-    """An H.264 MP4 of FFmpeg's moving test pattern (its clock shows the second on screen)."""
-    source = av.open(f"testsrc2=size={width}x{height}:rate=25:duration={seconds}", format="lavfi")
-    with av.open(str(path), "w") as out:
-        stream = out.add_stream("libx264", rate=25)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.options = {"preset": "veryfast", "crf": "30"}
-        for frame in source.decode(video=0):
-            frame = frame.reformat(format="yuv420p")
-            frame.pts = None
-            out.mux(stream.encode(frame))
-        out.mux(stream.encode(None))
-    source.close()
-    return path
 
 
 @dataclass

@@ -16,9 +16,9 @@ from tests.browser import (
     api_signup,
     await_transcoded,
     chromium,
-    make_clip,
     upload_clip,
 )
+from tests.media import make_clip
 from tests.servers import ROOT, Server, cowatch_serve
 
 OUTPUT = ROOT / "test-output"
@@ -45,7 +45,8 @@ def browser() -> Iterator[Browser]:
 
 @pytest.fixture(scope="module")
 def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_clip(tmp_path_factory.mktemp("clip") / "pattern.mp4")
+    """Seven seconds with sound, enough to seek to 3.0 and play on; 480 lines give two qualities."""
+    return make_clip(tmp_path_factory.mktemp("clip") / "pattern.mp4", 640, 480, seconds=7, fps=25)
 
 
 def sign_in(browser: Browser, server: Server, username: str, *, via_signup: bool) -> Viewer:
