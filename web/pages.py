@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,11 +50,14 @@ async def render(
     return response
 
 
+# A path on this site: browsers drop tabs and newlines and read `\\` as `/`, so `/\t/x` or
+# `/\\x` would become the protocol-relative `//x`; none of those characters may appear.
+SAME_SITE_PATH = re.compile(r"/(?![/\\])[^\s\\\x00-\x1f\x7f]*")
+
+
 def safe_next(value: str | None) -> str:
     """Only same-site paths, so `?next=` cannot send a fresh login elsewhere."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
-    return "/"
+    return value if value and SAME_SITE_PATH.fullmatch(value) else "/"
 
 
 def _page_number(raw: str | None) -> int:
