@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from broadcaster import BroadcastBackend
 
 from resolvers.broadcast import open_backend
-from resolvers.delivery import Listener, Outbox, Send, Signal, unrendered
+from resolvers.delivery import Listener, Outbox, Send, Signal, flush_shared, unrendered
 from resolvers.playback import PlaybackState
 
 log = logging.getLogger("cowatch.bus")
@@ -113,10 +113,7 @@ class PlaybackBus:
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
-            while self._dirty:
-                outbox = next(iter(self._dirty))
-                del self._dirty[outbox]
-                await outbox.flush_shared()
+            await flush_shared(self._dirty)
 
     def _outbox_closed(self, outbox: Outbox) -> None:
         self._outboxes.discard(outbox)

@@ -60,36 +60,37 @@ class Outbox:
         elif not self._flushing:
             self._schedule(self)
 
+    def next_frame(self) -> str | None:
+        while self._ready:
+            frame = self._ready.pop(next(iter(self._ready))).take()
+            if frame is not None:
+                return frame
+        return None
+
+    def sent_in_time(self, started: float) -> bool:
+        """After a shared send: False when it blocked, and the socket now has its own writer."""
+        if time.monotonic() - started <= SLOW_SEND_S:
+            return True
+        self._wake = asyncio.Event()
+        self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
+        return False
+
+    def failed(self, exc: Exception) -> None:
+        log.debug("outbox stopped: %r", exc)  # the socket went away; its reader cleans up
+        self.closed = True
+
     async def flush(self) -> None:
-        """Send what is ready (called by the bus's flusher, or by this socket's own task)."""
+        """Send what is ready (this socket's own writer)."""
         if self._flushing or self.closed:
             return
         self._flushing = True
         try:
-            while self._ready:
-                key = next(iter(self._ready))
-                frame = self._ready.pop(key).take()
-                if frame is None:
-                    continue
-                started = time.monotonic()
+            while (frame := self.next_frame()) is not None:
                 await self._send(frame)
-                if self._task is None and time.monotonic() - started > SLOW_SEND_S:
-                    self._own_writer()
-                    return
-        except Exception as exc:  # the socket went away; its reader cleans up
-            log.debug("outbox stopped: %r", exc)
-            self.closed = True
+        except Exception as exc:
+            self.failed(exc)
         finally:
             self._flushing = False
-
-    def _own_writer(self) -> None:
-        self._wake = asyncio.Event()
-        self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
-
-    async def flush_shared(self) -> None:
-        """The flusher's turn: only for sockets that have no writer of their own."""
-        if self._task is None:
-            await self.flush()
 
     async def _run(self) -> None:
         assert self._wake is not None
@@ -158,3 +159,27 @@ class Signal:
 
 def unrendered(_state: PlaybackState, _first: bool) -> str:
     return ""
+
+
+async def flush_shared(outboxes: dict[Outbox, None]) -> None:
+    """The bus's flusher: each ready socket without a writer of its own, in turn, inline.
+
+    Deliberately flat (no coroutine per socket): at thousands of sockets every frame of
+    Python on this path shows up in the fan-out time.
+    """
+    while outboxes:
+        outbox = next(iter(outboxes))
+        del outboxes[outbox]
+        if outbox._task is not None or outbox._flushing or outbox.closed:
+            continue
+        outbox._flushing = True
+        try:
+            while (frame := outbox.next_frame()) is not None:
+                started = time.monotonic()
+                await outbox._send(frame)
+                if not outbox.sent_in_time(started):
+                    break
+        except Exception as exc:
+            outbox.failed(exc)
+        finally:
+            outbox._flushing = False

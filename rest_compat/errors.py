@@ -110,6 +110,11 @@ class RequestIdMiddleware:
         rid = sent if 0 < len(sent) <= 64 and sent.isprintable() else uuid.uuid4().hex
         # Not reset afterwards: Starlette's outermost error handler reads it after we return.
         request_id.set(rid)
+        if scope["type"] == "websocket":
+            # Sockets get the id for their logs but no send wrapper: only HTTP responses carry
+            # the header, and every pushed frame (thousands per seek) would pay for the wrapper.
+            await self.app(scope, receive, send)
+            return
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
