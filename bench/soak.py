@@ -52,7 +52,7 @@ class Subscriber(asyncio.Protocol):
             + "\r\n"
         ).encode()
         self.setup = list(setup)
-        self.buffer = b""
+        self.buffer = bytearray()
         self.upgraded = False
         self.transport: asyncio.Transport | None = None
         self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -90,26 +90,29 @@ class Subscriber(asyncio.Protocol):
         self.transport.write(header + mask + masked)
 
     def data_received(self, data: bytes) -> None:
-        self.buffer += data
+        buffer = self.buffer
+        buffer += data
         if not self.upgraded:
-            head, sep, rest = self.buffer.partition(b"\r\n\r\n")
+            head, sep, rest = bytes(buffer).partition(b"\r\n\r\n")
             if not sep:
                 return
             assert head.startswith(b"HTTP/1.1 101"), head
-            self.upgraded, self.buffer = True, rest
+            self.upgraded = True
+            buffer[:] = rest
             self.send(self.setup.pop(0))
-        while len(self.buffer) >= 2:
-            opcode, length, offset = self.buffer[0] & 0x0F, self.buffer[1] & 0x7F, 2
+        at, end = 0, len(buffer)
+        while end - at >= 2:
+            opcode, length, offset = buffer[at] & 0x0F, buffer[at + 1] & 0x7F, 2
             if length == 126:
-                length, offset = int.from_bytes(self.buffer[2:4], "big"), 4
+                length, offset = int.from_bytes(buffer[at + 2 : at + 4], "big"), 4
             elif length == 127:
-                length, offset = int.from_bytes(self.buffer[2:10], "big"), 10
-            if len(self.buffer) < offset + length:
-                return
-            payload = self.buffer[offset : offset + length]
-            self.buffer = self.buffer[offset + length :]
+                length, offset = int.from_bytes(buffer[at + 2 : at + 10], "big"), 10
+            if end - at < offset + length:
+                break
             if opcode == 1:
-                self.on_text(payload)
+                self.on_text(bytes(buffer[at + offset : at + offset + length]))
+            at += offset + length
+        del buffer[:at]
 
     def on_text(self, payload: bytes) -> None:
         now_ms = time.time_ns() / 1_000_000
@@ -263,6 +266,7 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
     url = f"http://127.0.0.1:{port}"
     rss_before = rss_mb(pid)
     subscribers = await connect_all(port, token, video_id, args.subscribers, args.graphql_share)
+    print(f"{len(subscribers)} subscribers connected", flush=True)
     await asyncio.sleep(2)  # let the server settle after the connection storm
     rss_start = rss_mb(pid)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
@@ -273,6 +277,7 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
             http, video_id, token, args.seeks_per_s, args.seconds
         )
         final = max(versions)
+        print(f"seeking done: {len(versions)} seeks, final version {final}", flush=True)
         loop = asyncio.get_running_loop()
         for sub in subscribers:
             sub.watch_for, sub.reached = final, loop.create_future()
