@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from contextlib import suppress
 from typing import Protocol
@@ -18,8 +17,6 @@ from typing import Protocol
 from resolvers.playback import PlaybackState
 
 log = logging.getLogger("cowatch.bus")
-#: A send slower than this means the socket is backed up: it gets a writer task of its own.
-SLOW_SEND_S = 0.05
 
 Render = Callable[[PlaybackState, bool], str]
 Send = Callable[[str], Awaitable[None]]
@@ -35,8 +32,8 @@ class Outbox:
     Healthy sockets are written by the bus's one flusher task, one after another, the way a
     hand-written loop over sockets would: an ASGI send that does not block costs no task
     switch, which is most of the fan-out's price at thousands of sockets. A socket whose
-    send ever blocks for long (a slow client on a server that applies back-pressure) gets a
-    writer task of its own from then on, so it can hold up the others once at most.
+    send ever waits (a slow client on a server that applies back-pressure) gets a writer task
+    of its own from then on, so it can hold up the others once at most.
     """
 
     def __init__(
@@ -67,13 +64,10 @@ class Outbox:
                 return frame
         return None
 
-    def sent_in_time(self, started: float) -> bool:
-        """After a shared send: False when it blocked, and the socket now has its own writer."""
-        if time.monotonic() - started <= SLOW_SEND_S:
-            return True
+    def own_writer(self) -> None:
+        """From now on this socket is written by a task of its own."""
         self._wake = asyncio.Event()
         self._task = asyncio.create_task(self._run(), name="cowatch-outbox")
-        return False
 
     def failed(self, exc: Exception) -> None:
         log.debug("outbox stopped: %r", exc)  # the socket went away; its reader cleans up
@@ -164,22 +158,37 @@ def unrendered(_state: PlaybackState, _first: bool) -> str:
 async def flush_shared(outboxes: dict[Outbox, None]) -> None:
     """The bus's flusher: each ready socket without a writer of its own, in turn, inline.
 
-    Deliberately flat (no coroutine per socket): at thousands of sockets every frame of
-    Python on this path shows up in the fan-out time.
+    Deliberately flat (no coroutine or task per socket): at thousands of sockets every frame
+    of Python on this path shows up in the fan-out time. A sentinel callback tells whether a
+    send gave the event loop a turn (it waited for the client, as a back-pressuring server's
+    send does when the socket's buffer is full); that socket then gets its own writer, so it
+    can delay the others once at most. uvicorn's websocket sends never wait.
     """
-    while outboxes:
-        outbox = next(iter(outboxes))
-        del outboxes[outbox]
-        if outbox._task is not None or outbox._flushing or outbox.closed:
-            continue
-        outbox._flushing = True
-        try:
-            while (frame := outbox.next_frame()) is not None:
-                started = time.monotonic()
-                await outbox._send(frame)
-                if not outbox.sent_in_time(started):
-                    break
-        except Exception as exc:
-            outbox.failed(exc)
-        finally:
-            outbox._flushing = False
+    loop = asyncio.get_running_loop()
+    waited = False
+
+    def mark() -> None:
+        nonlocal waited
+        waited = True
+
+    sentinel = loop.call_soon(mark)
+    try:
+        while outboxes:
+            outbox = next(iter(outboxes))
+            del outboxes[outbox]
+            if outbox._task is not None or outbox._flushing or outbox.closed:
+                continue
+            outbox._flushing = True
+            try:
+                while (frame := outbox.next_frame()) is not None:
+                    await outbox._send(frame)
+                    if waited:
+                        outbox.own_writer()
+                        waited, sentinel = False, loop.call_soon(mark)
+                        break
+            except Exception as exc:
+                outbox.failed(exc)
+            finally:
+                outbox._flushing = False
+    finally:
+        sentinel.cancel()

@@ -168,18 +168,18 @@ async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_sta
     await bus.close()
 
 
-async def test_a_socket_that_blocked_gets_its_own_writer_and_keeps_receiving(
-    bus: PlaybackBus, monkeypatch: pytest.MonkeyPatch
+async def test_a_socket_whose_send_waits_gets_its_own_writer_and_keeps_receiving(
+    bus: PlaybackBus,
 ) -> None:
-    monkeypatch.setattr("resolvers.delivery.SLOW_SEND_S", -1.0)  # every send counts as "blocked"
     received: list[str] = []
     got = asyncio.Event()
 
-    async def send(frame: str) -> None:
+    async def waiting_send(frame: str) -> None:
+        await asyncio.sleep(0)  # gives the loop a turn, as a back-pressured send would
         received.append(frame)
         got.set()
 
-    outbox = bus.open_outbox(send)
+    outbox = bus.open_outbox(waiting_send)
     await bus.subscribe("v1", Listener(outbox, render))
     await got.wait()
     writers = [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"]
@@ -190,3 +190,16 @@ async def test_a_socket_that_blocked_gets_its_own_writer_and_keeps_receiving(
     assert received == ["state:0", "update:1"]
     await outbox.close()
     assert writers[0].done()
+
+
+async def test_sockets_whose_sends_never_wait_share_the_flusher(bus: PlaybackBus) -> None:
+    got = asyncio.Event()
+
+    async def send(_frame: str) -> None:
+        got.set()
+
+    outbox = bus.open_outbox(send)
+    await bus.subscribe("v1", Listener(outbox, render))
+    await got.wait()
+    assert [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"] == []
+    await outbox.close()
