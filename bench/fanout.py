@@ -242,7 +242,7 @@ async def measure(
     sizes: list[int],
     rounds: int,
     floor_port: int,
-    cowatch_port: int,
+    cowatch_ports: dict[str, int],
     token: str,
     video_ids: dict[str, str],
 ) -> dict[tuple[str, int], float]:
@@ -264,13 +264,13 @@ async def measure(
     targets = {
         "floor": (floor_port, "/ws", None, []),
         "/ws": (
-            cowatch_port,
+            cowatch_ports["/ws"],
             f"/ws?token={token}",
             None,
             [json.dumps({"type": "video:subscribe", "video_id": video_ids["/ws"]})],
         ),
         "/graphql": (
-            cowatch_port,
+            cowatch_ports["/graphql"],
             "/graphql",
             "graphql-transport-ws",
             [
@@ -284,7 +284,7 @@ async def measure(
 
     async def seek(name: str, version: int) -> None:
         response = await http.put(
-            f"http://127.0.0.1:{cowatch_port}/api/videos/{video_ids[name]}/time",
+            f"http://127.0.0.1:{cowatch_ports[name]}/api/videos/{video_ids[name]}/time",
             json={"timestamp": float(version % 3600)},
             headers={"Authorization": f"Bearer {token}"},
         )
@@ -346,36 +346,49 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, need), hard), hard))
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        floor_port, cowatch_port = free_port(), free_port()
-        floor = start(
-            [sys.executable, __file__, "--floor-server", str(floor_port)],
-            {},
-            Path(tmp) / "floor.log",
-        )
-        cowatch = start(
-            [sys.executable, "-m", "cli", "serve", "--port", str(cowatch_port)],
-            {
-                "COWATCH_DATA_DIR": str(data_dir),
-                "COWATCH_DATABASE_URL": "",
-                "COWATCH_REDIS_URL": "",
-                "COWATCH_STORAGE_URL": "",
-                "COWATCH_RATE_LIMIT_ENABLED": "false",
-                "COWATCH_LOG_LEVEL": "warning",
-            },
-            Path(tmp) / "cowatch.log",
-        )
+        # Each audience has a server process of its own, as the floor does, so every server
+        # holds exactly N sockets (keep-alive pings and memory included). The two share the
+        # embedded SQLite file.
+        floor_port = free_port()
+        cowatch_ports = {"/ws": free_port(), "/graphql": free_port()}
+        env = {
+            "COWATCH_DATA_DIR": str(data_dir),
+            "COWATCH_DATABASE_URL": "",
+            "COWATCH_REDIS_URL": "",
+            "COWATCH_STORAGE_URL": "",
+            "COWATCH_JWT_SECRET": "bench-" + uuid.uuid4().hex * 2,
+            "COWATCH_RATE_LIMIT_ENABLED": "false",
+            "COWATCH_WS_MESSAGE_BURST": "1000",
+            "COWATCH_LOG_LEVEL": "warning",
+        }
+        processes = [
+            start(
+                [sys.executable, __file__, "--floor-server", str(floor_port)],
+                {},
+                Path(tmp) / "floor.log",
+            )
+        ]
         try:
+            # One after the other: the first one creates and migrates the SQLite file.
+            for port in cowatch_ports.values():
+                processes.append(
+                    start(
+                        [sys.executable, "-m", "cli", "serve", "--port", str(port)],
+                        env,
+                        Path(tmp) / f"cowatch-{port}.log",
+                    )
+                )
+                wait_healthy(f"http://127.0.0.1:{port}/healthz")
             wait_healthy(f"http://127.0.0.1:{floor_port}/fire")
-            wait_healthy(f"http://127.0.0.1:{cowatch_port}/healthz")
             token, video_ids = asyncio.run(
-                prepare_cowatch(f"http://127.0.0.1:{cowatch_port}", data_dir)
+                prepare_cowatch(f"http://127.0.0.1:{cowatch_ports['/ws']}", data_dir)
             )
             print(f"fan-out, {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
             results = asyncio.run(
-                measure(args.sizes, args.rounds, floor_port, cowatch_port, token, video_ids)
+                measure(args.sizes, args.rounds, floor_port, cowatch_ports, token, video_ids)
             )
         finally:
-            for process in (floor, cowatch):
+            for process in processes:
                 process.terminate()
                 process.wait(timeout=30)
     print("\n| N | floor | /ws | /ws ÷ floor | /graphql | /graphql ÷ floor |")
