@@ -198,7 +198,12 @@ def test_two_viewers_stay_on_the_same_second(
     b.close()
 
 
+VERSION = "window.cowatch.player.state.version"
+SETTLED = "(p => !p.inflight && !p.queued && !p.video.seeking)(window.cowatch.player)"
+
+
 def follow_each_other(a: Page, b: Page) -> None:
+    start = a.evaluate(VERSION)
     # Alice seeks: Bob's video follows.
     a.evaluate(f"{VIDEO}.currentTime = 3.0")
     wait_near(b, 3.0)
@@ -216,6 +221,10 @@ def follow_each_other(a: Page, b: Page) -> None:
     shared = current_time(b)
     wait_near(a, shared)
     expect(a.locator("#last-change")).to_contain_text("bob paused at 0:0")
+    # Three changes made three versions: following never echoed a change back to the room.
+    for page in (a, b):
+        page.wait_for_function(SETTLED)
+    assert a.evaluate(VERSION) == b.evaluate(VERSION) == start + 3
     OUTPUT.mkdir(exist_ok=True)
     a.screenshot(path=OUTPUT / "watch.png", full_page=True)
 
