@@ -91,16 +91,23 @@ class Uploaded:
     qualities: list[str]
 
 
+def _bytes_used(owner_id: str) -> Any:
+    total = func.coalesce(func.sum(Video.source_bytes), 0)
+    return select(total).where(col(Video.owner_id) == owner_id)
+
+
 async def quota_used(*, db: Database, owner_id: str) -> int:
     async with db.session() as session:
-        used = (
-            await session.exec(
-                select(func.coalesce(func.sum(Video.source_bytes), 0)).where(
-                    col(Video.owner_id) == owner_id
-                )
-            )
-        ).one()
-    return int(used)
+        return int((await session.exec(_bytes_used(owner_id))).one())
+
+
+def _check_quota(used: int, size: int, settings: Settings) -> None:
+    if used + size > settings.user_quota_bytes:
+        raise QuotaExceeded(
+            f"upload quota exceeded: {used} of {settings.user_quota_bytes} bytes used",
+            used=used,
+            quota=settings.user_quota_bytes,
+        )
 
 
 async def upload_video(
@@ -120,13 +127,7 @@ async def upload_video(
     await staged.finish()
     if staged.size == 0:
         raise BadInput("file: required (an empty file was sent)", field="file")
-    used = await quota_used(db=db, owner_id=owner.id)
-    if used + staged.size > settings.user_quota_bytes:
-        raise QuotaExceeded(
-            f"upload quota exceeded: {used} of {settings.user_quota_bytes} bytes used",
-            used=used,
-            quota=settings.user_quota_bytes,
-        )
+    _check_quota(await quota_used(db=db, owner_id=owner.id), staged.size, settings)
     try:
         probe = await run_in_process(media.probe, str(staged.path), settings.max_duration_s)
     except media.MediaError as exc:
@@ -146,6 +147,11 @@ async def upload_video(
     await storage.put_file(video.source_key, staged.path)
     try:
         async with db.session() as session:
+            # Checked again under a lock on the owner's row: two uploads at once cannot both fit
+            # in the last of the quota (PostgreSQL; SQLite runs one writer at a time anyway).
+            await session.exec(select(User.id).where(col(User.id) == owner.id).with_for_update())
+            used = (await session.exec(_bytes_used(owner.id))).one()
+            _check_quota(int(used), staged.size, settings)
             session.add(video)
             await session.commit()
     except BaseException:
