@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import time
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -31,6 +33,7 @@ MAX_DESCRIPTION = 5000
 MAX_CATEGORY = 50
 #: how often a progress subscription re-reads the row (the transcoder may be another machine)
 PROGRESS_POLL_S = 0.5
+STALE_STAGING_S = 24 * 3600
 
 
 class StagedUpload:
@@ -58,11 +61,21 @@ class StagedUpload:
             self._file = None
 
 
+def _sweep(directory: Path) -> None:
+    """Drop staging files a killed server left; a day old, so no live upload is touched."""
+    stale = time.time() - STALE_STAGING_S
+    for path in directory.glob("*.part"):
+        with contextlib.suppress(FileNotFoundError):
+            if path.stat().st_mtime < stale:
+                path.unlink()
+
+
 @asynccontextmanager
 async def staging(*, settings: Settings) -> AsyncIterator[StagedUpload]:
     """A staging file under the data dir (not /tmp, often RAM); removed on every path out."""
     directory = settings.data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
+    _sweep(directory)
     staged = StagedUpload(directory / f"{uuid.uuid4().hex}.part", limit=settings.max_upload_bytes)
     try:
         yield staged

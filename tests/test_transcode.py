@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -133,10 +134,17 @@ async def test_processing_shape_and_missing_fields(
                      {"id": video.id})  # fmt: skip
     assert body["data"]["video"]["renditions"] == []
 
+    staging = services.settings.data_dir / "uploads"
+    staging.mkdir(parents=True, exist_ok=True)
+    abandoned, live = staging / "abandoned.part", staging / "live.part"
+    abandoned.write_bytes(b"left by a killed server")
+    live.write_bytes(b"another process's upload in progress")
+    os.utime(abandoned, (time.time() - 2 * 86400, time.time() - 2 * 86400))
     clip = make_clip(tmp_path / "c.mp4", 320, 240).read_bytes()
     no_title = await rest_upload(client, account, clip, fields={"description": "x"})
     assert no_title.status_code == 400
     assert no_title.json()["error"]["message"] == "title: required"
+    assert sorted(staging.iterdir()) == [live]
     no_file = await client.post(
         "/api/videos/upload", data={"title": "t"}, files={"other": ("a.txt", b"a", "text/plain")},
         headers=account.headers,
