@@ -24,6 +24,7 @@ from resolvers.services import Services
 from rest_compat import routes as rest_routes
 from rest_compat.errors import RequestIdMiddleware, handlers
 from rest_compat.headers import SecurityHeadersMiddleware
+from rest_compat.multipart import UploadSizeLimit
 from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
 from schema.limits import security_extensions
@@ -118,6 +119,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     middleware.append(Middleware(RateLimitMiddleware))
+    middleware.append(Middleware(UploadSizeLimit, settings=settings))
     return Starlette(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )

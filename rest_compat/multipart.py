@@ -6,12 +6,20 @@ checked as each chunk arrives, so an oversized upload is refused without being r
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
+from starlette.datastructures import Headers
 from starlette.requests import Request
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from resolvers.errors import BadInput, PayloadTooLarge
 from resolvers.uploads import StagedUpload
+from rest_compat.errors import error_response
+
+if TYPE_CHECKING:
+    from config import Settings
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 20
@@ -107,3 +115,31 @@ async def read_form(request: Request, staged: StagedUpload, *, file_field: str) 
         raise BadInput(f"{file_field}: required", field=file_field)
     await staged.finish()
     return reader.fields
+
+
+class UploadSizeLimit:
+    """Refuse a multipart body whose declared length is over the cap before reading any of it.
+
+    The REST route checks again as bytes arrive; this also covers GraphQL uploads, whose body
+    Strawberry reads whole before our resolver runs.
+    """
+
+    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
+        self.app = app
+        self.settings = settings
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            headers = Headers(scope=scope)
+            declared = headers.get("content-length", "")
+            limit = self.settings.max_upload_bytes
+            if (
+                headers.get("content-type", "").startswith("multipart/form-data")
+                and declared.isdigit()
+                and int(declared) > limit + ENVELOPE_BYTES
+            ):
+                message = f"file: larger than the {limit} byte limit"
+                response = error_response(413, PayloadTooLarge.code, message, {"limit": limit})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

@@ -178,6 +178,21 @@ async def test_too_large_and_over_quota_are_413(
     assert error_code(await graphql_upload(client, account, clip)) == "PAYLOAD_TOO_LARGE"
     await assert_nothing_left(services)
 
+    services.settings.max_upload_bytes = 1000  # declared far over: refused before it is read
+    huge = clip + bytes(2 * 1024 * 1024)
+    response = await rest_upload(client, account, huge)
+    assert response.status_code == 413
+    assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
+    operations = {"query": UPLOAD_MUTATION, "variables": {"file": None, "title": "t"}}
+    response = await client.post(
+        "/graphql",
+        data={"operations": json.dumps(operations), "map": json.dumps({"0": ["variables.file"]})},
+        files={"0": ("clip.mp4", huge, "video/mp4")},
+        headers=account.headers,
+    )
+    assert response.status_code == 413
+    await assert_nothing_left(services)
+
     services.settings.max_upload_bytes = 10 * len(clip)
     services.settings.user_quota_bytes = len(clip) + len(clip) // 2
     assert (await rest_upload(client, account, clip)).status_code == 202
