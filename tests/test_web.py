@@ -162,6 +162,23 @@ def test_feed_is_server_rendered_with_thumbnails(
     context.close()
 
 
+def test_anonymous_viewers_can_watch_but_are_asked_to_sign_in_to_sync(
+    browser: Browser, server: Server, video_id: str
+) -> None:
+    context = browser.new_context(bypass_csp=True)
+    anonymous = Viewer(username="anonymous", email="", token="", user_id="", context=context)
+    page = anonymous.page()
+    page.goto(f"{server.url}/watch/{video_id}")
+    expect(page.locator("#sync-indicator")).to_have_text("Not syncing: sign in to watch together")
+    expect(page.get_by_role("link", name="Sign in").last).to_have_attribute(
+        "href", f"/login?next=/watch/{video_id}"
+    )
+    page.evaluate(f"{VIDEO}.play()")
+    page.wait_for_function(f"{VIDEO}.currentTime > 0.2")
+    no_page_errors(anonymous)
+    context.close()
+
+
 def test_upload_page_shows_upload_and_transcoding_progress(
     server: Server, alice: Viewer, clip: Path
 ) -> None:
