@@ -203,6 +203,19 @@ def test_upload_page_shows_upload_and_transcoding_progress(
     page.close()
 
 
+def test_a_watch_page_opened_during_transcoding_becomes_the_player(
+    server: Server, bob: Viewer, clip: Path
+) -> None:
+    video = upload_clip(server.url, bob.token, clip, "Still transcoding")
+    page = bob.page()
+    page.goto(f"{server.url}/watch/{video}")
+    # Either still transcoding (the page follows videoProcessing and reloads) or already done.
+    expect(page.locator("#video")).to_be_visible(timeout=90_000)
+    expect(page.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
+    no_page_errors(bob)
+    page.close()
+
+
 def test_two_viewers_stay_on_the_same_second(
     server: Server, alice: Viewer, bob: Viewer, video_id: str
 ) -> None:

@@ -36,6 +36,7 @@ const socket = signedIn
   : null;
 
 function showIndicator(state, text, detail = "") {
+  if (!indicator) return; // a page still transcoding has no player yet
   indicator.dataset.state = state;
   if (indicator.textContent !== text) indicator.textContent = text;
   indicator.title = detail;
@@ -53,7 +54,7 @@ function socketStatus(status) {
       socket.close();
       showIndicator("error", "Not syncing: sign in again");
     }
-  } else if (status === "disconnected" && indicator) {
+  } else if (status === "disconnected") {
     showIndicator("offline", "Reconnecting…");
   }
 }
