@@ -216,7 +216,7 @@ def wait_healthy(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
-async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, dict[str, str]]:
+async def prepare_cowatch(url: str, database_url: str) -> tuple[str, dict[str, str]]:
     """A user, and one video per cowatch audience so each seek reaches one audience only."""
     from models import Video
     from models.db import Database
@@ -226,7 +226,7 @@ async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, dict[str, str]
     async with httpx.AsyncClient(base_url=url) as http:
         await http.post("/api/auth/signup", json={**creds, "username": name})
         login = (await http.post("/api/auth/login", json=creds)).json()
-    db = Database(f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}")
+    db = Database(database_url)
     videos = {
         name: Video(owner_id=login["user"]["id"], title=name, duration=3600.0)
         for name in ("/ws", "/graphql")
@@ -236,6 +236,31 @@ async def prepare_cowatch(url: str, data_dir: Path) -> tuple[str, dict[str, str]
         await session.commit()
     await db.dispose()
     return login["access_token"], {name: video.id for name, video in videos.items()}
+
+
+async def create_database(admin_url: str) -> str:
+    import asyncpg
+
+    name = f"cowatch_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+async def drop_database(admin_url: str, database_url: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(
+            f'DROP DATABASE IF EXISTS "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)'
+        )
+    finally:
+        await admin.close()
 
 
 async def measure(
@@ -327,6 +352,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 5000])
     parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument(
+        "--postgres",
+        metavar="ADMIN_URL",
+        help="run Cowatch on a throw-away database on this PostgreSQL server "
+        "(e.g. postgresql://postgres@127.0.0.1:5432/postgres) instead of the embedded SQLite",
+    )
     parser.add_argument("--floor-server", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.floor_server:
@@ -346,6 +377,9 @@ def main() -> int:
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, need), hard), hard))
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
+        database_url = f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}"
+        if args.postgres:
+            database_url = asyncio.run(create_database(args.postgres))
         # Each audience has a server process of its own, as the floor does, so every server
         # holds exactly N sockets (keep-alive pings and memory included). The two share the
         # embedded SQLite file.
@@ -353,7 +387,7 @@ def main() -> int:
         cowatch_ports = {"/ws": free_port(), "/graphql": free_port()}
         env = {
             "COWATCH_DATA_DIR": str(data_dir),
-            "COWATCH_DATABASE_URL": "",
+            "COWATCH_DATABASE_URL": database_url if args.postgres else "",
             "COWATCH_REDIS_URL": "",
             "COWATCH_STORAGE_URL": "",
             "COWATCH_JWT_SECRET": "bench-" + uuid.uuid4().hex * 2,
@@ -381,7 +415,7 @@ def main() -> int:
                 wait_healthy(f"http://127.0.0.1:{port}/healthz")
             wait_healthy(f"http://127.0.0.1:{floor_port}/fire")
             token, video_ids = asyncio.run(
-                prepare_cowatch(f"http://127.0.0.1:{cowatch_ports['/ws']}", data_dir)
+                prepare_cowatch(f"http://127.0.0.1:{cowatch_ports['/ws']}", database_url)
             )
             print(f"fan-out, {os.cpu_count()} cores, Python {sys.version.split()[0]}", flush=True)
             results = asyncio.run(
@@ -391,6 +425,10 @@ def main() -> int:
             for process in processes:
                 process.terminate()
                 process.wait(timeout=30)
+            if args.postgres:
+                asyncio.run(drop_database(args.postgres, database_url))
+    database = "PostgreSQL" if args.postgres else "embedded SQLite"
+    print(f"\nCowatch on {database}, in-memory bus; median of {args.rounds} rounds")
     print("\n| N | floor | /ws | /ws ÷ floor | /graphql | /graphql ÷ floor |")
     print("|---:|---:|---:|---:|---:|---:|")
     for size in args.sizes:
