@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import multiprocessing
 import os
 import re
 import resource
@@ -28,8 +29,12 @@ import sys
 import tempfile
 import time
 import uuid
+from array import array
 from collections import Counter
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -66,8 +71,7 @@ class Subscriber(asyncio.Protocol):
         self.reached: asyncio.Future[None] | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not asyncio's class
         transport.write(self.request)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -75,8 +79,8 @@ class Subscriber(asyncio.Protocol):
         if not self.ready.done():
             self.ready.set_exception(ConnectionError("closed before subscribing"))
 
-    def send(self, text: str, opcode: int = 1) -> None:
-        payload = text.encode()
+    def send(self, text: str | bytes, opcode: int = 1) -> None:
+        payload = text.encode() if isinstance(text, str) else text
         length = len(payload)
         header = bytes([0x80 | opcode])
         header += (
@@ -111,6 +115,8 @@ class Subscriber(asyncio.Protocol):
                 break
             if opcode == 1:
                 self.on_text(bytes(buffer[at + offset : at + offset + length]))
+            elif opcode == 9:  # uvicorn pings every 20 s and closes sockets that do not answer
+                self.send(bytes(buffer[at + offset : at + offset + length]), opcode=10)
             at += offset + length
         del buffer[:at]
 
@@ -172,7 +178,7 @@ async def prepare(url: str, data_dir: Path) -> tuple[str, str]:
 
 
 async def connect_all(
-    port: int, token: str, video_id: str, count: int, graphql_share: float
+    port: int, token: str, video_id: str, indexes: range, graphql_count: int
 ) -> list[Subscriber]:
     loop = asyncio.get_running_loop()
     ws_setup = [json.dumps({"type": "video:subscribe", "video_id": video_id})]
@@ -190,7 +196,6 @@ async def connect_all(
             }
         ),
     ]
-    graphql_count = round(count * graphql_share)
 
     async def one(index: int) -> Subscriber:
         on_graphql = index < graphql_count
@@ -206,10 +211,55 @@ async def connect_all(
         return sub
 
     subscribers: list[Subscriber] = []
-    for start in range(0, count, BATCH):
-        batch = range(start, min(start + BATCH, count))
+    for start in range(indexes.start, indexes.stop, BATCH):
+        batch = range(start, min(start + BATCH, indexes.stop))
         subscribers += await asyncio.gather(*(one(i) for i in batch))
     return subscribers
+
+
+@dataclass
+class Tally:
+    received: int = 0
+    skipped: int = 0
+    out_of_order: int = 0
+    converged: int = 0
+    closed: int = 0
+    behind: int = 0
+    latencies: bytes = b""
+
+
+async def audience(
+    pipe: Connection, port: int, token: str, video_id: str, indexes: range, graphql_count: int
+) -> None:
+    """One client process: connect its share, report ready, then wait for the final version."""
+    subscribers = await connect_all(port, token, video_id, indexes, graphql_count)
+    loop = asyncio.get_running_loop()
+    pipe.send("ready")
+    final: int = await loop.run_in_executor(None, pipe.recv)
+    for sub in subscribers:
+        sub.watch_for, sub.reached = final, loop.create_future()
+        if sub.last_version >= final:
+            sub.reached.set_result(None)
+    _done, pending = await asyncio.wait([s.reached for s in subscribers], timeout=60)
+    tally = Tally(
+        received=sum(s.received for s in subscribers),
+        skipped=sum(s.skipped for s in subscribers),
+        out_of_order=sum(s.out_of_order for s in subscribers),
+        converged=sum(1 for s in subscribers if s.last_version == final),
+        closed=sum(1 for s in subscribers if s.closed),
+        behind=len(pending),
+        latencies=array("d", (x for s in subscribers for x in s.latencies)).tobytes(),
+    )
+    pipe.send(tally)
+    for sub in subscribers:
+        if sub.transport is not None:
+            sub.transport.close()
+
+
+def audience_process(pipe: Connection, *args: Any) -> None:
+    import uvloop
+
+    uvloop.run(audience(pipe, *args))
 
 
 async def seek_loop(
@@ -265,12 +315,27 @@ def percentile(values: list[float], q: float) -> float:
 async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_id: str) -> int:
     url = f"http://127.0.0.1:{port}"
     rss_before = rss_mb(pid)
-    subscribers = await connect_all(port, token, video_id, args.subscribers, args.graphql_share)
-    print(f"{len(subscribers)} subscribers connected", flush=True)
+    graphql_count = round(args.subscribers * args.graphql_share)
+    context = multiprocessing.get_context("spawn")
+    share = -(-args.subscribers // args.client_procs)
+    pipes, procs = [], []
+    for start in range(0, args.subscribers, share):
+        ours, theirs = context.Pipe()
+        indexes = range(start, min(start + share, args.subscribers))
+        proc = context.Process(
+            target=audience_process, args=(theirs, port, token, video_id, indexes, graphql_count)
+        )
+        proc.start()
+        pipes.append(ours)
+        procs.append(proc)
+    loop = asyncio.get_running_loop()
+    for pipe in pipes:
+        assert await loop.run_in_executor(None, pipe.recv) == "ready"
+    print(f"{args.subscribers} subscribers connected in {len(procs)} processes", flush=True)
     await asyncio.sleep(2)  # let the server settle after the connection storm
     rss_start = rss_mb(pid)
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=url, timeout=60, limits=limits) as http:
+    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
         stop = asyncio.Event()
         feed = asyncio.create_task(feed_loop(http, stop, args.feed_per_s))
         versions, seek_statuses, lag = await seek_loop(
@@ -278,30 +343,31 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
         )
         final = max(versions)
         print(f"seeking done: {len(versions)} seeks, final version {final}", flush=True)
-        loop = asyncio.get_running_loop()
-        for sub in subscribers:
-            sub.watch_for, sub.reached = final, loop.create_future()
-            if sub.last_version >= final:
-                sub.reached.set_result(None)
         drained_at = time.perf_counter()
-        _done, pending = await asyncio.wait([s.reached for s in subscribers], timeout=60)
+        for pipe in pipes:
+            pipe.send(final)
+        tallies: list[Tally] = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
         drain_s = time.perf_counter() - drained_at
         stop.set()
         feed_statuses = await feed
+    for proc in procs:
+        proc.join(30)
     await asyncio.sleep(2)
     rss_end = rss_mb(pid)
 
-    latencies = [x for s in subscribers for x in s.latencies]
-    received = sum(s.received for s in subscribers)
-    skipped = sum(s.skipped for s in subscribers)
-    out_of_order = sum(s.out_of_order for s in subscribers)
-    converged = sum(1 for s in subscribers if s.last_version == final)
-    closed = sum(1 for s in subscribers if s.closed)
-    graphql_count = round(args.subscribers * args.graphql_share)
-    print(f"soak, {os.cpu_count()} cores, Python {sys.version.split()[0]}")
+    latencies: list[float] = []
+    for tally in tallies:
+        latencies.extend(array("d", tally.latencies))
+    received = sum(t.received for t in tallies)
+    skipped = sum(t.skipped for t in tallies)
+    out_of_order = sum(t.out_of_order for t in tallies)
+    converged = sum(t.converged for t in tallies)
+    closed = sum(t.closed for t in tallies)
+    behind = sum(t.behind for t in tallies)
+    print(f"soak, {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {os.getloadavg()}")
     print(
         f"subscribers: {args.subscribers} ({args.subscribers - graphql_count} /ws, "
-        f"{graphql_count} graphql-transport-ws)"
+        f"{graphql_count} graphql-transport-ws) in {len(procs)} client processes"
     )
     print(
         f"seeks: {sum(seek_statuses.values())} in {args.seconds:.0f} s "
@@ -317,7 +383,7 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
     )
     print(
         f"converged on the final version: {converged}/{args.subscribers} "
-        f"({len(pending)} still behind after 60 s; drain {drain_s:.2f} s)"
+        f"({behind} still behind after 60 s; drain {drain_s:.2f} s)"
     )
     print(
         f"delivery latency: p50 {percentile(latencies, 0.5):.1f} ms, "
@@ -328,9 +394,6 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
         f"server RSS: {rss_before:.1f} MB before subscribers, {rss_start:.1f} MB start, "
         f"{rss_end:.1f} MB end ({(rss_end / rss_start - 1) * 100:+.1f}%)"
     )
-    for sub in subscribers:
-        if sub.transport is not None:
-            sub.transport.close()
     ok = out_of_order == 0 and converged == args.subscribers and not closed
     ok = ok and set(seek_statuses) == {201} and set(feed_statuses) == {200}
     return 0 if ok else 1
@@ -343,6 +406,7 @@ def main() -> int:
     parser.add_argument("--seconds", type=float, default=60)
     parser.add_argument("--feed-per-s", type=float, default=10)
     parser.add_argument("--graphql-share", type=float, default=0.25)
+    parser.add_argument("--client-procs", type=int, default=2)
     args = parser.parse_args()
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(
@@ -388,6 +452,11 @@ def main() -> int:
             server.wait(timeout=30)
         errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
         print(f"server log ERROR lines: {len(errors)}")
+        lines = log.read_text(errors="replace").splitlines()
+        for index, line in enumerate(lines):
+            if "ERROR" in line:
+                print("\n".join(lines[index : index + 40]))
+                break
         return result if not errors else 1
 
 
