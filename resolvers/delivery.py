@@ -174,21 +174,24 @@ async def flush_shared(outboxes: dict[Outbox, None]) -> None:
     sentinel = loop.call_soon(mark)
     try:
         while outboxes:
-            outbox = next(iter(outboxes))
-            del outboxes[outbox]
-            if outbox._task is not None or outbox._flushing or outbox.closed:
-                continue
-            outbox._flushing = True
-            try:
-                while (frame := outbox.next_frame()) is not None:
-                    await outbox._send(frame)
-                    if waited:
-                        outbox.own_writer()
-                        waited, sentinel = False, loop.call_soon(mark)
-                        break
-            except Exception as exc:
-                outbox.failed(exc)
-            finally:
-                outbox._flushing = False
+            # Take the whole batch: popping a dict from the front one key at a time is
+            # quadratic (each next(iter()) skips every slot deleted before it).
+            batch = list(outboxes)
+            outboxes.clear()
+            for outbox in batch:
+                if outbox._task is not None or outbox._flushing or outbox.closed:
+                    continue
+                outbox._flushing = True
+                try:
+                    while (frame := outbox.next_frame()) is not None:
+                        await outbox._send(frame)
+                        if waited:
+                            outbox.own_writer()
+                            waited, sentinel = False, loop.call_soon(mark)
+                            break
+                except Exception as exc:
+                    outbox.failed(exc)
+                finally:
+                    outbox._flushing = False
     finally:
         sentinel.cancel()
