@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 import asyncpg
 import sqlalchemy.exc
 
@@ -28,5 +30,7 @@ def is_unavailable(exc: BaseException | None) -> bool:
                 return True
         if isinstance(exc, (sqlalchemy.exc.TimeoutError, *_DISCONNECTS)):
             return True
+        if isinstance(exc, sqlite3.OperationalError) and "database is locked" in str(exc):
+            return True  # SQLite's busy timeout ran out: contention, worth a retry
         exc = exc.__cause__ or exc.__context__
     return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections import Counter
 from pathlib import Path
 
@@ -99,3 +100,5 @@ def test_only_unreachable_dependencies_count_as_unavailable() -> None:
     assert not is_unavailable(ValueError("bad"))
     assert not is_unavailable(None)
     assert is_unavailable(wrapped)
+    locked = sqlite3.OperationalError("database is locked")
+    assert is_unavailable(sqlalchemy.exc.OperationalError("UPDATE", {}, locked))
