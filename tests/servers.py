@@ -63,7 +63,10 @@ def cowatch_serve(env: dict[str, str], log_dir: Path, port: int | None = None) -
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT, env=full_env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
     try:
         wait_until_healthy(url, process, log_path)
