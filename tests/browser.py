@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 from websockets.sync.client import connect
 from websockets.typing import Subprotocol
 
@@ -30,6 +30,8 @@ CHROMIUM_ARGS = [
     "--mute-audio",
 ]
 PASSWORD = "correct horse battery"
+# Assertions wait for an event; a loaded 2-core CI machine needs longer than the 5 s default.
+expect.set_options(timeout=20_000)
 
 
 @contextmanager
