@@ -17,6 +17,7 @@ from models.base import as_utc
 from resolvers import auth, videos
 from resolvers.errors import BadInput, DomainError, InvalidToken
 from resolvers.services import Services
+from rest_compat.common import caller, services
 
 PAGE_SIZE = 12
 MAX_PAGE = 10_000
@@ -24,18 +25,10 @@ MAX_PAGE = 10_000
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
 
-def services(request: Request) -> Services:
-    return request.app.state.services  # type: ignore[no-any-return]
-
-
 async def viewer(request: Request) -> User | None:
     """The user the `Authentication` cookie names; anonymous when it is missing or stale."""
-    token = auth.token_from(headers=request.headers, cookies=request.cookies)
-    if token is None:
-        return None
-    svc = services(request)
     try:
-        return await auth.authenticate(db=svc.db, secret=svc.jwt_secret, token=token)
+        return await caller(request)
     except InvalidToken:
         return None
 
