@@ -14,7 +14,6 @@ from models import User
 from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
 from resolvers.services import Services
 from resolvers.throttle import FloodGuard, TokenBucket, Verdict
-from tests.conftest import TEST_SECRET
 from tests.factories import PASSWORD, error_code, gql, make_user
 from tests.servers import cowatch_serve
 
@@ -22,15 +21,14 @@ REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture
-def settings(database_url: str, tmp_path: Path) -> Settings:
-    return Settings(
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        jwt_secret=TEST_SECRET,
-        public_url="http://testserver",
-        rate_limit_api="3/minute",
-        rate_limit_login="2/minute",
-        rate_limit_signup="2/minute",
+def settings(settings: Settings) -> Settings:
+    """The suite's settings with budgets small enough to exhaust in a test."""
+    return settings.model_copy(
+        update={
+            "rate_limit_api": "3/minute",
+            "rate_limit_login": "2/minute",
+            "rate_limit_signup": "2/minute",
+        }
     )
 
 
