@@ -34,6 +34,9 @@ class Settings(BaseSettings):
     max_duration_s: float = Field(default=4 * 3600, gt=0)
     transcode_workers: int = Field(default=1, ge=1)
     transcode_timeout_s: int = Field(default=3600, ge=10)
+    #: a running job's hold on its arq job, renewed every third of it: a job whose worker died
+    #: is run again by another worker this long after the last renewal
+    transcode_lease_s: int = Field(default=30, ge=3)
     #: the arq queue (Redis key) transcode jobs go through; tests use one of their own
     transcode_queue: str = "cowatch:transcode"
     cors_origins: str = ""

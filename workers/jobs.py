@@ -130,6 +130,7 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
     if attempt > MAX_ATTEMPTS:
         await _fail(db, storage, video_id, f"transcoding was interrupted {attempt - 1} times")
         return VideoStatus.FAILED
+    log.info("video %s: transcoding, try %d", video_id, attempt)
     await _update(db, video_id, progress=0)
     timeout_s: float | None = ctx.get("timeout_s")
     try:

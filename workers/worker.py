@@ -11,6 +11,7 @@ from config import Settings
 from models.db import Database
 from storage import open_storage
 from workers.jobs import MAX_ATTEMPTS, transcode_video
+from workers.lease import job_lease
 from workers.queue import TRANSCODE
 
 TIMEOUT_MARGIN_S = 60
@@ -21,6 +22,12 @@ def redis_settings(settings: Settings) -> RedisSettings:
     return RedisSettings.from_dsn(settings.redis_url)
 
 
+async def leased_transcode(ctx: dict[str, Any], video_id: str) -> str:
+    """The transcode job, holding its lease (workers/lease.py) while it runs."""
+    async with job_lease(ctx["redis"], ctx["job_id"], ctx["lease_s"]):
+        return await transcode_video(ctx, video_id)
+
+
 def build_worker(settings: Settings, **overrides: Any) -> Worker:
     """A Worker for the transcode queue; tests pass burst=True, handle_signals=False."""
 
@@ -28,6 +35,7 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         ctx["db"] = Database(settings.effective_database_url)
         ctx["storage"] = open_storage(settings)
         ctx["timeout_s"] = settings.transcode_timeout_s
+        ctx["lease_s"] = settings.transcode_lease_s
 
     async def shutdown(ctx: dict[str, Any]) -> None:
         if "storage" in ctx:
@@ -37,10 +45,9 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
 
     # arq gives up after max_tries without calling the job; one extra try lets the job itself
     # mark the video FAILED, so a video whose worker keeps dying never stays PROCESSING. The job
-    # keeps its own deadline (ctx["timeout_s"]); arq's, a minute later, is only a backstop. A
-    # killed worker's job is run again once arq's in-progress key lapses: that timeout + 10 s.
+    # keeps its own deadline (ctx["timeout_s"]); arq's, a minute later, is only a backstop.
     job = func(
-        transcode_video,
+        leased_transcode,
         name=TRANSCODE,
         timeout=settings.transcode_timeout_s + TIMEOUT_MARGIN_S,
         keep_result=0,
@@ -56,7 +63,14 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         "job_timeout": settings.transcode_timeout_s + TIMEOUT_MARGIN_S,
         **overrides,
     }
-    return Worker(**options)
+    worker = Worker(**options)
+    # arq would mark a taken job in progress for the job timeout + 10 s (over an hour), so a
+    # killed worker's job would wait that long; the job's lease renews the mark while it runs.
+    # Every function here must hold the lease, or it could be run twice.
+    if not hasattr(worker, "in_progress_timeout_s"):
+        raise RuntimeError("arq no longer has Worker.in_progress_timeout_s: see workers/lease.py")
+    worker.in_progress_timeout_s = settings.transcode_lease_s
+    return worker
 
 
 def run_worker(settings: Settings) -> None:
