@@ -43,8 +43,10 @@ class Storage(Protocol):
 
     async def size(self, key: str) -> int: ...
 
-    def local_copy(self, key: str) -> AbstractAsyncContextManager[Path]:
-        """A local file holding the object for as long as the context lasts."""
+    def local_copy(
+        self, key: str, *, directory: Path | None = None
+    ) -> AbstractAsyncContextManager[Path]:
+        """A local file holding the object while the context lasts (downloads go in `directory`)."""
         ...
 
     async def keys(self, prefix: str = "") -> list[str]: ...

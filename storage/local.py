@@ -78,7 +78,7 @@ class LocalStorage:
         return self._existing(key).stat().st_size
 
     @asynccontextmanager
-    async def local_copy(self, key: str) -> AsyncIterator[Path]:
+    async def local_copy(self, key: str, *, directory: Path | None = None) -> AsyncIterator[Path]:
         yield self._existing(key)
 
     async def keys(self, prefix: str = "") -> list[str]:

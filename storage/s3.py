@@ -193,9 +193,9 @@ class S3Storage:
         return int(head["ContentLength"])
 
     @asynccontextmanager
-    async def local_copy(self, key: str) -> AsyncIterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="cowatch-s3-") as directory:
-            path = Path(directory) / "object"
+    async def local_copy(self, key: str, *, directory: Path | None = None) -> AsyncIterator[Path]:
+        with tempfile.TemporaryDirectory(prefix="cowatch-s3-", dir=directory) as download:
+            path = Path(download) / "object"
             async with await anyio.open_file(path, "wb") as out:
                 async for chunk in self.stream(key):
                     await out.write(chunk)

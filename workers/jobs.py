@@ -137,9 +137,12 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
         # Our own deadline, under arq's: a job arq times out is failed for good without the
         # video hearing of it, so we stop first and say why.
         async with asyncio.timeout(timeout_s):
-            with tempfile.TemporaryDirectory(prefix="cowatch-transcode-") as out_dir:
+            # Under the worker's scratch directory (workers/scratch.py) when there is one, so
+            # what a killed worker leaves is removed when the next one starts.
+            scratch: Path | None = ctx.get("scratch_dir")
+            with tempfile.TemporaryDirectory(prefix="cowatch-transcode-", dir=scratch) as out_dir:
                 progress_file = Path(out_dir) / "progress"
-                async with storage.local_copy(video.source_key) as source:
+                async with storage.local_copy(video.source_key, directory=Path(out_dir)) as source:
                     work = asyncio.ensure_future(
                         run_in_process(media.transcode, str(source), out_dir, str(progress_file))
                     )

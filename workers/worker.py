@@ -13,6 +13,7 @@ from storage import open_storage
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.lease import job_lease
 from workers.queue import TRANSCODE
+from workers.scratch import Scratch
 
 TIMEOUT_MARGIN_S = 60
 
@@ -36,8 +37,12 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         ctx["storage"] = open_storage(settings)
         ctx["timeout_s"] = settings.transcode_timeout_s
         ctx["lease_s"] = settings.transcode_lease_s
+        ctx["scratch"] = Scratch()
+        ctx["scratch_dir"] = ctx["scratch"].path
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "scratch" in ctx:
+            ctx["scratch"].close()
         if "storage" in ctx:
             await ctx["storage"].close()
         if "db" in ctx:
