@@ -1,4 +1,4 @@
-"""Real servers for end-to-end tests: `cowatch serve` in a subprocess on a free port."""
+"""Real servers for end-to-end tests: `cowatch serve` on a free port, `cowatch worker`."""
 
 from __future__ import annotations
 
@@ -75,6 +75,40 @@ def cowatch_serve(env: dict[str, str], log_dir: Path, port: int | None = None) -
         process.terminate()
         try:
             process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@dataclass
+class WorkerProcess:
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+@contextmanager
+def cowatch_worker(env: dict[str, str], log_dir: Path, name: str) -> Iterator[WorkerProcess]:
+    """Run `cowatch worker` (logging at info) with the given environment; stop it afterwards."""
+    log_path = log_dir / f"worker-{name}.log"
+    full_env = {**os.environ, "COWATCH_LOG_LEVEL": "info", **env}
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cli", "worker"],
+            cwd=ROOT,
+            env=full_env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+        yield WorkerProcess(process=process, log_path=log_path)
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        try:
+            process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
