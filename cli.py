@@ -14,19 +14,14 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
     from app import create_app
+    from server import tune_gc, uvicorn_options
 
     if "public_url" not in settings.model_fields_set:
         settings.public_url = f"http://{args.host}:{args.port}"
     app = create_app(settings)
     print(f"Cowatch is up at {settings.public_url}/  (GraphiQL: {settings.public_url}/graphql)")
-    uvicorn.run(
-        app,
-        host=args.host,
-        port=args.port,
-        log_level=settings.log_level,
-        proxy_headers=True,
-        ws_max_size=1 << 20,
-    )
+    tune_gc()
+    uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(settings))
     return 0
 
 

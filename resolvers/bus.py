@@ -2,19 +2,18 @@
 
 Shape of the fan-out, from the backend to the socket:
 
-- `PlaybackBus` holds one `_Room` per video that has local subscribers, subscribed once on
-  the backend (broadcaster's memory or Redis pub/sub). Each incoming state is decoded once,
-  dropped if it is not newer than the room's newest (echoes, reordering across processes),
-  then *offered* to every `Listener` of the room. Offering is synchronous and O(1): no
-  per-subscriber queue, task or encoding on the hot path.
-- A `Listener` is one subscription (a `/ws` video or a GraphQL operation). It keeps only the
-  newest state it was offered (a buffer of one, so a slow client skips intermediate seeks
-  and memory stays bounded) and renders it to a frame only when its socket is ready to send.
-  Rendering goes through `PlaybackState.memo`, so each distinct frame is encoded once per
-  event per process, whatever the number of sockets.
-- An `Outbox` is one socket's sender. One flusher task per process writes every healthy
-  socket in turn (no task switch per subscriber); a socket whose send blocks gets a writer
-  task of its own (`resolvers/delivery.py`).
+- `PlaybackBus` holds one `Room` per video that has local subscribers (`resolvers/rooms.py`),
+  subscribed once on the backend (broadcaster's memory or Redis pub/sub). Each incoming
+  state is decoded once and taken by its room in version order (echoes dropped, a version
+  that overtook another held until the gap fills). Taking a state is O(1): the room notes
+  it as fresh and wakes the flusher; a seek does no per-subscriber work.
+- The flusher, one task per process, makes passes: every fresh room's states go to each of
+  its `Listener`s (one subscription: a `/ws` video or a GraphQL operation) at once, rendered
+  through `PlaybackState.memo` (each distinct frame encoded once per event per process) and
+  written to the socket in one call where the server allows it; then the `Outbox` queues
+  that needed it (a new subscriber's first state, a slow socket, a server without batched
+  writes) are flushed (`resolvers/delivery.py`). Every subscriber gets every version, in
+  order; one that stops reading falls back to the newest states with bounded memory.
 
 Supervision: the pump task reads the backend; when it fails (Redis went away) the bus keeps
 every room and listener, reconnects with exponential backoff, resubscribes the live channels
@@ -29,37 +28,52 @@ import asyncio
 import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable
 from contextlib import suppress
-from dataclasses import dataclass, field
 
 from broadcaster import BroadcastBackend
 
 from resolvers.broadcast import open_backend
-from resolvers.delivery import Listener, Outbox, Send, Signal, flush_shared, unrendered
+from resolvers.delivery import (
+    Feed,
+    FrameWriter,
+    Listener,
+    Outbox,
+    Send,
+    fan_out,
+    flush_shared,
+    unrendered,
+)
 from resolvers.playback import PlaybackState
+from resolvers.rooms import Room
 
 log = logging.getLogger("cowatch.bus")
 CHANNEL_PREFIX = "cowatch:playback:"
+#: A flush taking at least this long (seconds) is followed by an equal pause (`_flush_forever`).
+PACE_AFTER_S = 0.005
+#: How long (seconds) states that overtook a missing version wait for it before going out.
+GAP_WAIT_S = 1.0
 
 LoadState = Callable[[str], Awaitable[PlaybackState]]
 
 
-@dataclass
-class _Room:
-    listeners: set[Listener] = field(default_factory=set)
-    latest: PlaybackState | None = None
-    ready: asyncio.Event = field(default_factory=asyncio.Event)
-    joining: int = 0
-
-
 class PlaybackBus:
     def __init__(
-        self, url: str, *, load: LoadState, min_backoff: float = 0.05, max_backoff: float = 5.0
+        self,
+        url: str,
+        *,
+        load: LoadState,
+        min_backoff: float = 0.05,
+        max_backoff: float = 5.0,
+        pace_after: float = PACE_AFTER_S,
+        gap_wait: float = GAP_WAIT_S,
     ) -> None:
         self.url = url
+        self._pace_after = pace_after
+        self._gap_wait = gap_wait
         self._load = load
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
-        self._rooms: dict[str, _Room] = {}
+        self._rooms: dict[str, Room] = {}
+        self._fresh: dict[Room, None] = {}
         self._outboxes: set[Outbox] = set()
         self._backend: BroadcastBackend | None = None
         self._pump: asyncio.Task[None] | None = None
@@ -82,6 +96,9 @@ class PlaybackBus:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
                     await task
+        for room in self._rooms.values():
+            if room.gap_timer is not None:
+                room.gap_timer.cancel()
         for outbox in list(self._outboxes):
             await outbox.close()
         await self._drop_backend()
@@ -98,8 +115,8 @@ class PlaybackBus:
             "outboxes": len(self._outboxes),
         }
 
-    def open_outbox(self, send: Send) -> Outbox:
-        outbox = Outbox(send, self._outbox_closed, self._schedule)
+    def open_outbox(self, send: Send, writer: FrameWriter | None = None) -> Outbox:
+        outbox = Outbox(send, writer, self._outbox_closed, self._schedule)
         self._outboxes.add(outbox)
         self.idle.clear()
         return outbox
@@ -109,11 +126,29 @@ class PlaybackBus:
         self._flush_wake.set()
 
     async def _flush_forever(self) -> None:
-        """One task writes every healthy socket: no task switch per subscriber."""
+        """One task writes every healthy socket: no task switch per subscriber.
+
+        A pass that took long (thousands of sockets) is followed by a pause as long as it
+        took. Without it each seek's fan-out would start as soon as the seek was stored, so
+        every pass would carry one state per socket and cost one write per socket per seek;
+        with it the next pass carries every state that arrived meanwhile, several per socket
+        in one write each. Fan-out then takes at most about half of a saturated loop, and a
+        state waits at most about two passes.
+        """
+        loop = asyncio.get_running_loop()
         while True:
             await self._flush_wake.wait()
             self._flush_wake.clear()
-            await flush_shared(self._dirty)
+            started = loop.time()
+            rooms = list(self._fresh)
+            self._fresh.clear()
+            await fan_out([(list(room.listeners), room.take_fresh()) for room in rooms])
+            batch = list(self._dirty)
+            self._dirty.clear()
+            await flush_shared(batch)
+            took = loop.time() - started
+            if took >= self._pace_after:
+                await asyncio.sleep(took)
 
     def _outbox_closed(self, outbox: Outbox) -> None:
         self._outboxes.discard(outbox)
@@ -141,12 +176,12 @@ class PlaybackBus:
         while True:
             room = self._rooms.get(video_id)
             if room is None:
-                room = self._rooms[video_id] = _Room()
+                room = self._rooms[video_id] = Room()
                 self.idle.clear()
                 room.joining += 1
                 try:
                     await self._backend_call("subscribe", video_id)
-                    self._deliver(await self._load(video_id))
+                    self._deliver(await self._load(video_id), authoritative=True)
                 finally:
                     room.joining -= 1
                     room.ready.set()
@@ -166,44 +201,65 @@ class PlaybackBus:
         return room.latest
 
     async def watch(self, video_id: str) -> AsyncGenerator[PlaybackState, None]:
-        """The current state, then every newer one (intermediate states may be skipped)."""
-        signal = Signal()
-        listener = Listener(signal, unrendered)
+        """The current state, then every newer one, in order."""
+        feed = Feed()
+        listener = Listener(feed, unrendered)
         await self.subscribe(video_id, listener)
         try:
-            sent = -1
             while True:
-                await signal.event.wait()
-                signal.event.clear()
-                state = listener.state
-                if state is not None and state.version > sent:
-                    sent = state.version
+                await feed.event.wait()
+                feed.event.clear()
+                for state in feed.take():
                     yield state
         finally:
             await self.unsubscribe(video_id, listener)
 
     async def unsubscribe(self, video_id: str, listener: Listener) -> None:
+        listener.active = False  # nothing more is sent for it, even what is queued
         room = self._rooms.get(video_id)
         if room is not None:
             room.listeners.discard(listener)
             if self._forget_if_empty(video_id, room):
                 await self._backend_call("unsubscribe", video_id)
 
-    def _forget_if_empty(self, video_id: str, room: _Room) -> bool:
+    def _forget_if_empty(self, video_id: str, room: Room) -> bool:
         if room.listeners or room.joining or self._rooms.get(video_id) is not room:
             return False
         del self._rooms[video_id]
+        self._fresh.pop(room, None)
+        if room.gap_timer is not None:
+            room.gap_timer.cancel()
         room.ready.set()
         self._check_idle()
         return True
 
-    def _deliver(self, state: PlaybackState) -> None:
+    def _deliver(self, state: PlaybackState, *, authoritative: bool = False) -> None:
         room = self._rooms.get(state.video_id)
-        if room is None or (room.latest is not None and state.version <= room.latest.version):
+        if room is None:
             return
-        room.latest = state
-        for listener in room.listeners:
-            listener.offer(state)
+        if room.accept(state, authoritative=authoritative):
+            self._fresh[room] = None
+            self._flush_wake.set()
+        if room.held and room.gap_timer is None:
+            loop = asyncio.get_running_loop()
+            room.gap_timer = loop.call_later(self._gap_wait, self._gap_expired, room)
+        elif not room.held and room.gap_timer is not None:
+            room.gap_timer.cancel()
+            room.gap_timer = None
+
+    def _gap_expired(self, room: Room) -> None:
+        room.gap_timer = None
+        if not room.held or room.latest is None:
+            return
+        skipped = room.give_up_gap()
+        log.warning(
+            "video %s: versions %s never arrived within %.1f s; went on without them",
+            room.latest.video_id,
+            skipped,
+            self._gap_wait,
+        )
+        self._fresh[room] = None
+        self._flush_wake.set()
 
     async def _backend_call(self, method: str, video_id: str) -> None:
         backend = self._backend
@@ -237,7 +293,7 @@ class PlaybackBus:
         """After an outage: re-offer every live room's state from the database."""
         for video_id in list(self._rooms):
             try:
-                self._deliver(await self._load(video_id))
+                self._deliver(await self._load(video_id), authoritative=True)
             except Exception as exc:
                 log.warning("could not reload %s after reconnect: %r", video_id, exc)
 

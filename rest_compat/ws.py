@@ -10,7 +10,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from resolvers import auth
 from resolvers.bus import PlaybackBus
-from resolvers.delivery import Listener, Outbox
+from resolvers.delivery import Listener, Outbox, frame_writer
 from resolvers.errors import DomainError, InvalidToken
 from resolvers.playback import PlaybackState
 from resolvers.throttle import WS_CLOSE_FLOODING, Verdict, flood_guard
@@ -97,7 +97,8 @@ async def watch(websocket: WebSocket) -> None:
     except InvalidToken as exc:
         await websocket.close(CLOSE_INVALID_TOKEN, exc.message)
         return
-    session = Session(websocket, svc.bus, svc.bus.open_outbox(websocket.send_text))
+    outbox = svc.bus.open_outbox(websocket.send_text, frame_writer(websocket.scope))
+    session = Session(websocket, svc.bus, outbox)
     guard = flood_guard(svc.settings)
     try:
         while True:

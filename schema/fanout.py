@@ -51,7 +51,7 @@ from strawberry.subscriptions.protocols.graphql_ws.types import ErrorMessage as 
 from strawberry.subscriptions.protocols.graphql_ws.types import StartMessage, StopMessage
 from strawberry.types.execution import ExecutionResult, PreExecutionError
 
-from resolvers.delivery import Listener, Outbox
+from resolvers.delivery import Listener, Outbox, frame_writer
 from resolvers.errors import DomainError
 from resolvers.playback import PlaybackState
 from schema.context import Context, Loaders
@@ -152,7 +152,9 @@ class SharedSubscriptions:
         outbox: Outbox | None = self.__dict__.get("_shared_outbox")
         if outbox is None:
             bus = self.context.services.bus
-            outbox = self.__dict__["_shared_outbox"] = bus.open_outbox(self.websocket.ws.send_text)
+            ws = self.websocket.ws
+            outbox = bus.open_outbox(ws.send_text, frame_writer(ws.scope))
+            self.__dict__["_shared_outbox"] = outbox
         return outbox
 
     def over_limit(self, in_flight: int) -> bool:

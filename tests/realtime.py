@@ -21,6 +21,7 @@ from websockets.typing import Subprotocol
 from app import create_app
 from config import Settings
 from resolvers.services import Services
+from server import uvicorn_options
 from tests.servers import Server, cowatch_serve
 
 #: A safety net so a broken test fails instead of hanging; never a speed assertion.
@@ -51,9 +52,8 @@ async def live_server(settings: Settings) -> AsyncIterator[LiveServer]:
         sock.bind(("127.0.0.1", 0))
         sock.listen(512)
         port = sock.getsockname()[1]
-        config = uvicorn.Config(
-            app, lifespan="off", log_level="warning", timeout_graceful_shutdown=2
-        )
+        options = {**uvicorn_options(settings), "log_level": "warning"}
+        config = uvicorn.Config(app, lifespan="off", timeout_graceful_shutdown=2, **options)
         server = uvicorn.Server(config)
         task = asyncio.create_task(server.serve(sockets=[sock]))
         try:

@@ -1,15 +1,15 @@
-"""The playback bus on its own: bounded latest-only delivery, ordering, recovery, cleanup."""
+"""The playback bus on its own: every version in order, bounded backlogs, recovery, cleanup."""
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
 from resolvers.broadcast import MemoryBackend
 from resolvers.bus import PlaybackBus
-from resolvers.delivery import Listener
+from resolvers.delivery import MAX_BACKLOG, FrameWriter, Listener
 from resolvers.errors import NotFound
 from resolvers.playback import PlaybackState
 
@@ -58,14 +58,24 @@ def render(item: PlaybackState, first: bool) -> str:
     return f"{'state' if first else 'update'}:{item.version}"
 
 
-async def test_a_slow_socket_gets_the_newest_state_not_a_backlog(bus: PlaybackBus) -> None:
+async def until(received: list[str], got: asyncio.Event, last: str) -> None:
+    """Wait until `last` has been received (each send sets `got`)."""
+    while not received or received[-1] != last:
+        got.clear()
+        await got.wait()
+
+
+async def test_a_socket_that_is_behind_gets_every_version_in_order(bus: PlaybackBus) -> None:
     gate = asyncio.Event()
     sent: list[str] = []
     first_sent = asyncio.Event()
+    done = asyncio.Event()
 
     async def slow_send(frame: str) -> None:
         sent.append(frame)
         first_sent.set()
+        if frame == "update:100":
+            done.set()
         await gate.wait()
 
     outbox = bus.open_outbox(slow_send)
@@ -74,21 +84,98 @@ async def test_a_slow_socket_gets_the_newest_state_not_a_backlog(bus: PlaybackBu
     await first_sent.wait()  # the socket is now stuck sending the first frame
     for version in range(1, 101):
         await bus.publish(state(version))
-    done = asyncio.Event()
-
-    async def fast_send(frame: str) -> None:
-        sent.append(frame)
-        done.set()
-
-    outbox._send = fast_send  # the client catches up
-    gate.set()
+    gate.set()  # the client catches up
     await done.wait()
-    assert sent == ["state:0", "update:100"]
+    assert sent == ["state:0", *(f"update:{v}" for v in range(1, 101))]
+    assert outbox.skipped == 0
     await bus.unsubscribe("v1", listener)
     await outbox.close()
 
 
-async def test_versions_never_go_backwards(bus: PlaybackBus) -> None:
+async def test_a_socket_far_behind_skips_to_the_newest_with_bounded_memory(
+    bus: PlaybackBus,
+) -> None:
+    gate = asyncio.Event()
+    sent: list[str] = []
+    first_sent = asyncio.Event()
+    newest = 3 * MAX_BACKLOG
+    done = asyncio.Event()
+
+    async def slow_send(frame: str) -> None:
+        sent.append(frame)
+        first_sent.set()
+        if frame == f"update:{newest}":
+            done.set()
+        await gate.wait()
+
+    outbox = bus.open_outbox(slow_send)
+    await bus.subscribe("v1", Listener(outbox, render))
+    await first_sent.wait()
+    for version in range(1, newest + 1):
+        await bus.publish(state(version))
+        assert outbox.pending() <= MAX_BACKLOG
+    gate.set()
+    await done.wait()
+    versions = [int(frame.split(":")[1]) for frame in sent]
+    assert versions == sorted(set(versions))
+    assert len(sent) - 1 + outbox.skipped == newest  # every version either sent or skipped
+    assert 0 < outbox.skipped < newest
+    await outbox.close()
+
+
+class Writer:
+    """A server's FrameWriter stand-in: records batches; `full` plays a client not reading."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[str]] = []
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.wrote = asyncio.Event()
+
+    def write(self, texts: Sequence[str]) -> bool:
+        if not self.writable.is_set():
+            return False
+        self.batches.append(list(texts))
+        self.wrote.set()
+        return True
+
+    def frame_writer(self) -> FrameWriter:
+        return FrameWriter(write=self.write, writable=self.writable)
+
+
+async def test_a_frame_writer_gets_the_backlog_in_one_write_and_waits_when_full(
+    bus: PlaybackBus,
+) -> None:
+    async def never(_frame: str) -> None:
+        raise AssertionError("the ASGI send is not used when the server offers a writer")
+
+    writer = Writer()
+    outbox = bus.open_outbox(never, writer.frame_writer())
+    await bus.subscribe("v1", Listener(outbox, render))
+    await writer.wrote.wait()
+    assert writer.batches == [["state:0"]]
+    writer.wrote.clear()
+    bus._deliver(state(1))  # two seeks arrive before the flusher runs: one write
+    bus._deliver(state(2))
+    await writer.wrote.wait()
+    assert writer.batches[1:] == [["update:1", "update:2"]]
+
+    writer.writable.clear()  # the client stops reading
+    writer.wrote.clear()
+    for version in (3, 4, 5):
+        await bus.publish(state(version))
+    await asyncio.sleep(0)  # the flusher's turn: it finds the buffer full
+    assert not writer.wrote.is_set()
+    assert [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"]
+    writer.writable.set()  # the client drains its buffer
+    await writer.wrote.wait()
+    assert writer.batches[2:] == [["update:3", "update:4", "update:5"]]
+    await outbox.close()
+
+
+async def test_every_version_arrives_once_in_order_whatever_order_it_was_published_in(
+    bus: PlaybackBus,
+) -> None:
     received: list[str] = []
     got = asyncio.Event()
 
@@ -97,18 +184,32 @@ async def test_versions_never_go_backwards(bus: PlaybackBus) -> None:
         got.set()
 
     outbox = bus.open_outbox(send)
-    listener = Listener(outbox, render)
-    await bus.subscribe("v1", listener)
-    for version in (3, 2, 1, 3, 5, 4):
+    await bus.subscribe("v1", Listener(outbox, render))
+    for version in (3, 2, 1, 3, 5, 4):  # concurrent seeks, published out of order
         await bus.publish(state(version))
-        await asyncio.sleep(0)  # let the writer run between publishes
-    while received[-1] != "update:5":
-        got.clear()
-        await got.wait()
-    versions = [int(frame.split(":")[1]) for frame in received]
-    assert versions == sorted(set(versions))
-    assert received[0].startswith("state:")  # the first frame is always the current state
+        await asyncio.sleep(0)  # let the flusher run between publishes
+    await until(received, got, "update:5")
+    assert received == ["state:0", *(f"update:{version}" for version in range(1, 6))]
     await outbox.close()
+
+
+async def test_a_version_that_never_comes_is_given_up_after_the_gap_wait(store: Store) -> None:
+    bus = PlaybackBus("memory://", load=store.load, gap_wait=0.01)
+    await bus.start()
+    received: list[str] = []
+    got = asyncio.Event()
+
+    async def send(frame: str) -> None:
+        received.append(frame)
+        got.set()
+
+    outbox = bus.open_outbox(send)
+    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.publish(state(1))
+    await bus.publish(state(3))  # its publisher's 2 is lost (crashed after committing)
+    await until(received, got, "update:3")
+    assert received == ["state:0", "update:1", "update:3"]
+    await bus.close()
 
 
 async def test_one_backend_subscription_per_video_and_full_cleanup(
