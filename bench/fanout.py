@@ -16,10 +16,7 @@ import argparse
 import asyncio
 import json
 import os
-import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,8 +27,17 @@ from typing import Any
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    create_database,
+    drop_database,
+    free_port,
+    raise_open_files,
+    start,
+    viewer_with_videos,
+    wait_healthy,
+)
+
 BATCH = 200
 
 
@@ -176,8 +182,8 @@ class Bench:
                 await asyncio.wait_for(client.texts.get(), 60)
             return client
 
-        for start in range(0, count, BATCH):
-            clients += await asyncio.gather(*(one() for _ in range(min(BATCH, count - start))))
+        for first in range(0, count, BATCH):
+            clients += await asyncio.gather(*(one() for _ in range(min(BATCH, count - first))))
         return clients
 
     async def round(self, clients: list[Client], version: int, trigger: object) -> float:
@@ -191,76 +197,10 @@ class Bench:
         return self.last - started
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    with log.open("wb") as out:
-        return subprocess.Popen(
-            argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
-        )
-
-
-def wait_healthy(url: str) -> None:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(url, timeout=1).status_code < 500:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"{url} did not come up")
-
-
 async def prepare_cowatch(url: str, database_url: str) -> tuple[str, dict[str, str]]:
     """A user, and one video per cowatch audience so each seek reaches one audience only."""
-    from models import Video
-    from models.db import Database
-
-    name = f"bench_{uuid.uuid4().hex[:8]}"
-    creds = {"email": f"{name}@example.com", "password": "password123"}
-    async with httpx.AsyncClient(base_url=url) as http:
-        await http.post("/api/auth/signup", json={**creds, "username": name})
-        login = (await http.post("/api/auth/login", json=creds)).json()
-    db = Database(database_url)
-    videos = {
-        name: Video(owner_id=login["user"]["id"], title=name, duration=3600.0)
-        for name in ("/ws", "/graphql")
-    }
-    async with db.session() as session:
-        session.add_all(videos.values())
-        await session.commit()
-    await db.dispose()
-    return login["access_token"], {name: video.id for name, video in videos.items()}
-
-
-async def create_database(admin_url: str) -> str:
-    import asyncpg
-
-    name = f"cowatch_bench_{uuid.uuid4().hex[:8]}"
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    return f"{base}/{name}"
-
-
-async def drop_database(admin_url: str, database_url: str) -> None:
-    import asyncpg
-
-    admin = await asyncpg.connect(admin_url)
-    try:
-        await admin.execute(
-            f'DROP DATABASE IF EXISTS "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)'
-        )
-    finally:
-        await admin.close()
+    token, ids = await viewer_with_videos(url, database_url, ["/ws", "/graphql"])
+    return token, dict(zip(["/ws", "/graphql"], ids, strict=True))
 
 
 async def measure(
@@ -372,9 +312,7 @@ def main() -> int:
         )
         return 0
 
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    need = 2 * max(args.sizes) + 1000
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, need), hard), hard))
+    raise_open_files(2 * max(args.sizes) + 1000)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
         database_url = f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}"

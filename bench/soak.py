@@ -1,16 +1,22 @@
 """Soak: N subscribers watch one video while it is seeked S times a second, plus feed traffic.
 
     python bench/soak.py [--subscribers 2000] [--seeks-per-s 50] [--seconds 60]
+    # the production shape: PostgreSQL, Redis, two cowatch serve processes sharing the audience
+    python bench/soak.py --postgres postgresql://postgres@127.0.0.1:5432/postgres \
+        --redis redis://127.0.0.1:6379/0 --servers 2
 
-One `cowatch serve` (embedded SQLite, in-memory bus) in its own process; subscribers on the seed's
-`/ws` and on graphql-transport-ws `videoTimestamp`, all in this process (a minimal asyncio
-websocket client, so the client side costs little). A seeker PUTs /api/videos/{id}/time on a
-fixed schedule; feed readers GET /api/videos/feed and POST a GraphQL feed query meanwhile.
+`cowatch serve` in its own process (embedded: SQLite and the in-memory bus; or several on
+PostgreSQL + Redis); subscribers on the seed's `/ws` and on graphql-transport-ws
+`videoTimestamp`, spread over client processes on uvloop (a minimal RFC 6455 client, so the
+client side costs little) and over the servers. A seeker PUTs /api/videos/{id}/time on a fixed
+schedule (at most 16 in flight, round-robin over the servers); feed readers GET
+/api/videos/feed and POST a GraphQL feed query meanwhile.
 
-Reported: for every subscriber, versions received in order, versions skipped (the bus keeps
-one pending state per subscriber, so a subscriber that falls behind skips to the newest) and
-versions out of order; whether every subscriber ended on the final version; delivery latency
-(receive time minus the state's server_time) p50/p99/max; server RSS before the run and after.
+Reported: versions every subscriber received in order, versions lost (never received) and
+out of order (both must be 0); whether every subscriber ended on the final version; delivery
+latency (receive time minus the state's server_time) p50/p99/max; each server's RSS before
+the subscribers, when seeking starts and at the end. Exit status 0 only if nothing was lost
+or reordered, every request succeeded and no server logged an error.
 """
 
 from __future__ import annotations
@@ -21,10 +27,7 @@ import json
 import multiprocessing
 import os
 import re
-import resource
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -38,8 +41,17 @@ from typing import Any, cast
 
 import httpx
 
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from bench.common import (
+    create_database,
+    drop_database,
+    error_lines,
+    free_port,
+    raise_open_files,
+    start_cowatch,
+    viewer_with_videos,
+)
+
 VERSION_RE = re.compile(rb'"version":(\d+)')
 SERVER_TIME_RE = re.compile(rb'"server_?[tT]ime":([\d.]+)')
 BATCH = 200
@@ -64,7 +76,7 @@ class Subscriber(asyncio.Protocol):
         self.closed = False
         self.last_version = -1
         self.received = 0
-        self.skipped = 0
+        self.lost = 0
         self.out_of_order = 0
         self.latencies: list[float] = []
         self.watch_for = -1
@@ -137,7 +149,7 @@ class Subscriber(asyncio.Protocol):
         if version <= self.last_version:
             self.out_of_order += 1
         else:
-            self.skipped += version - self.last_version - 1
+            self.lost += version - self.last_version - 1
             self.last_version = version
         sent = SERVER_TIME_RE.search(payload)
         if sent is not None:
@@ -151,30 +163,6 @@ def rss_mb(pid: int) -> float:
         if line.startswith("VmRSS:"):
             return int(line.split()[1]) / 1024
     raise RuntimeError("no VmRSS")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-async def prepare(url: str, data_dir: Path) -> tuple[str, str]:
-    from models import Video
-    from models.db import Database
-
-    name = f"soak_{uuid.uuid4().hex[:8]}"
-    creds = {"email": f"{name}@example.com", "password": "password123"}
-    async with httpx.AsyncClient(base_url=url) as http:
-        await http.post("/api/auth/signup", json={**creds, "username": name})
-        login = (await http.post("/api/auth/login", json=creds)).json()
-    db = Database(f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}")
-    video = Video(owner_id=login["user"]["id"], title=name, duration=3600.0)
-    async with db.session() as session:
-        session.add(video)
-        await session.commit()
-    await db.dispose()
-    return login["access_token"], video.id
 
 
 async def connect_all(
@@ -220,7 +208,7 @@ async def connect_all(
 @dataclass
 class Tally:
     received: int = 0
-    skipped: int = 0
+    lost: int = 0
     out_of_order: int = 0
     converged: int = 0
     closed: int = 0
@@ -245,7 +233,7 @@ async def audience(
     _done, pending = await asyncio.wait(reached, timeout=60)
     tally = Tally(
         received=sum(s.received for s in subscribers),
-        skipped=sum(s.skipped for s in subscribers),
+        lost=sum(s.lost for s in subscribers),
         out_of_order=sum(s.out_of_order for s in subscribers),
         converged=sum(1 for s in subscribers if s.last_version == final),
         closed=sum(1 for s in subscribers if s.closed),
@@ -265,7 +253,7 @@ def audience_process(pipe: Connection, *args: Any) -> None:
 
 
 async def seek_loop(
-    http: httpx.AsyncClient, video_id: str, token: str, rate: float, seconds: float
+    https: list[httpx.AsyncClient], video_id: str, token: str, rate: float, seconds: float
 ) -> tuple[list[int], Counter[int], list[float], float]:
     versions: list[int] = []
     statuses: Counter[int] = Counter()
@@ -278,7 +266,7 @@ async def seek_loop(
 
     async def one(i: int) -> None:
         try:
-            response = await http.put(
+            response = await https[i % len(https)].put(
                 f"/api/videos/{video_id}/time",
                 json={"timestamp": float(i % 3000), "playing": i % 2 == 0},
                 headers=headers,
@@ -305,10 +293,14 @@ async def seek_loop(
     return versions, statuses, lag, time.perf_counter() - started
 
 
-async def feed_loop(http: httpx.AsyncClient, stop: asyncio.Event, rate: float) -> Counter[int]:
+async def feed_loop(
+    https: list[httpx.AsyncClient], stop: asyncio.Event, rate: float
+) -> Counter[int]:
     statuses: Counter[int] = Counter()
     query = {"query": "{ feed(limit: 20) { total videos { id title creator { username } } } }"}
+    turn = 0
     while not stop.is_set():
+        http, turn = https[turn % len(https)], turn + 1
         try:
             rest, gql = await asyncio.gather(
                 http.get("/api/videos/feed?limit=20"), http.post("/graphql", json=query)
@@ -327,16 +319,19 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_id: str) -> int:
-    url = f"http://127.0.0.1:{port}"
-    rss_before = rss_mb(pid)
+async def run(
+    args: argparse.Namespace, ports: list[int], pids: list[int], token: str, video_id: str
+) -> int:
+    rss_before = [rss_mb(pid) for pid in pids]
     graphql_count = round(args.subscribers * args.graphql_share)
     context = multiprocessing.get_context("spawn")
-    share = -(-args.subscribers // args.client_procs)
+    procs_count = max(args.client_procs, len(ports))
+    share = -(-args.subscribers // procs_count)
     pipes, procs = [], []
-    for start in range(0, args.subscribers, share):
+    for index, start in enumerate(range(0, args.subscribers, share)):
         ours, theirs = context.Pipe()
         indexes = range(start, min(start + share, args.subscribers))
+        port = ports[index % len(ports)]
         proc = context.Process(
             target=audience_process, args=(theirs, port, token, video_id, indexes, graphql_count)
         )
@@ -346,15 +341,23 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
     loop = asyncio.get_running_loop()
     for pipe in pipes:
         assert await loop.run_in_executor(None, pipe.recv) == "ready"
-    print(f"{args.subscribers} subscribers connected in {len(procs)} processes", flush=True)
-    await asyncio.sleep(2)  # let the server settle after the connection storm
-    rss_start = rss_mb(pid)
+    print(
+        f"{args.subscribers} subscribers connected in {len(procs)} processes "
+        f"to {len(ports)} server(s)",
+        flush=True,
+    )
+    await asyncio.sleep(2)  # let the servers settle after the connection storm
+    rss_start = [rss_mb(pid) for pid in pids]
     limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
-    async with httpx.AsyncClient(base_url=url, timeout=120, limits=limits) as http:
+    https = [
+        httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=120, limits=limits)
+        for port in ports
+    ]
+    try:
         stop = asyncio.Event()
-        feed = asyncio.create_task(feed_loop(http, stop, args.feed_per_s))
+        feed = asyncio.create_task(feed_loop(https, stop, args.feed_per_s))
         versions, seek_statuses, lag, took = await seek_loop(
-            http, video_id, token, args.seeks_per_s, args.seconds
+            https, video_id, token, args.seeks_per_s, args.seconds
         )
         final = max(versions)
         print(f"seeking done: {len(versions)} seeks, final version {final}", flush=True)
@@ -365,24 +368,29 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
         drain_s = time.perf_counter() - drained_at
         stop.set()
         feed_statuses = await feed
+    finally:
+        for http in https:
+            await http.aclose()
     for proc in procs:
         proc.join(30)
     await asyncio.sleep(2)
-    rss_end = rss_mb(pid)
+    rss_end = [rss_mb(pid) for pid in pids]
 
     latencies: list[float] = []
     for tally in tallies:
         latencies.extend(array("d", tally.latencies))
     received = sum(t.received for t in tallies)
-    skipped = sum(t.skipped for t in tallies)
+    lost = sum(t.lost for t in tallies)
     out_of_order = sum(t.out_of_order for t in tallies)
     converged = sum(t.converged for t in tallies)
     closed = sum(t.closed for t in tallies)
     behind = sum(t.behind for t in tallies)
+    expected = (final - min(versions) + 1) * args.subscribers
     print(f"soak, {os.cpu_count()} cores, Python {sys.version.split()[0]}, load {os.getloadavg()}")
     print(
         f"subscribers: {args.subscribers} ({args.subscribers - graphql_count} /ws, "
-        f"{graphql_count} graphql-transport-ws) in {len(procs)} client processes"
+        f"{graphql_count} graphql-transport-ws) in {len(procs)} client processes, "
+        f"{len(ports)} server(s)"
     )
     print(
         f"seeks: {sum(seek_statuses.values())} in {took:.1f} s "
@@ -393,9 +401,8 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
     )
     print(f"feed traffic statuses (599 = GraphQL errors): {dict(feed_statuses)}")
     print(
-        f"frames received: {received:,} of {len(versions) * args.subscribers:,} versions x "
-        f"subscribers; skipped (superseded while behind): {skipped:,}; out of order: "
-        f"{out_of_order}; closed: {closed}"
+        f"events received: {received:,} of {expected:,} (versions x subscribers); "
+        f"lost: {lost:,}; out of order: {out_of_order}; sockets closed: {closed}"
     )
     print(
         f"converged on the final version: {converged}/{args.subscribers} "
@@ -406,11 +413,14 @@ async def run(args: argparse.Namespace, port: int, pid: int, token: str, video_i
         f"p99 {percentile(latencies, 0.99):.1f} ms, max {max(latencies):.1f} ms "
         f"(mean {statistics.fmean(latencies):.1f})"
     )
-    print(
-        f"server RSS: {rss_before:.1f} MB before subscribers, {rss_start:.1f} MB start, "
-        f"{rss_end:.1f} MB end ({(rss_end / rss_start - 1) * 100:+.1f}%)"
-    )
-    ok = out_of_order == 0 and converged == args.subscribers and not closed
+    for index in range(len(pids)):
+        print(
+            f"server {index} RSS: {rss_before[index]:.1f} MB before subscribers, "
+            f"{rss_start[index]:.1f} MB start, {rss_end[index]:.1f} MB end "
+            f"({(rss_end[index] / rss_start[index] - 1) * 100:+.1f}%)"
+        )
+    ok = lost == 0 and out_of_order == 0 and received == expected
+    ok = ok and converged == args.subscribers and not closed
     ok = ok and set(seek_statuses) == {201} and set(feed_statuses) == {200}
     return 0 if ok else 1
 
@@ -423,56 +433,63 @@ def main() -> int:
     parser.add_argument("--feed-per-s", type=float, default=10)
     parser.add_argument("--graphql-share", type=float, default=0.25)
     parser.add_argument("--client-procs", type=int, default=2)
+    parser.add_argument("--postgres", metavar="ADMIN_URL", help="run on a throw-away database")
+    parser.add_argument("--redis", metavar="URL", help="the bus (and limits) through this Redis")
+    parser.add_argument("--servers", type=int, default=1, help="cowatch serve processes")
     args = parser.parse_args()
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(
-        resource.RLIMIT_NOFILE, (min(max(soft, args.subscribers + 2000), hard), hard)
-    )
+    if args.servers > 1 and not args.redis:
+        parser.error("--servers > 1 needs --redis (the in-memory bus is per process)")
+    raise_open_files(args.subscribers + 2000)
     with tempfile.TemporaryDirectory() as tmp:
         data_dir = Path(tmp) / "data"
-        port = free_port()
+        database_url = f"sqlite+aiosqlite:///{data_dir / 'cowatch.db'}"
+        if args.postgres:
+            database_url = asyncio.run(create_database(args.postgres))
         env = {
-            **os.environ,
             "COWATCH_DATA_DIR": str(data_dir),
-            "COWATCH_DATABASE_URL": "",
-            "COWATCH_REDIS_URL": "",
+            "COWATCH_DATABASE_URL": database_url if args.postgres else "",
+            "COWATCH_REDIS_URL": args.redis or "",
             "COWATCH_STORAGE_URL": "",
+            "COWATCH_JWT_SECRET": "soak-" + uuid.uuid4().hex * 2,
+            "COWATCH_RATE_LIMIT_PREFIX": f"soak-{uuid.uuid4().hex[:8]}",
+            "COWATCH_TRANSCODE_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
             "COWATCH_LOG_LEVEL": "warning",
             # Limits stay on, sized for one seeker and one feed reader.
             "COWATCH_RATE_LIMIT_API": "100000/minute",
             "COWATCH_RATE_LIMIT_TIMESTAMP": "100000/minute",
         }
-        log = Path(tmp) / "cowatch.log"
-        with log.open("wb") as out:
-            server = subprocess.Popen(
-                [sys.executable, "-m", "cli", "serve", "--port", str(port)],
-                cwd=ROOT,
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-            )
+        ports = [free_port() for _ in range(args.servers)]
+        logs = [Path(tmp) / f"cowatch-{port}.log" for port in ports]
+        servers = []
         try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    if time.monotonic() > deadline:
-                        raise
-                time.sleep(0.1)
-            token, video_id = asyncio.run(prepare(f"http://127.0.0.1:{port}", data_dir))
-            result = asyncio.run(run(args, port, server.pid, token, video_id))
+            # One after the other: the first one creates and migrates the database.
+            for port, log in zip(ports, logs, strict=True):
+                servers.append(start_cowatch(port, env, log))
+            token, (video_id,) = asyncio.run(
+                viewer_with_videos(f"http://127.0.0.1:{ports[0]}", database_url, ["soak"])
+            )
+            result = asyncio.run(run(args, ports, [s.pid for s in servers], token, video_id))
         finally:
-            server.terminate()
-            server.wait(timeout=30)
-        errors = [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
-        print(f"server log ERROR lines: {len(errors)}")
-        lines = log.read_text(errors="replace").splitlines()
-        for index, line in enumerate(lines):
-            if "ERROR" in line:
-                print("\n".join(lines[index : index + 40]))
-                break
+            for server in servers:
+                server.terminate()
+                server.wait(timeout=30)
+            if args.postgres:
+                asyncio.run(drop_database(args.postgres, database_url))
+        errors = [line for log in logs for line in error_lines(log)]
+        warnings = Counter(
+            line.split(":", 2)[-1].strip()[:120]
+            for log in logs
+            for line in log.read_text(errors="replace").splitlines()
+            if "WARNING" in line
+        )
+        print(f"server log ERROR lines: {len(errors)}; WARNING lines: {sum(warnings.values())}")
+        for message, count in warnings.most_common(5):
+            print(f"  {count} x {message}")
+        for log in logs:
+            lines = log.read_text(errors="replace").splitlines()
+            first = next((i for i, line in enumerate(lines) if "ERROR" in line), None)
+            if first is not None:
+                print("\n".join(lines[first : first + 40]))
         return result if not errors else 1
 
 

@@ -1,0 +1,108 @@
+"""What the benches share: free ports, `cowatch serve` processes, throw-away databases, a viewer."""
+
+from __future__ import annotations
+
+import os
+import resource
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def raise_open_files(need: int) -> None:
+    """Let this process (and the clients it spawns) hold `need` sockets."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, need), hard), hard))
+
+
+def start(argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen(
+            argv, cwd=ROOT, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT
+        )
+
+
+def start_cowatch(port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """`cowatch serve` on `port`, answering /healthz before this returns."""
+    process = start([sys.executable, "-m", "cli", "serve", "--port", str(port)], env, log)
+    wait_healthy(f"http://127.0.0.1:{port}/healthz")
+    return process
+
+
+def wait_healthy(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)  # a process we started: nothing to await but its port
+    raise RuntimeError(f"{url} did not come up")
+
+
+def error_lines(log: Path) -> list[str]:
+    return [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
+
+
+async def create_database(admin_url: str) -> str:
+    """A new, empty PostgreSQL database on the admin URL's server (cowatch serve migrates it)."""
+    import asyncpg
+
+    name = f"cowatch_bench_{uuid.uuid4().hex[:8]}"
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
+    return f"{base}/{name}"
+
+
+async def drop_database(admin_url: str, database_url: str) -> None:
+    import asyncpg
+
+    admin = await asyncpg.connect(admin_url)
+    try:
+        await admin.execute(
+            f'DROP DATABASE IF EXISTS "{database_url.rsplit("/", 1)[1]}" WITH (FORCE)'
+        )
+    finally:
+        await admin.close()
+
+
+async def viewer_with_videos(
+    url: str, database_url: str, titles: list[str], *, duration: float = 3600.0
+) -> tuple[str, list[str]]:
+    """A signed-up user's token, and ready videos of theirs (rows written straight to the db)."""
+    sys.path.insert(0, str(ROOT))
+    from models import Video
+    from models.db import Database
+
+    name = f"bench_{uuid.uuid4().hex[:8]}"
+    creds = {"email": f"{name}@example.com", "password": "password123"}
+    async with httpx.AsyncClient(base_url=url) as http:
+        await http.post("/api/auth/signup", json={**creds, "username": name})
+        login = (await http.post("/api/auth/login", json=creds)).json()
+    db = Database(database_url)
+    videos = [
+        Video(owner_id=login["user"]["id"], title=title, duration=duration) for title in titles
+    ]
+    async with db.session() as session:
+        session.add_all(videos)
+        await session.commit()
+    await db.dispose()
+    return login["access_token"], [video.id for video in videos]
