@@ -81,7 +81,9 @@ async def test_feed_category_filter(client: httpx.AsyncClient, services: Service
     "params",
     [{"page": 0}, {"page": -1}, {"limit": 0}, {"limit": 101}, {"page": "x"}, {"limit": "1.5"}],
 )
-async def test_feed_bad_paging_is_400(client: httpx.AsyncClient, params: dict[str, object]) -> None:
+async def test_feed_bad_paging_is_400(
+    client: httpx.AsyncClient, params: dict[str, int | str]
+) -> None:
     response = await client.get("/api/videos/feed", params=params)
     assert response.status_code == 400
     assert response.json()["error"]["code"] == "BAD_USER_INPUT"

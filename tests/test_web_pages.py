@@ -119,7 +119,8 @@ async def test_user_query_names_who_moved_the_playhead(
 def test_login_next_only_goes_to_this_site() -> None:
     assert safe_next("/watch/1") == "/watch/1"
     assert safe_next("/?page=2&category=a%20b") == "/?page=2&category=a%20b"
-    hostile = ["//evil.example", "https://evil.example", "/\\evil.example", "/\t/evil.example"]
+    hostile: list[str | None] = ["//evil.example", "https://evil.example", "/\\evil.example"]
+    hostile += ["/\t/evil.example"]
     hostile += ["/\n/evil.example", "/ /x", "\\\\evil.example", "", None]
     for hostile_next in hostile:
         assert safe_next(hostile_next) == "/", hostile_next
