@@ -59,25 +59,13 @@ def cowatch_serve(env: dict[str, str], log_dir: Path, port: int | None = None) -
     port = port or free_port()
     url = f"http://127.0.0.1:{port}"
     log_path = log_dir / f"serve-{port}.log"
-    full_env = {**os.environ, "COWATCH_PUBLIC_URL": url, "COWATCH_LOG_LEVEL": "warning", **env}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    full_env = {"COWATCH_PUBLIC_URL": url, "COWATCH_LOG_LEVEL": "warning", **env}
+    process = _cli(["serve", "--host", "127.0.0.1", "--port", str(port)], full_env, log_path)
     try:
         wait_until_healthy(url, process, log_path)
         yield Server(url=url, port=port, process=process, log_path=log_path)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, timeout=10)
 
 
 @dataclass
@@ -93,22 +81,30 @@ class WorkerProcess:
 def cowatch_worker(env: dict[str, str], log_dir: Path, name: str) -> Iterator[WorkerProcess]:
     """Run `cowatch worker` (logging at info) with the given environment; stop it afterwards."""
     log_path = log_dir / f"worker-{name}.log"
-    full_env = {**os.environ, "COWATCH_LOG_LEVEL": "info", **env}
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cli", "worker"],
-            cwd=ROOT,
-            env=full_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    process = _cli(["worker"], {"COWATCH_LOG_LEVEL": "info", **env}, log_path)
     try:
         yield WorkerProcess(process=process, log_path=log_path)
     finally:
-        if process.poll() is None:
-            process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        _stop(process, timeout=30)
+
+
+def _cli(args: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """`cowatch <args>` from this checkout, output to `log_path`, env on top of ours."""
+    with log_path.open("wb") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "cli", *args],
+            cwd=ROOT,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes], *, timeout: float) -> None:
+    if process.poll() is None:
+        process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()

@@ -58,11 +58,21 @@ def render(item: PlaybackState, first: bool) -> str:
     return f"{'state' if first else 'update'}:{item.version}"
 
 
-async def until(received: list[str], got: asyncio.Event, last: str) -> None:
-    """Wait until `last` has been received (each send sets `got`)."""
-    while not received or received[-1] != last:
-        got.clear()
-        await got.wait()
+class Recorder:
+    """An outbox's send that keeps every frame; `until` waits for a given one to arrive."""
+
+    def __init__(self) -> None:
+        self.frames: list[str] = []
+        self._got = asyncio.Event()
+
+    async def send(self, frame: str) -> None:
+        self.frames.append(frame)
+        self._got.set()
+
+    async def until(self, last: str) -> None:
+        while not self.frames or self.frames[-1] != last:
+            self._got.clear()
+            await self._got.wait()
 
 
 async def test_a_socket_that_is_behind_gets_every_version_in_order(bus: PlaybackBus) -> None:
@@ -176,39 +186,27 @@ async def test_a_frame_writer_gets_the_backlog_in_one_write_and_waits_when_full(
 async def test_every_version_arrives_once_in_order_whatever_order_it_was_published_in(
     bus: PlaybackBus,
 ) -> None:
-    received: list[str] = []
-    got = asyncio.Event()
-
-    async def send(frame: str) -> None:
-        received.append(frame)
-        got.set()
-
-    outbox = bus.open_outbox(send)
+    recorder = Recorder()
+    outbox = bus.open_outbox(recorder.send)
     await bus.subscribe("v1", Listener(outbox, render))
     for version in (3, 2, 1, 3, 5, 4):  # concurrent seeks, published out of order
         await bus.publish(state(version))
         await asyncio.sleep(0)  # let the flusher run between publishes
-    await until(received, got, "update:5")
-    assert received == ["state:0", *(f"update:{version}" for version in range(1, 6))]
+    await recorder.until("update:5")
+    assert recorder.frames == ["state:0", *(f"update:{version}" for version in range(1, 6))]
     await outbox.close()
 
 
 async def test_a_version_that_never_comes_is_given_up_after_the_gap_wait(store: Store) -> None:
     bus = PlaybackBus("memory://", load=store.load, gap_wait=0.01)
     await bus.start()
-    received: list[str] = []
-    got = asyncio.Event()
-
-    async def send(frame: str) -> None:
-        received.append(frame)
-        got.set()
-
-    outbox = bus.open_outbox(send)
+    recorder = Recorder()
+    outbox = bus.open_outbox(recorder.send)
     await bus.subscribe("v1", Listener(outbox, render))
     await bus.publish(state(1))
     await bus.publish(state(3))  # its publisher's 2 is lost (crashed after committing)
-    await until(received, got, "update:3")
-    assert received == ["state:0", "update:1", "update:3"]
+    await recorder.until("update:3")
+    assert recorder.frames == ["state:0", "update:1", "update:3"]
     await bus.close()
 
 
@@ -248,23 +246,16 @@ async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_sta
     FlakyBackend.failures = 0
     bus = PlaybackBus("memory://", load=store.load, min_backoff=0.001)
     await bus.start()
-    received: list[str] = []
-    got = asyncio.Event()
-
-    async def send(frame: str) -> None:
-        received.append(frame)
-        got.set()
-
-    outbox = bus.open_outbox(send)
+    recorder = Recorder()
+    outbox = bus.open_outbox(recorder.send)
     await bus.subscribe("v1", Listener(outbox, render))
-    await got.wait()
+    await recorder.until("state:0")
     # The state changes while the connection is down (stored, never broadcast), then it fails.
     store.states["v1"] = state(7)
-    got.clear()
     FlakyBackend.failures = 1
     await bus.publish(state(0))  # stale: dropped, but it wakes the pump into the failure
-    await got.wait()
-    assert received == ["state:0", "update:7"]
+    await recorder.until("update:7")
+    assert recorder.frames == ["state:0", "update:7"]
     assert bus.recoveries == 1
     await bus.close()
 

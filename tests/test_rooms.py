@@ -4,18 +4,7 @@ from __future__ import annotations
 
 from resolvers.playback import PlaybackState
 from resolvers.rooms import Room
-
-
-def state(version: int) -> PlaybackState:
-    return PlaybackState(
-        video_id="v1",
-        timestamp=float(version),
-        playing=True,
-        rate=1.0,
-        server_time=version,
-        version=version,
-        user_id="u",
-    )
+from tests.test_bus import state
 
 
 def versions(states: list[PlaybackState]) -> list[int]:
