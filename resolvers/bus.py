@@ -142,10 +142,15 @@ class PlaybackBus:
             started = loop.time()
             rooms = list(self._fresh)
             self._fresh.clear()
-            await fan_out([(list(room.listeners), room.take_fresh()) for room in rooms])
-            batch = list(self._dirty)
-            self._dirty.clear()
-            await flush_shared(batch)
+            work = [(list(room.listeners), fresh) for room in rooms if (fresh := room.take_fresh())]
+            try:
+                await fan_out(work)
+                batch = list(self._dirty)
+                self._dirty.clear()
+                await flush_shared(batch)
+            except Exception:
+                # A bug in one frame must not stop delivery to everyone: log it, go on.
+                log.exception("a fan-out pass failed")
             took = loop.time() - started
             if took >= self._pace_after:
                 await asyncio.sleep(took)

@@ -169,7 +169,7 @@ class Outbox(Backlog):
         self.closed = False
 
     def push(self, listener: Listener, state: PlaybackState) -> None:
-        # Called for every subscriber of every state: kept flat.
+        """Queue a state (a first state, or behind frames this socket has not been sent yet)."""
         if self.closed:
             return
         self._listeners.append(listener)
@@ -287,7 +287,10 @@ async def fan_out(work: list[tuple[list[Listener], list[PlaybackState]]]) -> Non
             if loop.time() >= slice_ends:
                 await asyncio.sleep(0)
                 slice_ends = loop.time() + SLICE_S
-            listener.deliver(states)
+            try:
+                listener.deliver(states)
+            except Exception:
+                log.exception("delivery to one subscriber failed")
 
 
 async def flush_shared(batch: list[Outbox]) -> None:
@@ -319,7 +322,11 @@ async def flush_shared(batch: list[Outbox]) -> None:
                 slice_ends = loop.time() + SLICE_S
             if outbox._task is not None or outbox._flushing or outbox.closed:
                 continue
-            frames = outbox.frames()
+            try:
+                frames = outbox.frames()
+            except Exception:
+                log.exception("delivery to one subscriber failed")
+                continue
             if not frames:
                 continue
             writer = outbox._writer

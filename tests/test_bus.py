@@ -69,6 +69,18 @@ class Recorder:
         self.frames.append(frame)
         self._got.set()
 
+    def frame_writer(self) -> FrameWriter:
+        """The same record, as a server's batched writer that is always writable."""
+        writable = asyncio.Event()
+        writable.set()
+
+        def write(texts: Sequence[str]) -> bool:
+            self.frames.extend(texts)
+            self._got.set()
+            return True
+
+        return FrameWriter(write=write, writable=writable)
+
     async def until(self, last: str) -> None:
         while not self.frames or self.frames[-1] != last:
             self._got.clear()
@@ -208,6 +220,29 @@ async def test_a_version_that_never_comes_is_given_up_after_the_gap_wait(store: 
     await recorder.until("update:3")
     assert recorder.frames == ["state:0", "update:1", "update:3"]
     await bus.close()
+
+
+@pytest.mark.parametrize("batched", [True, False], ids=["frame-writer", "asgi-send"])
+async def test_a_frame_that_fails_to_render_does_not_stop_delivery_to_others(
+    bus: PlaybackBus, caplog: pytest.LogCaptureFixture, batched: bool
+) -> None:
+    def broken(item: PlaybackState, first: bool) -> str:
+        if not first:
+            raise TypeError("a bug in one document")
+        return render(item, first)
+
+    recorders = [Recorder() for _ in range(4)]
+    for index, recorder in enumerate(recorders):  # broken ones before and after healthy ones
+        outbox = bus.open_outbox(recorder.send, recorder.frame_writer() if batched else None)
+        await bus.subscribe("v1", Listener(outbox, broken if index % 2 else render))
+    for recorder in recorders:
+        await recorder.until("state:0")  # from now on the flusher writes each socket at once
+    await bus.publish(state(1))
+    await bus.publish(state(2))
+    for recorder in recorders[::2]:
+        await recorder.until("update:2")
+        assert recorder.frames == ["state:0", "update:1", "update:2"]
+    assert "delivery to one subscriber failed" in caplog.text
 
 
 async def test_one_backend_subscription_per_video_and_full_cleanup(
