@@ -189,6 +189,9 @@ class Outbox(Backlog):
         if writer is None or self._task is not None or self._states or self.closed:
             super().deliver(listener, states)
             return
+        if len(states) > MAX_BACKLOG:  # a burst past the bound: through the bounded queue
+            super().deliver(listener, states)
+            return
         frames = []
         for state in states:
             frame = listener.render(state)
