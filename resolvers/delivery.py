@@ -75,6 +75,14 @@ class Backlog:
         self.skipped = 0
 
     def push(self, listener: Listener, state: PlaybackState) -> None:
+        """Queue a state (a first state, or one behind states its consumer has not taken yet)."""
+        self._listeners.append(listener)
+        self._states.append(state)
+        if len(self._states) > MAX_BACKLOG:
+            self._collapse()
+        self.wake()
+
+    def wake(self) -> None:
         raise NotImplementedError
 
     def deliver(self, listener: Listener, states: list[PlaybackState]) -> None:
@@ -169,14 +177,10 @@ class Outbox(Backlog):
         self.closed = False
 
     def push(self, listener: Listener, state: PlaybackState) -> None:
-        """Queue a state (a first state, or behind frames this socket has not been sent yet)."""
-        if self.closed:
-            return
-        self._listeners.append(listener)
-        states = self._states
-        states.append(state)
-        if len(states) > MAX_BACKLOG:
-            self._collapse()
+        if not self.closed:
+            super().push(listener, state)
+
+    def wake(self) -> None:
         if self._wake is not None:
             self._wake.set()
         elif not self._flushing:
@@ -185,11 +189,10 @@ class Outbox(Backlog):
     def deliver(self, listener: Listener, states: list[PlaybackState]) -> None:
         # The fast path of a pass: rendered and written at once, unless this socket has
         # frames queued before them (a first state, a backlog) or cannot be written inline.
+        # A burst past the bound goes through the bounded queue too.
         writer = self._writer
-        if writer is None or self._task is not None or self._states or self.closed:
-            super().deliver(listener, states)
-            return
-        if len(states) > MAX_BACKLOG:  # a burst past the bound: through the bounded queue
+        queued = self._task is not None or self._states or self.closed
+        if writer is None or queued or len(states) > MAX_BACKLOG:
             super().deliver(listener, states)
             return
         frames = []
@@ -264,11 +267,7 @@ class Feed(Backlog):
         super().__init__()
         self.event = asyncio.Event()
 
-    def push(self, listener: Listener, state: PlaybackState) -> None:
-        self._listeners.append(listener)
-        self._states.append(state)
-        if len(self._states) > MAX_BACKLOG:
-            self._collapse()
+    def wake(self) -> None:
         self.event.set()
 
     def take(self) -> list[PlaybackState]:
