@@ -15,13 +15,15 @@ if TYPE_CHECKING:
     from schema.videos import Video
 
 
-@strawberry.type
+@strawberry.type(description="A user's channel (one per user), addressed by its slug.")
 class Channel:
-    id: strawberry.ID
-    slug: str
-    name: str
-    description: str
-    subscriber_count: int
+    id: strawberry.ID = strawberry.field(description="The channel's UUID.")
+    slug: str = strawberry.field(
+        description="3 to 50 of lowercase letters, digits, '-' and '_'; unique."
+    )
+    name: str = strawberry.field(description="1 to 100 characters.")
+    description: str = strawberry.field(description="Up to 5,000 characters; may be empty.")
+    subscriber_count: int = strawberry.field(description="Users subscribed to the channel.")
     _model: strawberry.Private[ChannelModel]
 
     @classmethod
@@ -35,7 +37,7 @@ class Channel:
             _model=model,
         )
 
-    @strawberry.field(description="The channel's newest transcoded videos.")
+    @strawberry.field(description="The owner's newest transcoded videos (at most 100).")
     async def videos(
         self, info: strawberry.Info[Context]
     ) -> list[Annotated[Video, strawberry.lazy("schema.videos")]]:
@@ -44,7 +46,7 @@ class Channel:
         models = await info.context.loaders.videos_by_owner.load(self._model.owner_id)
         return [Video.from_model(model) for model in models]
 
-    @strawberry.field
+    @strawberry.field(description="The user whose channel it is.")
     async def owner(
         self, info: strawberry.Info[Context]
     ) -> Annotated[User, strawberry.lazy("schema.users")]:
@@ -57,17 +59,35 @@ class Channel:
 
 @strawberry.type
 class ChannelQuery:
-    @strawberry.field
-    async def channel(self, info: strawberry.Info[Context], slug: str) -> Channel | None:
+    @strawberry.field(description="A channel by slug (anyone); null if there is none.")
+    async def channel(
+        self,
+        info: strawberry.Info[Context],
+        slug: Annotated[str, strawberry.argument(description="The channel's slug.")],
+    ) -> Channel | None:
         model = await channels.find_channel(db=info.context.services.db, slug=slug)
         return Channel.from_model(model) if model else None
 
 
 @strawberry.type
 class ChannelMutation:
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Create the caller's channel (signed-in users; one each: "
+        "ALREADY_HAS_CHANNEL). CONFLICT when the slug is taken."
+    )
     async def create_channel(
-        self, info: strawberry.Info[Context], name: str, slug: str, description: str | None = None
+        self,
+        info: strawberry.Info[Context],
+        name: Annotated[str, strawberry.argument(description="1 to 100 characters.")],
+        slug: Annotated[
+            str,
+            strawberry.argument(
+                description="3 to 50 of lowercase letters, digits, '-' and '_'; unique."
+            ),
+        ],
+        description: Annotated[
+            str | None, strawberry.argument(description="Up to 5,000 characters.")
+        ] = None,
     ) -> Channel:
         viewer = await info.context.require_viewer()
         model = await channels.create_channel(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from contextlib import aclosing
+from typing import Annotated
 
 import strawberry
 
@@ -13,11 +14,13 @@ from schema.context import Context
 
 @strawberry.type(description="The shared playback state of a video after a change.")
 class TimestampEvent:
-    video_id: strawberry.ID
+    video_id: strawberry.ID = strawberry.field(description="The video this state is for.")
     timestamp: float = strawberry.field(description="Seconds into the video at `serverTime`.")
     user_id: strawberry.ID | None = strawberry.field(description="Who set it (null: nobody yet).")
-    playing: bool
-    rate: float
+    playing: bool = strawberry.field(
+        description="True: the playhead advances from `serverTime` at `rate`."
+    )
+    rate: float = strawberry.field(description="Playback speed, 0.25 to 4.0 (1.0: normal).")
     server_time: float = strawberry.field(description="When it was set, epoch milliseconds.")
     version: int = strawberry.field(description="Strictly increasing per video.")
 
@@ -50,14 +53,23 @@ class PlaybackQuery:
 
 @strawberry.type
 class PlaybackMutation:
-    @strawberry.mutation(description="Move the shared playhead; every viewer follows.")
+    @strawberry.mutation(
+        description="Move the shared playhead (signed-in users); every viewer follows."
+    )
     async def update_video_timestamp(
         self,
         info: strawberry.Info[Context],
-        video_id: strawberry.ID,
-        timestamp: float,
-        playing: bool | None = None,
-        rate: float | None = None,
+        video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
+        timestamp: Annotated[
+            float,
+            strawberry.argument(description="Seconds, from 0 to the video's duration."),
+        ],
+        playing: Annotated[
+            bool | None, strawberry.argument(description="Play or pause; null: unchanged.")
+        ] = None,
+        rate: Annotated[
+            float | None, strawberry.argument(description="Speed, 0.25 to 4.0; null: unchanged.")
+        ] = None,
     ) -> TimestampEvent:
         services = info.context.services
         state = await playback.set_playback(
@@ -74,9 +86,14 @@ class PlaybackMutation:
 
 @strawberry.type
 class PlaybackSubscription:
-    @strawberry.subscription(description="The current state first, then every change.")
+    @strawberry.subscription(
+        description="The current state first, then every change, in version order "
+        "(signed-in sockets)."
+    )
     async def video_timestamp(
-        self, info: strawberry.Info[Context], video_id: strawberry.ID
+        self,
+        info: strawberry.Info[Context],
+        video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> AsyncGenerator[TimestampEvent, None]:
         await info.context.require_viewer()
         async with aclosing(info.context.services.bus.watch(str(video_id))) as states:

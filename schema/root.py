@@ -16,17 +16,23 @@ from schema.users import UserMutation, UserQuery
 from schema.videos import VideoProcessingSubscription, VideoQuery, VideoUploadMutation
 
 
-@strawberry.type
+@strawberry.type(description="Reads. Anyone may call them unless a field says otherwise.")
 class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery):
     pass
 
 
-@strawberry.type
+@strawberry.type(
+    description="Changes. Signed-in means `Authorization: Bearer <token>` (or the "
+    "Authentication cookie): none is UNAUTHENTICATED, as is a bad or expired one."
+)
 class Mutation(UserMutation, ChannelMutation, VideoUploadMutation, PlaybackMutation):
     pass
 
 
-@strawberry.type
+@strawberry.type(
+    description="Live updates over a websocket at /graphql (graphql-transport-ws or the legacy "
+    "graphql-ws); the socket must sign in with `Authorization` in `connection_init`."
+)
 class Subscription(VideoProcessingSubscription, PlaybackSubscription):
     pass
 

@@ -15,22 +15,22 @@ if TYPE_CHECKING:
     from schema.channels import Channel
 
 
-@strawberry.type
+@strawberry.type(description="An account. Public fields; `email` only to the user themself.")
 class User:
-    id: strawberry.ID
-    username: str
+    id: strawberry.ID = strawberry.field(description="The user's UUID.")
+    username: str = strawberry.field(description="3 to 30 letters, digits or underscores.")
     _model: strawberry.Private[UserModel]
 
     @classmethod
     def from_model(cls, model: UserModel) -> User:
         return cls(id=strawberry.ID(model.id), username=model.username, _model=model)
 
-    @strawberry.field(description="Only visible to the user themself.")
+    @strawberry.field(description="The sign-in email: only to the user themself, else null.")
     async def email(self, info: strawberry.Info[Context]) -> str | None:
         viewer_id = await info.context.viewer_id_or_none()
         return self._model.email if viewer_id == self._model.id else None
 
-    @strawberry.field
+    @strawberry.field(description="The user's one channel; null if they have not made it.")
     async def channel(
         self, info: strawberry.Info[Context]
     ) -> Annotated[Channel, strawberry.lazy("schema.channels")] | None:
@@ -40,10 +40,13 @@ class User:
         return Channel.from_model(model) if model else None
 
 
-@strawberry.type
+@strawberry.type(description="What a successful login returns.")
 class AuthPayload:
-    access_token: str
-    user: User
+    access_token: str = strawberry.field(
+        description="A JWT: send it as `Authorization: Bearer <token>`; valid for "
+        "COWATCH_JWT_TTL_S seconds (default 24 h) or until logout."
+    )
+    user: User = strawberry.field(description="The user who signed in.")
 
 
 @strawberry.type
@@ -54,24 +57,49 @@ class UserQuery:
         return User.from_model(viewer) if viewer else None
 
     @strawberry.field(description="A user by id (public fields), e.g. who moved a playhead.")
-    async def user(self, info: strawberry.Info[Context], id: strawberry.ID) -> User | None:
+    async def user(
+        self,
+        info: strawberry.Info[Context],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The user's UUID.")],
+    ) -> User | None:
         model = await info.context.loaders.users.load(str(id))
         return User.from_model(model) if model else None
 
 
 @strawberry.type
 class UserMutation:
-    @strawberry.mutation
+    @strawberry.mutation(
+        description="Create an account (anyone). CONFLICT when the email or username is taken."
+    )
     async def signup(
-        self, info: strawberry.Info[Context], email: str, password: str, username: str
+        self,
+        info: strawberry.Info[Context],
+        email: Annotated[
+            str, strawberry.argument(description="A valid address; stored lower-cased.")
+        ],
+        password: Annotated[str, strawberry.argument(description="8 to 1,024 characters.")],
+        username: Annotated[
+            str,
+            strawberry.argument(
+                description="3 to 30 letters, digits or underscores; unique ignoring case."
+            ),
+        ],
     ) -> User:
         user = await auth.signup(
             db=info.context.services.db, email=email, password=password, username=username
         )
         return User.from_model(user)
 
-    @strawberry.mutation(description="Returns a JWT and sets the Authentication cookie.")
-    async def login(self, info: strawberry.Info[Context], email: str, password: str) -> AuthPayload:
+    @strawberry.mutation(
+        description="Returns a JWT and sets the Authentication cookie (anyone). Repeated "
+        "failures lock the account for a while (ACCOUNT_LOCKED)."
+    )
+    async def login(
+        self,
+        info: strawberry.Info[Context],
+        email: Annotated[str, strawberry.argument(description="The account's email.")],
+        password: Annotated[str, strawberry.argument(description="The account's password.")],
+    ) -> AuthPayload:
         services = info.context.services
         result = await auth.login(
             db=services.db,
@@ -90,7 +118,9 @@ class UserMutation:
             )
         return AuthPayload(access_token=result.access_token, user=User.from_model(result.user))
 
-    @strawberry.mutation(description="Revokes the token this request was made with.")
+    @strawberry.mutation(
+        description="Revokes the token this request was made with (signed-in users)."
+    )
     async def logout(self, info: strawberry.Info[Context]) -> bool:
         services = info.context.services
         await auth.logout(db=services.db, secret=services.jwt_secret, token=info.context.token)

@@ -16,20 +16,30 @@ from models import VideoStatus as VideoStatusEnum
 from models.base import as_utc
 from resolvers import uploads, videos
 from schema.context import Context
+from schema.enums import described_enum
 from storage.base import CHUNK
 
 if TYPE_CHECKING:
     from schema.channels import Channel
     from schema.users import User
 
-VideoStatus = strawberry.enum(VideoStatusEnum, name="VideoStatus")
+VideoStatus = described_enum(
+    VideoStatusEnum,
+    name="VideoStatus",
+    description="Where a video is between upload and playback.",
+    values={
+        "PROCESSING": "Uploaded; waiting for or inside the transcoder (see `progress`).",
+        "TRANSCODED": "Every rendition is stored and playable.",
+        "FAILED": "The transcoder gave up; `failureReason` says why.",
+    },
+)
 
 
-@strawberry.type
+@strawberry.type(description="One playable MP4 encoding of a video.")
 class Rendition:
-    quality: str
-    width: int
-    height: int
+    quality: str = strawberry.field(description='Rung name: "240p", "480p" or "720p".')
+    width: int = strawberry.field(description="Frame width in pixels.")
+    height: int = strawberry.field(description="Frame height in pixels.")
     _key: strawberry.Private[str]
 
     @classmethod
@@ -38,25 +48,33 @@ class Rendition:
             quality=model.quality, width=model.width, height=model.height, _key=model.storage_key
         )
 
-    @strawberry.field
+    @strawberry.field(description="Where to fetch the MP4 (supports HTTP Range requests).")
     async def url(self, info: strawberry.Info[Context]) -> str:
         return await info.context.services.storage.url(self._key)
 
 
-@strawberry.type
+@strawberry.type(description="An uploaded video: public to everyone, signed in or not.")
 class Video:
-    id: strawberry.ID
-    title: str
-    description: str
-    category: str | None
-    status: VideoStatus  # type: ignore[valid-type]
-    view_count: int
-    created_at: datetime
-    duration: float | None
-    width: int | None
-    height: int | None
-    progress: int
-    failure_reason: str | None
+    id: strawberry.ID = strawberry.field(description="The video's UUID.")
+    title: str = strawberry.field(description="1 to 200 characters.")
+    description: str = strawberry.field(description="Up to 5,000 characters; may be empty.")
+    category: str | None = strawberry.field(description="Up to 50 characters; null: none.")
+    status: VideoStatus = strawberry.field(  # type: ignore[valid-type]
+        description="PROCESSING until transcoded, then TRANSCODED (or FAILED)."
+    )
+    view_count: int = strawberry.field(
+        description="Views: one per REST `GET /api/videos/{id}` of the TRANSCODED video."
+    )
+    created_at: datetime = strawberry.field(description="When it was uploaded (UTC).")
+    duration: float | None = strawberry.field(
+        description="Length in seconds; null until the upload has been probed."
+    )
+    width: int | None = strawberry.field(description="Source frame width in pixels, if known.")
+    height: int | None = strawberry.field(description="Source frame height in pixels, if known.")
+    progress: int = strawberry.field(description="Transcoding progress, 0 to 100 percent.")
+    failure_reason: str | None = strawberry.field(
+        description="Why transcoding failed (FAILED only); null otherwise."
+    )
     _model: strawberry.Private[VideoModel]
 
     @classmethod
@@ -81,12 +99,12 @@ class Video:
     def current_timestamp(self) -> float:
         return videos.live_position(self._model)
 
-    @strawberry.field
+    @strawberry.field(description="A JPEG frame of the video; null until transcoded.")
     async def thumbnail_url(self, info: strawberry.Info[Context]) -> str | None:
         key = self._model.thumbnail_key
         return await info.context.services.storage.url(key) if key else None
 
-    @strawberry.field
+    @strawberry.field(description="The user who uploaded it.")
     async def creator(
         self, info: strawberry.Info[Context]
     ) -> Annotated[User, strawberry.lazy("schema.users")]:
@@ -96,7 +114,7 @@ class Video:
         assert model is not None  # owner_id is a foreign key
         return User.from_model(model)
 
-    @strawberry.field
+    @strawberry.field(description="The uploader's channel; null if they have none.")
     async def channel(
         self, info: strawberry.Info[Context]
     ) -> Annotated[Channel, strawberry.lazy("schema.channels")] | None:
@@ -113,23 +131,28 @@ class Video:
         return [Rendition.from_model(model) for model in models]
 
 
-@strawberry.type
+@strawberry.type(description="One page of the feed.")
 class FeedPage:
-    videos: list[Video]
-    total_pages: int
-    current_page: int
-    total: int
+    videos: list[Video] = strawberry.field(description="At most `limit` videos, newest first.")
+    total_pages: int = strawberry.field(description="Pages of `limit` videos; 0 when empty.")
+    current_page: int = strawberry.field(description="The page asked for (1-based).")
+    total: int = strawberry.field(description="Transcoded videos matching the filter.")
 
 
 @strawberry.type
 class VideoQuery:
-    @strawberry.field(description="Newest transcoded videos first.")
+    @strawberry.field(description="Newest transcoded videos first. Anyone may call it.")
     async def feed(
         self,
         info: strawberry.Info[Context],
-        page: int = 1,
-        limit: int = 20,
-        category: str | None = None,
+        page: Annotated[
+            int, strawberry.argument(description="1-based page number, 1 to 1,000,000.")
+        ] = 1,
+        limit: Annotated[int, strawberry.argument(description="Videos per page, 1 to 100.")] = 20,
+        category: Annotated[
+            str | None,
+            strawberry.argument(description="Only this category (exact, up to 50 characters)."),
+        ] = None,
     ) -> FeedPage:
         result = await videos.feed(
             db=info.context.services.db, page=page, limit=limit, category=category
@@ -143,22 +166,36 @@ class VideoQuery:
             total=result.total,
         )
 
-    @strawberry.field
-    async def video(self, info: strawberry.Info[Context], id: strawberry.ID) -> Video | None:
+    @strawberry.field(description="A video by id, in any status; null if there is none.")
+    async def video(
+        self,
+        info: strawberry.Info[Context],
+        id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
+    ) -> Video | None:
         model = await videos.find_video(db=info.context.services.db, video_id=str(id))
         return Video.from_model(model) if model else None
 
 
 @strawberry.type
 class VideoUploadMutation:
-    @strawberry.mutation(description="Upload a video file; it is PROCESSING until transcoded.")
+    @strawberry.mutation(
+        description="Upload a video file (signed-in users): PROCESSING until transcoded. "
+        "Send it as a GraphQL multipart request; COWATCH_MAX_UPLOAD_BYTES caps its size and "
+        "COWATCH_USER_QUOTA_BYTES a user's total."
+    )
     async def upload_video(
         self,
         info: strawberry.Info[Context],
-        file: Upload,
-        title: str,
-        description: str | None = None,
-        category: str | None = None,
+        file: Annotated[
+            Upload, strawberry.argument(description="The video file (any format FFmpeg reads).")
+        ],
+        title: Annotated[str, strawberry.argument(description="1 to 200 characters.")],
+        description: Annotated[
+            str | None, strawberry.argument(description="Up to 5,000 characters.")
+        ] = None,
+        category: Annotated[
+            str | None, strawberry.argument(description="Up to 50 characters.")
+        ] = None,
     ) -> Video:
         viewer = await info.context.require_viewer()
         services = info.context.services
@@ -187,7 +224,9 @@ class VideoProcessingSubscription:
         description="The video's status and progress now and whenever they change, until done."
     )
     async def video_processing(
-        self, info: strawberry.Info[Context], video_id: strawberry.ID
+        self,
+        info: strawberry.Info[Context],
+        video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> AsyncGenerator[Video, None]:
         updates = uploads.processing_updates(db=info.context.services.db, video_id=str(video_id))
         async for model in updates:
