@@ -92,7 +92,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             await storage.close()
             await db.dispose()
 
-    schema = build_schema(extensions=security_extensions(settings))
+    schema = build_schema(
+        extensions=security_extensions(settings),
+        document_cache_bytes=settings.graphql_document_cache_bytes,
+    )
     graphql = CowatchGraphQL(schema, graphql_ide="graphiql", multipart_uploads_enabled=True)
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
@@ -120,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Starlette:
         )
     middleware.append(Middleware(RateLimitMiddleware))
     middleware.append(Middleware(UploadSizeLimit, settings=settings))
-    return Starlette(
+    application = Starlette(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )
+    application.state.schema = schema
+    return application

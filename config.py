@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     graphql_max_aliases: int = Field(default=15, ge=1)
     graphql_max_tokens: int = Field(default=2000, ge=10)
     graphql_max_list_limit: int = Field(default=100, ge=1)
+    #: parsed + validated GraphQL documents kept (and persisted queries known), counted in bytes
+    #: of document text; least recently used go first
+    graphql_document_cache_bytes: int = Field(default=1024 * 1024, ge=0)
 
     @property
     def cors_origin_list(self) -> list[str]:

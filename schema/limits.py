@@ -35,6 +35,7 @@ from strawberry.extensions import (
 
 from resolvers.errors import BadInput, DomainError, RateLimited
 from resolvers.ratelimit import PER_IP, Decision, RateClass, caller_key
+from schema.engine import current_document
 
 if TYPE_CHECKING:
     from config import Settings
@@ -101,15 +102,24 @@ class RateLimitOperations(SchemaExtension):
                 self.execution_context.pre_execution_errors = [error]
         yield
 
+    def _classes(self) -> list[RateClass] | None:
+        execution = self.execution_context
+        name = execution.operation_name
+        cached = current_document(execution)
+        if cached is not None:
+            return cached.plan(("rate_classes", name), lambda d: rate_classes(d.ast, name))
+        document = execution.graphql_document
+        return None if document is None else rate_classes(document, name)
+
     async def _check(self) -> GraphQLError | None:
         context: Context = self.execution_context.context
-        document = self.execution_context.graphql_document
-        if document is None:
+        classes = self._classes()
+        if classes is None:
             return None
         services = context.services
         ip = context.request.client.host if context.request.client else None
         decisions: list[Decision] = []
-        for rate_class in rate_classes(document, self.execution_context.operation_name):
+        for rate_class in classes:
             key = caller_key(
                 secret=services.jwt_secret, token=context.token, ip=ip, per_ip=rate_class in PER_IP
             )
@@ -134,40 +144,61 @@ class RateLimitOperations(SchemaExtension):
         )
 
 
-def _int_value(node: Any, variables: dict[str, Any]) -> int | None:
-    if isinstance(node, IntValueNode):
-        return int(node.value)
-    if isinstance(node, VariableNode):
-        value = variables.get(node.name.value)
-        return value if isinstance(value, int) and not isinstance(value, bool) else None
-    return None
+#: A limit-like argument in a document: its name and its literal value or variable's name.
+LimitArgument = tuple[str, int | str]
+
+
+def limit_arguments(document: DocumentNode) -> list[LimitArgument]:
+    """Every `limit`/`first`/`last` argument given as an integer literal or a variable."""
+    found: list[LimitArgument] = []
+
+    class Finder(Visitor):
+        def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
+            if node.name.value not in LIMIT_ARGUMENTS:
+                return
+            if isinstance(node.value, IntValueNode):
+                found.append((node.name.value, int(node.value.value)))
+            elif isinstance(node.value, VariableNode):
+                found.append((node.name.value, node.value.name.value))
+
+    visit(document, Finder())
+    return found
+
+
+def _value(given: int | str, variables: dict[str, Any]) -> int | None:
+    value = variables.get(given) if isinstance(given, str) else given
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class ListLimitCap(SchemaExtension):
-    """Refuses `limit:` (and `first`/`last`) arguments above the cap, literal or variable."""
+    """Refuses `limit:` (and `first`/`last`) arguments above the cap, literal or variable.
+
+    Where the arguments are is worked out once per cached document; their values are checked
+    on every request (variables differ).
+    """
 
     def __init__(self, *, cap: int) -> None:
         self.cap = cap
 
     def on_validate(self) -> Iterator[None]:
-        document = self.execution_context.graphql_document
-        if document is not None and self.execution_context.pre_execution_errors is None:
-            error = self._check(document, self.execution_context.variables or {})
+        execution = self.execution_context
+        if execution.graphql_document is not None and execution.pre_execution_errors is None:
+            cached = current_document(execution)
+            arguments = (
+                cached.plan("limit_arguments", lambda d: limit_arguments(d.ast))
+                if cached is not None
+                else limit_arguments(execution.graphql_document)
+            )
+            error = self._check(arguments, execution.variables or {})
             if error is not None:
-                self.execution_context.pre_execution_errors = [error]
+                execution.pre_execution_errors = [error]
         yield
 
-    def _check(self, document: DocumentNode, variables: dict[str, Any]) -> GraphQLError | None:
-        too_big: list[str] = []
+    def _check(
+        self, arguments: list[LimitArgument], variables: dict[str, Any]
+    ) -> GraphQLError | None:
         cap = self.cap
-
-        class Finder(Visitor):
-            def enter_argument(self, node: ArgumentNode, *_args: Any) -> None:
-                value = _int_value(node.value, variables)
-                if node.name.value in LIMIT_ARGUMENTS and value is not None and value > cap:
-                    too_big.append(node.name.value)
-
-        visit(document, Finder())
+        too_big = [name for name, given in arguments if (_value(given, variables) or 0) > cap]
         if not too_big:
             return None
         return _domain_error(

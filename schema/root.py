@@ -10,6 +10,8 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from schema.channels import ChannelMutation, ChannelQuery
+from schema.documents import DocumentCache
+from schema.engine import CachedDocuments, self_check
 from schema.errors import DomainErrors
 from schema.playback import PlaybackMutation, PlaybackQuery, PlaybackSubscription
 from schema.users import UserMutation, UserQuery
@@ -38,18 +40,36 @@ class Subscription(VideoProcessingSubscription, PlaybackSubscription):
 
 
 class CowatchSchema(strawberry.Schema):
+    #: parsed and validated documents (and their plans), shared by every operation on this schema
+    documents: DocumentCache
+
     def process_errors(
         self, errors: list[GraphQLError], execution_context: ExecutionContext | None = None
     ) -> None:
         """Unexpected errors are logged by DomainErrors when masked; the rest are the caller's."""
 
 
+#: the default budget of the document cache: the text of the documents kept, in bytes
+DOCUMENT_CACHE_BYTES = 1024 * 1024
+
+
 def build_schema(
-    *, extensions: list[type[SchemaExtension] | Any] | None = None
-) -> strawberry.Schema:
-    return CowatchSchema(
+    *,
+    extensions: list[type[SchemaExtension] | Any] | None = None,
+    document_cache_bytes: int = DOCUMENT_CACHE_BYTES,
+) -> CowatchSchema:
+    """The schema; its extensions run in order, and the document cache comes last (see engine)."""
+    self_check()
+    documents = DocumentCache(max_bytes=document_cache_bytes)
+    schema = CowatchSchema(
         query=Query,
         mutation=Mutation,
         subscription=Subscription,
-        extensions=[DomainErrors, *(extensions or [])],
+        extensions=[
+            DomainErrors,
+            *(extensions or []),
+            lambda: CachedDocuments(cache=documents),
+        ],
     )
+    schema.documents = documents
+    return schema
