@@ -22,9 +22,9 @@ from resolvers.bus import PlaybackBus
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
+from rest_compat.bodylimit import BodySizeLimit
 from rest_compat.errors import RequestIdMiddleware, handlers
 from rest_compat.headers import SecurityHeadersMiddleware
-from rest_compat.multipart import UploadSizeLimit
 from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
 from schema.limits import security_extensions
@@ -96,7 +96,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         extensions=security_extensions(settings),
         document_cache_bytes=settings.graphql_document_cache_bytes,
     )
-    graphql = CowatchGraphQL(schema, graphql_ide="graphiql", multipart_uploads_enabled=True)
+    graphql = CowatchGraphQL(
+        schema, graphql_ide="graphiql", multipart_uploads_enabled=True, settings=settings
+    )
     routes: list[BaseRoute] = [
         Route("/healthz", healthz),
         Route("/readyz", readyz),
@@ -122,7 +124,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             )
         )
     middleware.append(Middleware(RateLimitMiddleware))
-    middleware.append(Middleware(UploadSizeLimit, settings=settings))
+    middleware.append(Middleware(BodySizeLimit, settings=settings))
     application = Starlette(
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from pathlib import Path
 
@@ -66,10 +67,27 @@ class Settings(BaseSettings):
     #: parsed + validated GraphQL documents kept (and persisted queries known), counted in bytes
     #: of document text; least recently used go first
     graphql_document_cache_bytes: int = Field(default=1024 * 1024, ge=0)
+    # Request size caps, enforced while the bytes arrive (docs/RELIABILITY.md).
+    #: any request body that is not a multipart upload: REST JSON, GraphQL JSON, forms
+    max_json_bytes: int = Field(default=64 * 1024, ge=1024)
+    #: a GraphQL document (the query text, comments and whitespace included), before parsing
+    graphql_max_bytes: int = Field(default=32 * 1024, ge=256)
+    # Password hashing (argon2, 64 MiB each): at most this many at once, this many waiting.
+    hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
+    hash_queue: int = Field(default=32, ge=0)
 
     @property
     def cors_origin_list(self) -> list[str]:
-        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        """Origins allowed to call cross-origin; `*` alone means any origin, never with cookies."""
+        origins = [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+        if "*" in origins and len(origins) > 1:
+            raise ValueError("COWATCH_CORS_ORIGINS: '*' cannot be combined with other origins")
+        return origins
+
+    @property
+    def cors_any_origin(self) -> bool:
+        """`COWATCH_CORS_ORIGINS='*'`: any site may call with a bearer token, never with cookies."""
+        return self.cors_origin_list == ["*"]
 
     @property
     def embedded(self) -> bool:

@@ -160,11 +160,11 @@ def decode_token(*, secret: str, token: str) -> Claims:
         raise InvalidToken("token is invalid") from exc
     if not isinstance(payload["sub"], str) or not isinstance(payload["jti"], str):
         raise InvalidToken("token is invalid")
-    return Claims(
-        user_id=payload["sub"],
-        jti=payload["jti"],
-        expires_at=datetime.fromtimestamp(payload["exp"], UTC),
-    )
+    try:  # validly signed but absurd (exp=1e20): still just an invalid token
+        expires_at = datetime.fromtimestamp(payload["exp"], UTC)
+    except (OverflowError, ValueError, OSError, TypeError) as exc:
+        raise InvalidToken("token is invalid") from exc
+    return Claims(user_id=payload["sub"], jti=payload["jti"], expires_at=expires_at)
 
 
 async def authenticate(*, db: Database, secret: str, token: str) -> User:

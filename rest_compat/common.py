@@ -14,7 +14,6 @@ from resolvers.errors import BadInput
 from resolvers.services import Services
 
 M = TypeVar("M", bound=BaseModel)
-MAX_JSON_BYTES = 64 * 1024
 
 
 def services(conn: HTTPConnection) -> Services:
@@ -41,14 +40,17 @@ def _describe(exc: ValidationError) -> str:
 
 
 async def json_body(request: Request, model: type[M]) -> M:
-    """Parse and type-check a JSON object body; 400 with the first problem otherwise."""
+    """Parse and type-check a JSON object body; 400 with the first problem otherwise.
+
+    The body's size is capped while it arrives (`rest_compat/bodylimit.py`, 413).
+    """
     raw = await request.body()
-    if len(raw) > MAX_JSON_BYTES:
-        raise BadInput("request body is too large")
     try:
         data: Any = json.loads(raw) if raw else None
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise BadInput("request body must be JSON") from exc
+    except RecursionError as exc:
+        raise BadInput("request body is nested too deeply") from exc
     if not isinstance(data, dict):
         raise BadInput("request body must be a JSON object")
     try:

@@ -2,34 +2,34 @@
 
 Starlette's `request.form()` spools every file and applies no size cap to it; here the cap is
 checked as each chunk arrives, so an oversized upload is refused without being read to the end.
+The whole body is capped too, as it arrives (`rest_compat/bodylimit.py`). GraphQL uploads use
+the same reader (`schema/intake.py`): there the file's field is the one the `map` part names.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
 from python_multipart.exceptions import FormParserError
 from python_multipart.multipart import MultipartParser, parse_options_header
-from starlette.datastructures import Headers
 from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
 
-from resolvers.errors import BadInput, PayloadTooLarge
+from resolvers.errors import BadInput
 from resolvers.uploads import StagedUpload
-from rest_compat.errors import error_response
-
-if TYPE_CHECKING:
-    from config import Settings
 
 MAX_FIELD_BYTES = 64 * 1024
 MAX_FIELDS = 20
-#: room for the multipart framing and the text fields around the file
-ENVELOPE_BYTES = 1024 * 1024
+#: one part's headers (Content-Disposition, Content-Type): far more than a browser sends
+MAX_HEADER_BYTES = 8 * 1024
+#: which field carries the file: a name, or a function of the text fields read so far
+FileField = str | Callable[[dict[str, str]], str]
 
 
 class _Reader:
-    def __init__(self, file_field: str) -> None:
+    def __init__(self, file_field: FileField, on_field: Callable[[str, str], None] | None) -> None:
         self.file_field = file_field
+        self.on_field = on_field
+        self.parts = 0
         self.fields: dict[str, str] = {}
         self.pending: list[bytes] = []
         self.saw_file = False
@@ -41,14 +41,23 @@ class _Reader:
         self._data = bytearray()
 
     def on_part_begin(self) -> None:
+        self.parts += 1
+        if self.parts > MAX_FIELDS + 1:
+            raise BadInput("too many form fields")
         self._disposition, self._name, self._is_file = b"", "", False
         self._data = bytearray()
 
     def on_header_field(self, data: bytes, start: int, end: int) -> None:
         self._header_name += data[start:end]
+        self._check_header()
 
     def on_header_value(self, data: bytes, start: int, end: int) -> None:
         self._header_value += data[start:end]
+        self._check_header()
+
+    def _check_header(self) -> None:
+        if len(self._header_name) + len(self._header_value) > MAX_HEADER_BYTES:
+            raise BadInput("a form part's headers are too long")
 
     def on_header_end(self) -> None:
         if self._header_name.lower() == b"content-disposition":
@@ -60,8 +69,15 @@ class _Reader:
         self._name = options.get(b"name", b"").decode("utf-8", "replace")
         self._is_file = b"filename" in options
         if self._is_file:
-            if self._name != self.file_field or self.saw_file:
-                raise BadInput(f"exactly one file is expected, in the '{self.file_field}' field")
+            if self.saw_file:
+                raise BadInput("exactly one file is expected")
+            expected = (
+                self.file_field
+                if isinstance(self.file_field, str)
+                else self.file_field(self.fields)
+            )
+            if self._name != expected:
+                raise BadInput(f"exactly one file is expected, in the '{expected}' field")
             self.saw_file = True
         elif len(self.fields) >= MAX_FIELDS:
             raise BadInput("too many form fields")
@@ -76,20 +92,29 @@ class _Reader:
 
     def on_part_end(self) -> None:
         if not self._is_file:
-            self.fields[self._name] = self._data.decode("utf-8", "replace")
+            value = self._data.decode("utf-8", "replace")
+            self.fields[self._name] = value
+            if self.on_field is not None:
+                self.on_field(self._name, value)
 
 
-async def read_form(request: Request, staged: StagedUpload, *, file_field: str) -> dict[str, str]:
-    """Stream the body: the file part into `staged`, the text fields into the returned dict."""
+async def read_form(
+    request: Request,
+    staged: StagedUpload,
+    *,
+    file_field: FileField,
+    on_field: Callable[[str, str], None] | None = None,
+    require_file: bool = True,
+) -> dict[str, str]:
+    """Stream the body: the file part into `staged`, the text fields into the returned dict.
+
+    `on_field` sees each text field as soon as it ends and may refuse the request (BadInput)
+    before another byte is read.
+    """
     content_type, params = parse_options_header(request.headers.get("content-type", ""))
     if content_type != b"multipart/form-data" or b"boundary" not in params:
         raise BadInput("the request must be multipart/form-data")
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > staged.limit + ENVELOPE_BYTES:
-        raise PayloadTooLarge(
-            f"file: larger than the {staged.limit} byte limit", field="file", limit=staged.limit
-        )
-    reader = _Reader(file_field)
+    reader = _Reader(file_field, on_field)
     parser = MultipartParser(
         params[b"boundary"],
         {
@@ -111,35 +136,8 @@ async def read_form(request: Request, staged: StagedUpload, *, file_field: str) 
         parser.finalize()
     except FormParserError as exc:
         raise BadInput("the multipart body is malformed") from exc
-    if not reader.saw_file:
-        raise BadInput(f"{file_field}: required", field=file_field)
+    if require_file and not reader.saw_file:
+        name = file_field if isinstance(file_field, str) else "file"
+        raise BadInput(f"{name}: required", field=name)
     await staged.finish()
     return reader.fields
-
-
-class UploadSizeLimit:
-    """Refuse a multipart body whose declared length is over the cap before reading any of it.
-
-    The REST route checks again as bytes arrive; this also covers GraphQL uploads, whose body
-    Strawberry reads whole before our resolver runs.
-    """
-
-    def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
-        self.app = app
-        self.settings = settings
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["method"] == "POST":
-            headers = Headers(scope=scope)
-            declared = headers.get("content-length", "")
-            limit = self.settings.max_upload_bytes
-            if (
-                headers.get("content-type", "").startswith("multipart/form-data")
-                and declared.isdigit()
-                and int(declared) > limit + ENVELOPE_BYTES
-            ):
-                message = f"file: larger than the {limit} byte limit"
-                response = error_response(413, PayloadTooLarge.code, message, {"limit": limit})
-                await response(scope, receive, send)
-                return
-        await self.app(scope, receive, send)

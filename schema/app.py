@@ -5,7 +5,6 @@ from __future__ import annotations
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.websockets import WebSocket
-from strawberry.asgi import GraphQL
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
 
@@ -14,9 +13,10 @@ from resolvers.errors import DomainError
 from resolvers.services import Services
 from schema.context import Context, Loaders
 from schema.fanout import LegacyWSHandler, TransportWSHandler
+from schema.intake import GraphQLIntake
 
 
-class CowatchGraphQL(GraphQL[Context, None]):
+class CowatchGraphQL(GraphQLIntake):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
 

@@ -18,6 +18,11 @@ def _domain_error(error: GraphQLError) -> DomainError | None:
     return original if isinstance(original, DomainError) else None
 
 
+def _is_input_error(error: GraphQLError) -> bool:
+    """graphql-core refusing a variable's value (a list for an `ID!`): the caller's mistake."""
+    return error.path is None and isinstance(error.original_error, GraphQLError | ValueError)
+
+
 class DomainErrors(MaskErrors):
     """Map DomainError to its code, leave GraphQL's own validation errors, mask the rest."""
 
@@ -35,7 +40,7 @@ class DomainErrors(MaskErrors):
                 path=error.path,
                 extensions={"code": domain.code, **domain.details},
             )
-        if error.original_error is None:
+        if error.original_error is None or _is_input_error(error):
             extensions = {"code": "GRAPHQL_VALIDATION_FAILED", **(error.extensions or {})}
             error.extensions = extensions
             return error

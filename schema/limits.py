@@ -7,6 +7,7 @@ so ten aliased `login`s cost ten login attempts. All checks run before execution
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator, Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from graphql import (
 from graphql.language import ArgumentNode, Visitor
 from strawberry.extensions import (
     DisableIntrospection,
+    MaskErrors,
     MaxAliasesLimiter,
     MaxTokensLimiter,
     QueryDepthLimiter,
@@ -36,6 +38,7 @@ from strawberry.extensions import (
 from resolvers.errors import BadInput, DomainError, RateLimited
 from resolvers.ratelimit import PER_IP, Decision, RateClass, caller_key
 from schema.engine import current_document
+from schema.intake import PRECOUNTED
 
 if TYPE_CHECKING:
     from config import Settings
@@ -119,6 +122,12 @@ class RateLimitOperations(SchemaExtension):
         services = context.services
         ip = context.request.client.host if context.request.client else None
         decisions: list[Decision] = []
+        precounted = context.request.scope.get(PRECOUNTED, ())
+        if precounted:  # e.g. an upload's, counted at intake (the plan's list is shared: copy)
+            classes = list(classes)
+            for counted in precounted:
+                if counted in classes:
+                    classes.remove(counted)
         for rate_class in classes:
             key = caller_key(
                 secret=services.jwt_secret, token=context.token, ip=ip, per_ip=rate_class in PER_IP
@@ -206,6 +215,18 @@ class ListLimitCap(SchemaExtension):
         )
 
 
+SUGGESTION = re.compile(r"\s*Did you mean [^?]*\?")
+
+
+class HideSuggestions(MaskErrors):
+    """With introspection off, graphql-core's "Did you mean 'email'?" would name hidden fields."""
+
+    def _process_errors(self, errors: list[GraphQLError]) -> list[GraphQLError]:
+        for error in errors:
+            error.message = SUGGESTION.sub("", error.message)
+        return errors
+
+
 def security_extensions(settings: Settings) -> list[Callable[[], SchemaExtension] | type]:
     """Extension factories (never shared instances) for build_schema(extensions=...)."""
     extensions: list[Callable[[], SchemaExtension] | type] = [
@@ -216,5 +237,5 @@ def security_extensions(settings: Settings) -> list[Callable[[], SchemaExtension
         lambda: ListLimitCap(cap=settings.graphql_max_list_limit),
     ]
     if not settings.graphql_introspection:
-        extensions.append(DisableIntrospection)
+        extensions += [DisableIntrospection, HideSuggestions]
     return extensions

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated, cast
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
-from starlette.datastructures import UploadFile
 from strawberry.file_uploads import Upload
 
 from models import Rendition as RenditionModel
@@ -15,9 +14,9 @@ from models import Video as VideoModel
 from models import VideoStatus as VideoStatusEnum
 from models.base import as_utc
 from resolvers import uploads, videos
+from resolvers.errors import BadInput
 from schema.context import Context
 from schema.enums import described_enum
-from storage.base import CHUNK
 
 if TYPE_CHECKING:
     from schema.channels import Channel
@@ -199,22 +198,19 @@ class VideoUploadMutation:
     ) -> Video:
         viewer = await info.context.require_viewer()
         services = info.context.services
-        uploads.validate_fields(title, description, category)
-        async with uploads.staging(settings=services.settings) as staged:
-            received = cast(UploadFile, file)  # what Strawberry's ASGI view hands over
-            while chunk := await received.read(CHUNK):
-                await staged.write(chunk)
-            result = await uploads.upload_video(
-                db=services.db,
-                storage=services.storage,
-                queue=services.queue,
-                settings=services.settings,
-                owner=viewer,
-                staged=staged,
-                title=title,
-                description=description,
-                category=category,
-            )
+        if not isinstance(file, uploads.StagedUpload):  # staged at intake (schema/intake.py)
+            raise BadInput("file: send it as a multipart upload", field="file")
+        result = await uploads.upload_video(
+            db=services.db,
+            storage=services.storage,
+            queue=services.queue,
+            settings=services.settings,
+            owner=viewer,
+            staged=file,
+            title=title,
+            description=description,
+            category=category,
+        )
         return Video.from_model(result.video)
 
 

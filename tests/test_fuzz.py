@@ -6,11 +6,14 @@ reproduces with the same command; FUZZ_EXAMPLES bounds the run (see docs/RELIABI
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import hypothesis
+import jwt
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase
@@ -19,6 +22,7 @@ from schemathesis.generation import GenerationMode
 from schemathesis.graphql import nodes
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
+from tests.conftest import TEST_SECRET
 from tests.servers import Server, cowatch_serve
 
 FUZZ_SEED = 20261123
@@ -52,6 +56,7 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
             for name in ("API", "LOGIN", "SIGNUP", "UPLOAD", "TIMESTAMP")
         },
         "COWATCH_LOGIN_MAX_FAILURES": "1000000",
+        "COWATCH_JWT_SECRET": TEST_SECRET,
     }
     with cowatch_serve(env, tmp) as running:
         yield running
@@ -129,6 +134,7 @@ KNOWN_CODES = {
     "GRAPHQL_VALIDATION_FAILED",
     "PAYLOAD_TOO_LARGE",
     "QUOTA_EXCEEDED",
+    "BAD_REQUEST",
 }
 
 
@@ -150,4 +156,98 @@ def test_graphql_schema_never_answers_5xx_or_unmasked(server: Server, token: str
 
     runs = _fuzz_all(schema, [GenerationMode.POSITIVE], check)
     assert runs >= 8
+    assert "ERROR" not in server.log()
+
+
+def _absurd_token() -> str:
+    """Validly signed, expiring in the year 3e12."""
+    claims = {"sub": "nobody", "iat": int(time.time()), "exp": 1e20, "jti": "absurd"}
+    return jwt.encode(claims, TEST_SECRET, algorithm="HS256")
+
+
+NESTED = b"[" * 60_000
+SUBSCRIPTION = 'subscription { videoTimestamp(videoId: "x") { timestamp } }'
+ID_QUERY = "query($id: ID!) { video(id: $id) { id } }"
+JSON = {"Content-Type": "application/json"}
+#: (method, path, headers, body, statuses a correct server may answer)
+HOSTILE: list[tuple[str, str, dict[str, str], bytes, set[int]]] = [
+    ("POST", "/graphql", JSON, NESTED, {400}),
+    ("POST", "/api/auth/login", JSON, NESTED, {400}),
+    ("POST", "/api/auth/signup", JSON, b'{"email": ' + NESTED, {400}),
+    (
+        "POST",
+        "/graphql",
+        JSON,
+        json.dumps({"query": ID_QUERY, "variables": {"id": [1, 2]}}).encode(),
+        {200},
+    ),
+    (
+        "POST",
+        "/graphql",
+        JSON,
+        json.dumps({"query": ID_QUERY, "variables": {"id": {"a": 1}}}).encode(),
+        {200},
+    ),
+    ("POST", "/graphql", JSON, json.dumps({"query": SUBSCRIPTION}).encode(), {400}),
+    ("GET", "/graphql?query=" + SUBSCRIPTION.replace(" ", "%20"), {}, b"", {400}),
+    ("POST", "/graphql", JSON, b'{"query": 5}', {400}),
+    ("POST", "/graphql", JSON, b'{"query": "{ me { id } }", "variables": []}', {400}),
+    ("POST", "/graphql", JSON, b"[]", {400}),
+    ("POST", "/graphql", {"Content-Type": "text/plain"}, b'{"query": "{ me { id } }"}', {400}),
+    (
+        "POST",
+        "/graphql",
+        JSON,
+        json.dumps({"query": "#" * 40_000 + "\n{ me { id } }"}).encode(),
+        {413},
+    ),
+    ("POST", "/api/auth/login", JSON, b'{"email": "' + b"a" * 70_000 + b'"}', {413}),
+    ("POST", "/api/auth/login", JSON, b'"just a string"', {400}),
+    ("POST", "/api/auth/login", JSON, b'{"email": 1, "password": []}', {400}),
+    ("POST", "/api/auth/login", JSON, b"\xff\xfe", {400}),
+    (
+        "POST",
+        "/graphql",
+        {"Content-Type": "multipart/form-data; boundary=x"},
+        b"--x\r\n" * 1000,
+        {403},
+    ),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "headers", "body", "expected"), HOSTILE)
+def test_hostile_shapes_get_a_clear_4xx(
+    server: Server,
+    method: str,
+    path: str,
+    headers: dict[str, str],
+    body: bytes,
+    expected: set[int],
+) -> None:
+    response = httpx.request(method, f"{server.url}{path}", headers=headers, content=body)
+    assert response.status_code in expected, response.text
+    answer = response.json()
+    errors = answer["errors"] if path.startswith("/graphql") else [answer["error"]]
+    for error in errors:
+        code = error["extensions"]["code"] if "extensions" in error else error["code"]
+        assert code in KNOWN_CODES, error
+    assert "ERROR" not in server.log()
+
+
+@pytest.mark.parametrize("face", ["rest", "graphql"])
+def test_an_absurd_expiry_is_an_invalid_token(server: Server, face: str) -> None:
+    headers = {"Authorization": f"Bearer {_absurd_token()}"}
+    if face == "rest":
+        response = httpx.post(f"{server.url}/api/channels", headers=headers, json={})
+        assert response.status_code == 401, response.text
+        assert response.json()["error"]["message"] == "token is invalid"
+    else:
+        query = {"query": "{ me { id } }"}
+        response = httpx.post(f"{server.url}/graphql", headers=headers, json=query)
+        assert response.status_code == 200
+        error = response.json()["errors"][0]
+        assert (error["message"], error["extensions"]["code"]) == (
+            "token is invalid",
+            "UNAUTHENTICATED",
+        )
     assert "ERROR" not in server.log()

@@ -85,3 +85,26 @@ async def test_introspection_can_be_turned_off(no_introspection: httpx.AsyncClie
     assert body.get("data") is None
     assert "introspection" in body["errors"][0]["message"].lower()
     assert (await gql(no_introspection, "{ me { id } }"))["data"] == {"me": None}
+
+
+@pytest.mark.parametrize(
+    ("query", "variables"),
+    [
+        ("{ me { emial } }", {}),  # Did you mean 'email'?
+        ("{ feed(limt: 2) { total } }", {}),  # Did you mean 'limit'?
+        ("query($id: ID!) { vide(id: $id) { id } }", {"id": "x"}),  # Did you mean 'video'?
+    ],
+)
+async def test_without_introspection_errors_suggest_no_names(
+    client: httpx.AsyncClient,
+    no_introspection: httpx.AsyncClient,
+    query: str,
+    variables: dict[str, str],
+) -> None:
+    suggested = await gql(client, query, variables)
+    assert "Did you mean" in suggested["errors"][0]["message"]  # introspection on: a hint
+    body = await gql(no_introspection, query, variables)
+    assert error_code(body) == "GRAPHQL_VALIDATION_FAILED"
+    message = body["errors"][0]["message"]
+    assert "Did you mean" not in message, message
+    assert message.startswith(("Cannot query field", "Unknown argument"))

@@ -65,7 +65,11 @@ async def rest_upload(
 
 
 async def graphql_upload(
-    client: httpx.AsyncClient, account: Account, data: bytes, title: str = "A clip"
+    client: httpx.AsyncClient,
+    account: Account,
+    data: bytes,
+    title: str = "A clip",
+    status: int = 200,
 ) -> dict[str, Any]:
     """The GraphQL multipart request spec: operations, map, then the file part."""
     operations = {
@@ -78,7 +82,7 @@ async def graphql_upload(
         files={"0": ("clip.mp4", data, "video/mp4")},
         headers=account.headers,
     )
-    assert response.status_code == 200, response.text
+    assert response.status_code == status, response.text
     body: dict[str, Any] = response.json()
     return body
 
@@ -175,7 +179,8 @@ async def test_too_large_and_over_quota_are_413(
     response = await rest_upload(client, account, clip)
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "PAYLOAD_TOO_LARGE"
-    assert error_code(await graphql_upload(client, account, clip)) == "PAYLOAD_TOO_LARGE"
+    too_large = await graphql_upload(client, account, clip, status=413)  # refused at intake
+    assert error_code(too_large) == "PAYLOAD_TOO_LARGE"
     await assert_nothing_left(services)
 
     services.settings.max_upload_bytes = 1000  # declared far over: refused before it is read
