@@ -6,18 +6,18 @@ import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
-from starlette.staticfiles import StaticFiles
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from config import Settings
 from models.db import Database
 from models.migrate import migrate
-from resolvers import playback
+from resolvers import playback, uploads
 from resolvers.bus import PlaybackBus
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
@@ -25,6 +25,7 @@ from rest_compat import routes as rest_routes
 from rest_compat.bodylimit import BodySizeLimit
 from rest_compat.errors import RequestIdMiddleware, handlers
 from rest_compat.headers import SecurityHeadersMiddleware
+from rest_compat.media import routes as media_routes
 from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
 from schema.limits import security_extensions
@@ -67,6 +68,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         db = Database(settings.effective_database_url)
         await migrate(db.engine)
+        # Staging files left by a killed server; those of live servers sharing the dir stay.
+        swept = await anyio.to_thread.run_sync(uploads.sweep_staging, settings.data_dir / "uploads")
+        if swept:
+            log.info("removed %d upload staging files left by stopped servers", swept)
         rate_limiter = open_rate_limiter(settings)
         bus = PlaybackBus(
             settings.redis_url or "memory://",
@@ -108,7 +113,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         *web_routes,
     ]
     if isinstance(storage, LocalStorage):
-        routes.append(Mount("/media", StaticFiles(directory=storage.root), name="media"))
+        routes.extend(media_routes)
     middleware = [
         Middleware(RequestIdMiddleware),
         Middleware(SecurityHeadersMiddleware, settings=settings),

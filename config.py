@@ -40,6 +40,12 @@ class Settings(BaseSettings):
     transcode_lease_s: int = Field(default=30, ge=3)
     #: the arq queue (Redis key) transcode jobs go through; tests use one of their own
     transcode_queue: str = "cowatch:transcode"
+    #: width x height x frames/s x seconds one upload may decode (a frame counts at least
+    #: 320x240), checked when probed and while decoding; default: 4 h of 1080p at 30 frames/s
+    transcode_max_pixels: int = Field(default=1920 * 1080 * 30 * 4 * 3600, ge=1)
+    #: wall-clock transcoding seconds one user's uploads may use in 24 h; past it, uploads are
+    #: refused (429) until enough of the day's runs age out
+    transcode_seconds_per_day: int = Field(default=6 * 3600, ge=1)
     cors_origins: str = ""
     graphql_introspection: bool = True
     log_level: str = "info"

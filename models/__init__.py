@@ -2,7 +2,17 @@
 
 from models.channels import Channel
 from models.db import Database
+from models.transcodes import TranscodeRun
 from models.users import RevokedToken, User
 from models.videos import Rendition, Video, VideoStatus
 
-__all__ = ["Channel", "Database", "Rendition", "RevokedToken", "User", "Video", "VideoStatus"]
+__all__ = [
+    "Channel",
+    "Database",
+    "Rendition",
+    "RevokedToken",
+    "TranscodeRun",
+    "User",
+    "Video",
+    "VideoStatus",
+]

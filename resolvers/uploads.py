@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -17,11 +19,18 @@ from sqlmodel import col, func, select
 
 from models import User, Video, VideoStatus
 from models.db import Database
-from resolvers.errors import BadInput, NotFound, PayloadTooLarge, QuotaExceeded, Unavailable
+from resolvers.errors import (
+    BadInput,
+    NotFound,
+    PayloadTooLarge,
+    QuotaExceeded,
+    RateLimited,
+    Unavailable,
+)
 from resolvers.videos import find_video
 from storage.base import Storage
-from workers import media
-from workers.jobs import source_key
+from storage.keys import source_key, video_prefix
+from workers import budget, media
 from workers.processes import run_in_process
 
 if TYPE_CHECKING:
@@ -33,17 +42,22 @@ MAX_DESCRIPTION = 5000
 MAX_CATEGORY = 50
 #: how often a progress subscription re-reads the row (the transcoder may be another machine)
 PROGRESS_POLL_S = 0.5
-STALE_STAGING_S = 24 * 3600
+NEW_FILE_GRACE_S = 3600
 
 
 class StagedUpload:
-    """An upload arriving into a temporary file; the size cap is applied as the bytes come in."""
+    """An upload arriving into a temporary file; the size cap is applied as the bytes come in.
 
-    def __init__(self, path: Path, *, limit: int) -> None:
+    The file stays flock-ed by this process until the upload is done with (`release`), so a
+    starting server sharing the data dir can tell it from what a killed server left behind.
+    """
+
+    def __init__(self, path: Path, *, limit: int, lock_fd: int = -1) -> None:
         self.path = path
         self.limit = limit
         self.size = 0
         self._file: Any = None
+        self._lock_fd = lock_fd
 
     async def write(self, chunk: bytes) -> None:
         self.size += len(chunk)
@@ -56,18 +70,68 @@ class StagedUpload:
         await self._file.write(chunk)
 
     async def finish(self) -> None:
+        """Close the writer; the file stays locked (it is probed and stored after this)."""
         if self._file is not None:
             await self._file.aclose()
             self._file = None
 
+    def release(self) -> None:
+        if self._lock_fd >= 0:
+            os.close(self._lock_fd)
+            self._lock_fd = -1
 
-def _sweep(directory: Path) -> None:
-    """Drop staging files a killed server left; a day old, so no live upload is touched."""
-    stale = time.time() - STALE_STAGING_S
-    for path in directory.glob("*.part"):
+
+def _create_locked(directory: Path) -> tuple[Path, int]:
+    """A new staging file, locked before it takes the name a sweeper looks at."""
+    name = uuid.uuid4().hex
+    building = directory / f".{name}.new"
+    fd = os.open(building, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        path = directory / f"{name}.part"
+        os.rename(building, path)
+    except BaseException:
+        os.close(fd)
+        building.unlink(missing_ok=True)
+        raise
+    return path, fd
+
+
+def _orphaned(path: Path) -> bool:
+    """Remove `path` if no live process holds its lock; whether it was removed."""
+    try:
+        fd = os.open(path, os.O_RDWR)
+    except OSError:
+        return False  # gone already, or not ours to judge
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False  # a live upload of some process
+    else:
+        path.unlink(missing_ok=True)
+        return True
+    finally:
+        os.close(fd)
+
+
+def sweep_staging(directory: Path) -> int:
+    """Remove the staging files no live process holds (run at start-up); how many went.
+
+    Blocking: call it in a thread. A file is held by its upload's process through a flock
+    that dies with the process, so the files of other servers sharing the data dir stay.
+    """
+    if not directory.is_dir():
+        return 0
+    removed = sum(_orphaned(path) for path in directory.glob("*.part"))
+    # A file dies between its creation and its rename only with its process, within
+    # microseconds of being made: an hour-old one is certainly abandoned.
+    stale = time.time() - NEW_FILE_GRACE_S
+    for path in directory.glob(".*.new"):
         with contextlib.suppress(FileNotFoundError):
             if path.stat().st_mtime < stale:
                 path.unlink()
+                removed += 1
+    return removed
 
 
 @asynccontextmanager
@@ -75,13 +139,14 @@ async def staging(*, settings: Settings) -> AsyncIterator[StagedUpload]:
     """A staging file under the data dir (not /tmp, often RAM); removed on every path out."""
     directory = settings.data_dir / "uploads"
     directory.mkdir(parents=True, exist_ok=True)
-    _sweep(directory)
-    staged = StagedUpload(directory / f"{uuid.uuid4().hex}.part", limit=settings.max_upload_bytes)
+    path, lock_fd = _create_locked(directory)
+    staged = StagedUpload(path, limit=settings.max_upload_bytes, lock_fd=lock_fd)
     try:
         yield staged
     finally:
         await staged.finish()
         staged.path.unlink(missing_ok=True)
+        staged.release()
 
 
 def validate_fields(title: str | None, description: str | None, category: str | None) -> str:
@@ -123,6 +188,17 @@ def _check_quota(used: int, size: int, settings: Settings) -> None:
         )
 
 
+async def _check_transcode_budget(*, db: Database, owner_id: str, settings: Settings) -> None:
+    """Refuse an upload while the owner's transcodes of the last 24 h used the day's budget."""
+    allowed = settings.transcode_seconds_per_day
+    used, retry_after = await budget.spent(db=db, owner_id=owner_id, budget_s=allowed)
+    if retry_after:
+        raise RateLimited(
+            f"daily transcoding budget used: {used:.0f} of {allowed} s in the last 24 h",
+            retry_after=retry_after,
+        )
+
+
 async def upload_video(
     *,
     db: Database,
@@ -141,8 +217,11 @@ async def upload_video(
     if staged.size == 0:
         raise BadInput("file: required (an empty file was sent)", field="file")
     _check_quota(await quota_used(db=db, owner_id=owner.id), staged.size, settings)
+    await _check_transcode_budget(db=db, owner_id=owner.id, settings=settings)
     try:
-        probe = await run_in_process(media.probe, str(staged.path), settings.max_duration_s)
+        probe = await run_in_process(
+            media.probe, str(staged.path), settings.max_duration_s, settings.transcode_max_pixels
+        )
     except media.MediaError as exc:
         raise BadInput(f"file: {exc}", field="file") from exc
     video = Video(
@@ -171,7 +250,7 @@ async def upload_video(
         await storage.delete(video.source_key)
         raise
     try:
-        await queue.enqueue_transcode(video.id)
+        await queue.enqueue_transcode(video.id, owner_id=owner.id)
     except Exception as exc:
         await _forget(db=db, storage=storage, video=video)
         raise Unavailable("the transcoding queue is unavailable; try again later") from exc
@@ -184,7 +263,7 @@ async def _forget(*, db: Database, storage: Storage, video: Video) -> None:
         if row is not None:
             await session.delete(row)
             await session.commit()
-    await storage.delete_prefix(f"videos/{video.id}/")
+    await storage.delete_prefix(video_prefix(video.id))
 
 
 async def processing_updates(

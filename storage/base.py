@@ -56,7 +56,8 @@ class Storage(Protocol):
     async def delete_prefix(self, prefix: str) -> None: ...
 
     async def url(self, key: str) -> str:
-        """An address a browser can fetch (and seek in, with Range requests)."""
+        """An address a browser can fetch (and seek in, with Range requests); published media
+        only (storage/keys.py), ValueError for any other key."""
         ...
 
     async def ping(self) -> None: ...

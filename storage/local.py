@@ -7,11 +7,13 @@ import shutil
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 
 import anyio
 
 from storage.base import CHUNK, ObjectNotFound, check_key
+from storage.keys import check_published
 
 
 class LocalStorage:
@@ -81,26 +83,36 @@ class LocalStorage:
     async def local_copy(self, key: str, *, directory: Path | None = None) -> AsyncIterator[Path]:
         yield self._existing(key)
 
-    async def keys(self, prefix: str = "") -> list[str]:
+    def _walk(self, prefix: str) -> list[str]:
+        """Keys under `prefix`, reading only the directory the prefix names (never the root
+        for a video's prefix): a store of many videos is not walked to find one video's files."""
+        head = prefix.rpartition("/")[0]
+        base = self.root / check_key(head) if head else self.root
         found = []
-        for path in self.root.rglob("*"):
-            key = path.relative_to(self.root).as_posix()
-            if path.is_file() and key.startswith(prefix) and not path.name.startswith("."):
-                found.append(key)
+        for directory, _, files in os.walk(base):
+            for name in files:
+                key = (Path(directory) / name).relative_to(self.root).as_posix()
+                if key.startswith(prefix) and not name.startswith("."):
+                    found.append(key)
         return sorted(found)
+
+    async def keys(self, prefix: str = "") -> list[str]:
+        return await anyio.to_thread.run_sync(self._walk, prefix)
 
     async def delete(self, key: str) -> None:
         self.path(key).unlink(missing_ok=True)
 
     async def delete_prefix(self, prefix: str) -> None:
-        for key in await self.keys(prefix):
-            await self.delete(key)
-        directory = self.root / check_key(prefix.rstrip("/")) if prefix else None
-        if directory is not None and directory.is_dir() and directory != self.root:
-            shutil.rmtree(directory, ignore_errors=True)
+        if not prefix.endswith("/"):
+            for key in await self.keys(prefix):
+                await self.delete(key)
+            return
+        directory = self.root / check_key(prefix.rstrip("/"))
+        await anyio.to_thread.run_sync(partial(shutil.rmtree, directory, ignore_errors=True))
 
     async def url(self, key: str) -> str:
-        return f"{self.public_url}/media/{check_key(key)}"
+        """The address of published media, served by rest_compat/media.py; ValueError otherwise."""
+        return f"{self.public_url}/media/{check_published(check_key(key))}"
 
     async def ping(self) -> None:
         if not self.root.is_dir():

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import shutil
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,6 +17,7 @@ from aiobotocore.config import AioConfig
 from botocore.exceptions import ClientError
 
 from storage.base import CHUNK, ObjectNotFound, check_key
+from storage.keys import check_published
 
 if TYPE_CHECKING:
     from config import Settings
@@ -194,12 +197,17 @@ class S3Storage:
 
     @asynccontextmanager
     async def local_copy(self, key: str, *, directory: Path | None = None) -> AsyncIterator[Path]:
-        with tempfile.TemporaryDirectory(prefix="cowatch-s3-", dir=directory) as download:
+        download = await anyio.to_thread.run_sync(
+            partial(tempfile.mkdtemp, prefix="cowatch-s3-", dir=directory)
+        )
+        try:
             path = Path(download) / "object"
             async with await anyio.open_file(path, "wb") as out:
                 async for chunk in self.stream(key):
                     await out.write(chunk)
             yield path
+        finally:
+            await anyio.to_thread.run_sync(partial(shutil.rmtree, download, ignore_errors=True))
 
     async def keys(self, prefix: str = "") -> list[str]:
         client = await self._client()
@@ -223,11 +231,12 @@ class S3Storage:
             )
 
     async def url(self, key: str) -> str:
-        """A presigned GET, signed for the public endpoint the browser will talk to."""
+        """A presigned GET of published media, signed for the public endpoint the browser will
+        talk to; ValueError for anything else (a source is never presigned)."""
         client = await self._client("public")
         url: str = await client.generate_presigned_url(
             "get_object",
-            Params={"Bucket": self.bucket, "Key": check_key(key)},
+            Params={"Bucket": self.bucket, "Key": check_published(check_key(key))},
             ExpiresIn=URL_TTL_S,
         )
         return url

@@ -24,7 +24,7 @@ from resolvers.services import Services
 PG_ADMIN_URL = os.environ.get(
     "COWATCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("renditions", "videos", "channels", "revoked_tokens", "users")
+TABLES = ("transcode_runs", "renditions", "videos", "channels", "revoked_tokens", "users")
 T = TypeVar("T")
 TEST_SECRET = "test-secret-" + "x" * 40
 

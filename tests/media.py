@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -33,13 +38,21 @@ def make_clip(
     fps: int = 10,
     audio: bool = True,
     faststart: bool = True,
+    metadata: dict[str, str] | None = None,
 ) -> Path:
-    """A small H.264 (+ AAC) MP4 of FFmpeg's test pattern and a sine tone."""
-    options = {"movflags": "+faststart"} if faststart else {}
+    """A small H.264 (+ AAC) MP4 of FFmpeg's test pattern and a sine tone.
+
+    `metadata` goes into the container and the video stream, written as a phone camera does
+    (QuickTime `mdta` keys included).
+    """
+    flags = ("+faststart" if faststart else "") + ("+use_metadata_tags" if metadata else "")
+    options = {"movflags": flags} if flags else {}
     pattern = f"testsrc2=size={width}x{height}:rate={fps}:duration={seconds}"
     with av.open(str(path), "w", format="mp4", container_options=options) as out:
+        out.metadata.update(metadata or {})
         video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast", "crf": "32"})
         video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        video.metadata.update(metadata or {})
         sound = out.add_stream("aac", rate=48000, layout="stereo") if audio else None
         with av.open(pattern, format="lavfi") as source:
             for frame in source.decode(video=0):
@@ -54,6 +67,54 @@ def make_clip(
                         out.mux(sound.encode(resampled))
             out.mux(sound.encode(None))
     return path
+
+
+def make_size_switch_clip(
+    path: Path, first: tuple[int, int], then: tuple[int, int], *, fps: int = 10
+) -> Path:
+    """An MPEG-TS H.264 stream whose pictures change size midway: one second at `first`, one
+    at `then`. Two encodes in one stream, each with its own in-band parameter sets, so the
+    container and the first frames declare only `first`."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        stream = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = *first, "yuv420p"
+        encoders = [stream.codec_context, av.CodecContext.create("libx264", "w")]
+        second = encoders[1]
+        second.width, second.height, second.pix_fmt = *then, "yuv420p"
+        second.time_base, second.framerate = Fraction(1, fps), Fraction(fps)
+        second.options = {"preset": "ultrafast"}
+        index = 0
+        for encoder, (width, height) in zip(encoders, (first, then), strict=True):
+            pattern = f"testsrc2=size={width}x{height}:rate={fps}:duration=1"
+            with av.open(pattern, format="lavfi") as source:
+                frames = list(source.decode(video=0))
+            for frame in [*frames, None]:
+                if frame is not None:
+                    frame.pts, frame.time_base = index, Fraction(1, fps)
+                    index += 1
+                for packet in encoder.encode(frame):
+                    packet.stream = stream
+                    out.mux(packet)
+    return path
+
+
+#: what a phone camera writes into a clip: where and when it was filmed, and on what
+CAMERA_METADATA = {
+    "location": "+48.8584+002.2945/",
+    "com.apple.quicktime.location.ISO6709": "+48.8584+002.2945+035.000/",
+    "com.apple.quicktime.make": "Apple",
+    "com.apple.quicktime.model": "iPhone 15 Pro",
+    "creation_time": "2024-05-01T12:00:00.000000Z",
+}
+
+
+def media_metadata(path: Path) -> dict[str, str]:
+    """Every metadata entry PyAV reads from a file: the container's and each stream's."""
+    with av.open(str(path)) as container:
+        found = dict(container.metadata)
+        for stream in container.streams:
+            found.update(stream.metadata)
+    return found
 
 
 def make_jpeg(path: Path) -> Path:
@@ -151,3 +212,36 @@ async def staged_files(settings: Settings) -> list[Path]:
 async def aiter_chunks(data: bytes, size: int) -> AsyncIterator[bytes]:
     for start in range(0, len(data), size):
         yield data[start : start + size]
+
+
+@dataclass
+class Scans:
+    paths: list[str] = field(default_factory=list)
+    threads: set[int] = field(default_factory=set)
+    order: list[int] = field(default_factory=list)
+
+
+_scans: list[Scans] = []
+
+
+def _audit(event: str, args: tuple[Any, ...]) -> None:
+    if _scans and event in ("os.scandir", "os.listdir"):
+        target = args[0] if args and args[0] is not None else "."
+        if isinstance(target, int):  # shutil.rmtree lists through directory fds
+            target = os.readlink(f"/proc/self/fd/{target}")
+        _scans[-1].paths.append(os.fsdecode(target))
+        _scans[-1].threads.add(threading.get_ident())
+        _scans[-1].order.append(threading.get_ident())
+
+
+sys.addaudithook(_audit)  # audit hooks cannot be removed: this one records only inside the block
+
+
+@contextmanager
+def scanned_directories() -> Iterator[Scans]:
+    """Every directory this process lists (any thread) while the block runs, and by whom."""
+    _scans.append(Scans())
+    try:
+        yield _scans[-1]
+    finally:
+        _scans.pop()

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import shutil
 import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +20,11 @@ from sqlmodel import col, delete, select, update
 from models import Rendition, Video, VideoStatus
 from models.db import Database
 from storage.base import Storage
-from workers import media
+from storage.keys import rendition_key, source_key, thumbnail_key, video_prefix
+from workers import budget, media
 from workers.processes import ProcessCrashed, run_in_process
 
+__all__ = ["rendition_key", "source_key", "thumbnail_key", "transcode_video", "unfinished"]
 log = logging.getLogger("cowatch.transcode")
 
 #: runs of one video's job (first try included) before it is marked FAILED for good
@@ -26,16 +33,16 @@ PROGRESS_POLL_S = 0.5
 MAX_REASON = 500
 
 
-def source_key(video_id: str) -> str:
-    return f"videos/{video_id}/source"
-
-
-def rendition_key(video_id: str, quality: str) -> str:
-    return f"videos/{video_id}/{quality}.mp4"
-
-
-def thumbnail_key(video_id: str) -> str:
-    return f"videos/{video_id}/thumbnail.jpg"
+@asynccontextmanager
+async def _job_dir(parent: Path | None) -> AsyncIterator[str]:
+    """A directory for one job's files, removed in a thread (never a walk on the event loop)."""
+    path = await anyio.to_thread.run_sync(
+        partial(tempfile.mkdtemp, prefix="cowatch-transcode-", dir=parent)
+    )
+    try:
+        yield path
+    finally:
+        await anyio.to_thread.run_sync(partial(shutil.rmtree, path, ignore_errors=True))
 
 
 async def _update(db: Database, video_id: str, **values: Any) -> None:
@@ -46,7 +53,8 @@ async def _update(db: Database, video_id: str, **values: Any) -> None:
 
 async def _fail(db: Database, storage: Storage, video_id: str, reason: str) -> None:
     log.warning("video %s failed: %s", video_id, reason)
-    for key in await storage.keys(f"videos/{video_id}/"):
+    # Lists this video's prefix only (item 9 of issue 10: never the whole store).
+    for key in await storage.keys(video_prefix(video_id)):
         if key != source_key(video_id):
             await storage.delete(key)
     await _update(
@@ -119,7 +127,10 @@ async def _store(
 
 
 async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
-    """PROCESSING -> TRANSCODED with renditions, or FAILED with a reason. Safe to run twice."""
+    """PROCESSING -> TRANSCODED with renditions, or FAILED with a reason. Safe to run twice.
+
+    Each run is recorded with its wall-clock seconds against the owner's daily budget.
+    """
     db: Database = ctx["db"]
     storage: Storage = ctx["storage"]
     async with db.session() as session:
@@ -131,6 +142,20 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
         await _fail(db, storage, video_id, f"transcoding was interrupted {attempt - 1} times")
         return VideoStatus.FAILED
     log.info("video %s: transcoding, try %d", video_id, attempt)
+    run_id = await budget.start_run(db=db, owner_id=video.owner_id, video_id=video_id)
+    started = time.monotonic()
+    try:
+        return await _attempt(ctx, video, attempt)
+    finally:
+        seconds = time.monotonic() - started
+        await asyncio.shield(budget.end_run(db=db, run_id=run_id, seconds=seconds))
+
+
+async def _attempt(ctx: dict[str, Any], video: Video, attempt: int) -> str:
+    db: Database = ctx["db"]
+    storage: Storage = ctx["storage"]
+    video_id, source_key = video.id, video.source_key
+    assert source_key is not None
     await _update(db, video_id, progress=0)
     timeout_s: float | None = ctx.get("timeout_s")
     try:
@@ -140,11 +165,17 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
             # Under the worker's scratch directory (workers/scratch.py) when there is one, so
             # what a killed worker leaves is removed when the next one starts.
             scratch: Path | None = ctx.get("scratch_dir")
-            with tempfile.TemporaryDirectory(prefix="cowatch-transcode-", dir=scratch) as out_dir:
+            async with _job_dir(scratch) as out_dir:
                 progress_file = Path(out_dir) / "progress"
-                async with storage.local_copy(video.source_key, directory=Path(out_dir)) as source:
+                async with storage.local_copy(source_key, directory=Path(out_dir)) as source:
                     work = asyncio.ensure_future(
-                        run_in_process(media.transcode, str(source), out_dir, str(progress_file))
+                        run_in_process(
+                            media.transcode,
+                            str(source),
+                            out_dir,
+                            str(progress_file),
+                            ctx.get("pixel_budget"),
+                        )
                     )
                     try:
                         result = await _follow(work, progress_file, db, video_id)
@@ -172,12 +203,12 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
     return VideoStatus.TRANSCODED
 
 
-async def unfinished(db: Database) -> list[str]:
-    """Videos left PROCESSING, e.g. by a server that stopped mid-transcode."""
+async def unfinished(db: Database) -> list[tuple[str, str]]:
+    """(video id, owner id) of videos left PROCESSING, e.g. by a server stopped mid-transcode."""
     async with db.session() as session:
         rows = await session.exec(
-            select(Video.id).where(
-                Video.status == VideoStatus.PROCESSING, col(Video.source_key).is_not(None)
-            )
+            select(Video.id, Video.owner_id)
+            .where(Video.status == VideoStatus.PROCESSING, col(Video.source_key).is_not(None))
+            .order_by(col(Video.created_at))
         )
-        return list(rows.all())
+        return [(video_id, owner_id) for video_id, owner_id in rows.all()]

@@ -28,6 +28,13 @@ ENCODER_OPTIONS = {"crf": "23", "preset": "veryfast"}
 GOP_SECONDS = 2
 #: a source whose decoded frames stop this far short of its declared length is truncated
 TRUNCATION_SLACK = 0.9
+#: the decoder refuses to allocate a picture larger than the limit, whatever the stream says
+DECODER_OPTIONS = {"max_pixels": str(MAX_WIDTH * MAX_HEIGHT)}
+#: a frame costs at least this many pixels in the budget: every decoded frame is scaled and
+#: encoded once per rendition, so a stream of tiny frames is not free
+MIN_FRAME_PIXELS = 320 * 240
+#: decoding may run this far past the probe's estimate (rounded rates and durations)
+BUDGET_SLACK = 1.05
 
 
 class MediaError(Exception):
@@ -45,6 +52,23 @@ class Probe:
     @property
     def qualities(self) -> list[str]:
         return [quality for quality, _ in ladder_for(self.height)]
+
+
+def pixel_cost(width: int, height: int) -> int:
+    """What one decoded frame counts against the budget."""
+    return max(width * height, MIN_FRAME_PIXELS)
+
+
+def _check_size(width: int, height: int, *, midstream: bool = False) -> None:
+    if width > MAX_WIDTH or height > MAX_HEIGHT:
+        where = "changes size mid-stream to" if midstream else "is"
+        raise MediaError(
+            f"the video {where} {width}x{height}; the limit is {MAX_WIDTH}x{MAX_HEIGHT}"
+        )
+
+
+def _declared_rate(stream: Any) -> Fraction:
+    return Fraction(stream.average_rate or stream.guessed_rate or 30)
 
 
 @dataclass(frozen=True)
@@ -88,8 +112,12 @@ def _open(path: str) -> Any:
     return av.open(path, metadata_errors="ignore", options=OPEN_OPTIONS)
 
 
-def probe(path: str, max_duration_s: float) -> Probe:
-    """Check that `path` is a decodable video within our limits; MediaError says why not."""
+def probe(path: str, max_duration_s: float, pixel_budget: int) -> Probe:
+    """Check that `path` is a decodable video within our limits; MediaError says why not.
+
+    `pixel_budget` caps width x height x frame rate x duration (each frame counted at least
+    MIN_FRAME_PIXELS): what the transcode of the declared stream would decode.
+    """
     try:
         container = _open(path)
     except (av.error.FFmpegError, UnicodeDecodeError) as exc:
@@ -101,19 +129,25 @@ def probe(path: str, max_duration_s: float) -> Probe:
         if not container.streams.video:
             raise MediaError("the file has no video stream")
         stream = container.streams.video[0]
+        stream.codec_context.options = dict(DECODER_OPTIONS)
         width, height = stream.codec_context.width, stream.codec_context.height
         if width <= 0 or height <= 0:
             raise MediaError("the video stream has no picture size")
-        if width > MAX_WIDTH or height > MAX_HEIGHT:
-            raise MediaError(
-                f"the video is {width}x{height}; the limit is {MAX_WIDTH}x{MAX_HEIGHT}"
-            )
+        _check_size(width, height)
         duration = _duration(container, stream)
         if not duration or duration <= 0:
             raise MediaError("the video has no duration")
         if duration > max_duration_s:
             raise MediaError(
                 f"the video lasts {duration:.0f} s; the limit is {max_duration_s:.0f} s"
+            )
+        rate = _declared_rate(stream)
+        cost = pixel_cost(width, height) * float(rate) * duration
+        if cost > pixel_budget:
+            raise MediaError(
+                f"the video is too costly to transcode: {width}x{height} at {float(rate):.0f} "
+                f"frames/s for {duration:.0f} s is {cost:.3g} pixels; the limit is "
+                f"{pixel_budget:.3g}"
             )
         try:
             next(container.decode(stream))
@@ -135,6 +169,8 @@ class _Rendition:
         self, quality: str, width: int, height: int, path: str, rate: Fraction, audio: bool
     ) -> None:
         self.quality, self.width, self.height, self.path = quality, width, height, path
+        # A new container and new streams: nothing of the source's metadata (the camera's GPS
+        # position, creation time, make and model) is copied into a rendition.
         self.container = av.open(
             path, "w", format="mp4", container_options={"movflags": "+faststart"}
         )
@@ -203,24 +239,34 @@ def _report(progress_path: str | None, percent: int) -> None:
     os.replace(tmp, progress_path)
 
 
-def transcode(source: str, out_dir: str, progress_path: str | None = None) -> TranscodeResult:
-    """Decode `source` once and encode every rung of the ladder in the same pass."""
+def transcode(
+    source: str, out_dir: str, progress_path: str | None = None, pixel_budget: int | None = None
+) -> TranscodeResult:
+    """Decode `source` once and encode every rung of the ladder in the same pass.
+
+    Every decoded frame is checked: one over the size limit (a stream may change size midway)
+    or pixels beyond `pixel_budget` end the transcode with a MediaError.
+    """
     try:
-        return _transcode(source, out_dir, progress_path)
+        return _transcode(source, out_dir, progress_path, pixel_budget)
     except av.error.FFmpegError as exc:
         raise MediaError(f"the video could not be decoded: {exc.strerror or exc}") from exc
 
 
-def _transcode(source: str, out_dir: str, progress_path: str | None) -> TranscodeResult:
+def _transcode(
+    source: str, out_dir: str, progress_path: str | None, pixel_budget: int | None
+) -> TranscodeResult:
     with _open(source) as container:
         if container.format.name not in VIDEO_FORMATS or not container.streams.video:
             raise MediaError("the source is not a video")
         video_in = container.streams.video[0]
         video_in.thread_type = "AUTO"
+        video_in.codec_context.options = dict(DECODER_OPTIONS)
         audio_in = container.streams.audio[0] if container.streams.audio else None
         src_w, src_h = video_in.codec_context.width, video_in.codec_context.height
+        _check_size(src_w, src_h)
         duration = _duration(container, video_in) or 0.0
-        rate = video_in.average_rate or video_in.guessed_rate or Fraction(30)
+        rate = _declared_rate(video_in)
         if rate > 120:
             rate = Fraction(30)
         renditions = [
@@ -241,6 +287,8 @@ def _transcode(source: str, out_dir: str, progress_path: str | None) -> Transcod
         last_frame: Any = None
         decoded_until = 0.0
         reported = -1
+        allowance = None if pixel_budget is None else pixel_budget * BUDGET_SLACK
+        spent = 0
         start = float(video_in.start_time * video_in.time_base) if video_in.start_time else 0.0
         streams = [video_in] if audio_in is None else [video_in, audio_in]
         try:
@@ -249,6 +297,13 @@ def _transcode(source: str, out_dir: str, progress_path: str | None) -> Transcod
                     for resampled in resampler.resample(frame):
                         _encode_audio(renditions, resampled)
                     continue
+                _check_size(frame.width, frame.height, midstream=True)
+                spent += pixel_cost(frame.width, frame.height)
+                if allowance is not None and spent > allowance:
+                    raise MediaError(
+                        "the video decodes to more pixels than it declares: over the budget "
+                        f"of {pixel_budget:.3g} (width x height x frames)"
+                    )
                 when = float(frame.time) - start if frame.time is not None else decoded_until
                 decoded_until = max(decoded_until, when)
                 for rendition in renditions:
@@ -291,10 +346,16 @@ def _transcode(source: str, out_dir: str, progress_path: str | None) -> Transcod
 
 
 def _frames(container: Any, streams: list[Any]) -> Any:
-    """Decoded frames of `streams` in file order; a corrupt packet is skipped, not fatal."""
+    """Decoded frames of `streams` in file order; a corrupt packet is skipped, not fatal.
+
+    A packet the decoder refuses because its picture would exceed DECODER_OPTIONS' max_pixels
+    is not corruption: the decoder has already taken the new size, so say so.
+    """
+    video = streams[0].codec_context
     for packet in container.demux(streams):
         try:
             frames = packet.decode()
         except av.error.InvalidDataError:
+            _check_size(video.width, video.height, midstream=True)
             continue
         yield from frames

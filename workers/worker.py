@@ -10,6 +10,7 @@ from arq.connections import RedisSettings
 from config import Settings
 from models.db import Database
 from storage import open_storage
+from workers import fairness
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.lease import job_lease
 from workers.queue import TRANSCODE
@@ -25,6 +26,7 @@ def redis_settings(settings: Settings) -> RedisSettings:
 
 async def leased_transcode(ctx: dict[str, Any], video_id: str) -> str:
     """The transcode job, holding its lease (workers/lease.py) while it runs."""
+    await fairness.advance(ctx["redis"], queue_name=ctx["queue_name"], score=ctx["score"])
     async with job_lease(ctx["redis"], ctx["job_id"], ctx["lease_s"]):
         return await transcode_video(ctx, video_id)
 
@@ -37,6 +39,8 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         ctx["storage"] = open_storage(settings)
         ctx["timeout_s"] = settings.transcode_timeout_s
         ctx["lease_s"] = settings.transcode_lease_s
+        ctx["pixel_budget"] = settings.transcode_max_pixels
+        ctx["queue_name"] = settings.transcode_queue
         ctx["scratch"] = Scratch()
         ctx["scratch_dir"] = ctx["scratch"].path
 
