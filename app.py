@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Literal
 
 import anyio
+from pydantic import Field
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from config import Settings
@@ -26,6 +28,7 @@ from rest_compat.bodylimit import BodySizeLimit
 from rest_compat.errors import RequestIdMiddleware, handlers
 from rest_compat.headers import SecurityHeadersMiddleware
 from rest_compat.media import routes as media_routes
+from rest_compat.operations import JSON, Shape, operation
 from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
 from schema.limits import security_extensions
@@ -38,11 +41,26 @@ from workers.queue import open_queue
 log = logging.getLogger("cowatch")
 
 
-async def healthz(_request: Request) -> JSONResponse:
-    return JSONResponse({"status": "ok"})
+class Health(Shape):
+    status: Literal["ok"]
 
 
-async def readyz(request: Request) -> JSONResponse:
+class Ready(Shape):
+    ready: bool
+    checks: dict[str, str] = Field(description='Per dependency: "ok" or "error: <kind>".')
+
+
+@operation("the process is up", ok=(200, Health))
+async def healthz(_request: Request) -> Response:
+    return JSON(Health(status="ok"))
+
+
+@operation(
+    "database, storage, broadcast and queue answer",
+    ok=(200, Ready),
+    also={503: ("not ready: a dependency failed its check", Ready)},
+)
+async def readyz(request: Request) -> Response:
     services: Services = request.app.state.services
     checks: dict[str, str] = {}
     for name, ping in (
@@ -57,7 +75,7 @@ async def readyz(request: Request) -> JSONResponse:
         except Exception as exc:
             checks[name] = f"error: {type(exc).__name__}"
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+    return JSON(Ready(ready=ready, checks=checks), status_code=200 if ready else 503)
 
 
 def create_app(settings: Settings | None = None) -> Starlette:

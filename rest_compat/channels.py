@@ -4,21 +4,45 @@ from __future__ import annotations
 
 from pydantic import BaseModel, Field
 from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
-from models import Channel, Video
+from models import Channel, User, Video
 from resolvers import channels, videos
-from rest_compat.common import json_body, require_caller, services
+from rest_compat.common import json_body, services
+from rest_compat.operations import JSON, Shape, operation, requires_user
 
 
 class ChannelBody(BaseModel):
+    name: str = Field(json_schema_extra={"pattern": r"\S", "maxLength": channels.MAX_NAME})
+    slug: str = Field(
+        description="Lowercase letters, digits, '-' and '_'; unique.",
+        json_schema_extra={"pattern": channels.SLUG_RE.pattern},
+    )
+    description: str | None = Field(
+        default=None, json_schema_extra={"maxLength": channels.MAX_DESCRIPTION}
+    )
+
+
+class ChannelOut(Shape):
+    id: str = Field(description="The channel's UUID.")
     name: str
     slug: str
-    description: str | None = Field(default=None)
+    description: str = Field(description="May be empty.")
+    subscriber_count: int = Field(ge=0)
 
 
-def channel_out(channel: Channel) -> dict[str, object]:
+class VideoSummary(Shape):
+    id: str
+    title: str
+    thumbnail_url: str | None = Field(description="A JPEG frame; null if there is none.")
+
+
+class ChannelDetails(ChannelOut):
+    videos: list[VideoSummary] = Field(description="The newest transcoded videos, at most 100.")
+
+
+def channel_fields(channel: Channel) -> dict[str, object]:
     return {
         "id": channel.id,
         "name": channel.name,
@@ -28,8 +52,14 @@ def channel_out(channel: Channel) -> dict[str, object]:
     }
 
 
-async def create_channel(request: Request) -> JSONResponse:
-    owner = await require_caller(request)
+@operation(
+    "create the caller's channel (one per user)",
+    ok=(201, ChannelOut),
+    errors=(400, 409, 411),
+    body=ChannelBody,
+)
+@requires_user
+async def create_channel(request: Request, owner: User) -> Response:
     body = await json_body(request, ChannelBody)
     channel = await channels.create_channel(
         db=services(request).db,
@@ -38,23 +68,23 @@ async def create_channel(request: Request) -> JSONResponse:
         slug=body.slug,
         description=body.description,
     )
-    return JSONResponse(channel_out(channel), status_code=201)
+    return JSON(ChannelOut(**channel_fields(channel)), status_code=201)
 
 
-async def _video_summary(request: Request, video: Video) -> dict[str, object]:
+async def _video_summary(request: Request, video: Video) -> VideoSummary:
     storage = services(request).storage
     thumbnail = await storage.url(video.thumbnail_key) if video.thumbnail_key else None
-    return {"id": video.id, "title": video.title, "thumbnail_url": thumbnail}
+    return VideoSummary(id=video.id, title=video.title, thumbnail_url=thumbnail)
 
 
-async def channel_details(request: Request) -> JSONResponse:
-    await require_caller(request)
+@operation("a channel and its videos", ok=(200, ChannelDetails), errors=(404,))
+@requires_user
+async def channel_details(request: Request, _user: User) -> Response:
     db = services(request).db
     channel = await channels.get_channel(db=db, slug=request.path_params["slug"])
     (owned,) = await videos.videos_by_owner_ids(db=db, ids=[channel.owner_id])
-    body = channel_out(channel)
-    body["videos"] = [await _video_summary(request, video) for video in owned]
-    return JSONResponse(body)
+    summaries = [await _video_summary(request, video) for video in owned]
+    return JSON(ChannelDetails(**channel_fields(channel), videos=summaries))
 
 
 routes = [

@@ -1,8 +1,8 @@
 """Security headers on every HTTP answer; a Content-Security-Policy chosen by what is answered.
 
 JSON and media get `default-src 'none'`; our own pages load only same-origin scripts and
-styles; GraphiQL (the HTML at /graphql) pulls React and GraphiQL from unpkg with an inline
-bootstrap script, so it alone gets a policy that allows those.
+styles. A response that brings its own policy keeps it: GraphiQL (schema/ide.py) and /docs
+(rest_compat/docs.py) allow exact asset URLs and hashes of their inline code.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
 
-GRAPHIQL_CDN = "https://unpkg.com"
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 
 
@@ -49,14 +48,6 @@ def page_csp(settings: Settings) -> str:
     )
 
 
-GRAPHIQL_CSP = (
-    f"default-src 'self'; script-src 'self' 'unsafe-inline' {GRAPHIQL_CDN}; "
-    f"style-src 'self' 'unsafe-inline' {GRAPHIQL_CDN}; img-src 'self' data: {GRAPHIQL_CDN}; "
-    f"font-src 'self' data: {GRAPHIQL_CDN}; connect-src 'self' ws: wss:; object-src 'none'; "
-    "base-uri 'self'; frame-ancestors 'none'"
-)
-
-
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
@@ -78,12 +69,10 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-                headers.setdefault("Content-Security-Policy", self._csp(scope, headers))
+                headers.setdefault("Content-Security-Policy", self._csp(headers))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
-    def _csp(self, scope: Scope, headers: MutableHeaders) -> str:
-        if not headers.get("content-type", "").startswith("text/html"):
-            return API_CSP
-        return GRAPHIQL_CSP if scope["path"].rstrip("/") == "/graphql" else self.page_csp
+    def _csp(self, headers: MutableHeaders) -> str:
+        return self.page_csp if headers.get("content-type", "").startswith("text/html") else API_CSP

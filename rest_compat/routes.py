@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from rest_compat import auth, channels, openapi, playback, videos, ws
+from rest_compat import auth, channels, docs, openapi, playback, videos, ws
 
 routes: list[BaseRoute] = [
     *auth.routes,
@@ -13,4 +13,5 @@ routes: list[BaseRoute] = [
     *playback.routes,
     *ws.routes,
     *openapi.routes,
+    *docs.routes,
 ]

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from functools import cached_property
+
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
 from strawberry.exceptions import ConnectionRejectionError
 from strawberry.types.unset import UNSET, UnsetType
@@ -13,12 +15,22 @@ from resolvers.errors import DomainError
 from resolvers.services import Services
 from schema.context import Context, Loaders
 from schema.fanout import LegacyWSHandler, TransportWSHandler
+from schema.ide import IdePage
 from schema.intake import GraphQLIntake
 
 
 class CowatchGraphQL(GraphQLIntake):
     graphql_transport_ws_handler_class = TransportWSHandler
     graphql_ws_handler_class = LegacyWSHandler
+
+    @cached_property
+    def ide_page(self) -> IdePage:
+        return IdePage.from_strawberry(self.graphql_ide_html)
+
+    async def render_graphql_ide(self, request: Request) -> Response:
+        """GraphiQL with an offline note, under a policy of exact URLs and hashes."""
+        page = self.ide_page
+        return HTMLResponse(page.html, headers={"Content-Security-Policy": page.csp})
 
     async def on_ws_connect(self, context: Context) -> UnsetType | dict[str, object] | None:
         """Sockets must sign in: `connection_init` payload `Authorization` (or the handshake's)."""

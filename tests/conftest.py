@@ -20,6 +20,7 @@ from app import create_app
 from config import Settings
 from models.migrate import migrate
 from resolvers.services import Services
+from tests.openapi import checker_for
 
 PG_ADMIN_URL = os.environ.get(
     "COWATCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
@@ -27,6 +28,16 @@ PG_ADMIN_URL = os.environ.get(
 TABLES = ("transcode_runs", "renditions", "videos", "channels", "revoked_tokens", "users")
 T = TypeVar("T")
 TEST_SECRET = "test-secret-" + "x" * 40
+#: per test using `client`: how many REST answers were checked against /openapi.json
+CHECKED_ANSWERS: list[int] = []
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if CHECKED_ANSWERS:
+        terminalreporter.write_line(
+            f"openapi: {sum(CHECKED_ANSWERS)} REST answers from {len(CHECKED_ANSWERS)} tests "
+            "matched /openapi.json"
+        )
 
 
 def run_blocking(coro: Coroutine[Any, Any, T]) -> T:
@@ -137,7 +148,12 @@ def services(app_services: tuple[object, Services]) -> Services:
 
 @pytest.fixture
 async def client(app_services: tuple[object, Services]) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_services[0]
-    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
-    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+    """An in-process client; every REST answer it gets is checked against /openapi.json."""
+    app: Any = app_services[0]
+    transport = httpx.ASGITransport(app=app)
+    checker = checker_for(app.routes)
+    async with httpx.AsyncClient(
+        transport=transport, base_url="http://testserver", event_hooks={"response": [checker]}
+    ) as http:
         yield http
+    CHECKED_ANSWERS.append(checker.checked)
