@@ -196,13 +196,6 @@ async def logout(*, db: Database, secret: str, token: str | None) -> None:
         pass  # revoked concurrently by another request: same outcome
 
 
-def require_user(user: User | None) -> User:
-    """The one place a missing login becomes the seed's 403."""
-    if user is None:
-        raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
-    return user
-
-
 @dataclass(frozen=True)
 class LoginResult:
     access_token: str

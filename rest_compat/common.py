@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection, Request
 
 from models import User
-from resolvers import auth
+from resolvers import auth, permissions
 from resolvers.errors import BadInput
 from resolvers.services import Services
 
@@ -30,7 +30,7 @@ async def caller(conn: HTTPConnection) -> User | None:
 
 
 async def require_caller(conn: HTTPConnection) -> User:
-    return auth.require_user(await caller(conn))
+    return permissions.require_user(await caller(conn))
 
 
 def _describe(exc: ValidationError) -> str:

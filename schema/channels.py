@@ -9,6 +9,7 @@ import strawberry
 from models import Channel as ChannelModel
 from resolvers import channels
 from schema.context import Context
+from schema.permissions import signed_in
 
 if TYPE_CHECKING:
     from schema.users import User
@@ -73,7 +74,8 @@ class ChannelQuery:
 class ChannelMutation:
     @strawberry.mutation(
         description="Create the caller's channel (signed-in users; one each: "
-        "ALREADY_HAS_CHANNEL). CONFLICT when the slug is taken."
+        "ALREADY_HAS_CHANNEL). CONFLICT when the slug is taken.",
+        extensions=signed_in(),
     )
     async def create_channel(
         self,
@@ -89,10 +91,9 @@ class ChannelMutation:
             str | None, strawberry.argument(description="Up to 5,000 characters.")
         ] = None,
     ) -> Channel:
-        viewer = await info.context.require_viewer()
         model = await channels.create_channel(
             db=info.context.services.db,
-            owner=viewer,
+            owner=info.context.user,
             name=name,
             slug=slug,
             description=description,

@@ -59,8 +59,12 @@ class Context:
         """After login, the rest of the operation sees the new user as the viewer."""
         self._viewer, self._viewer_loaded = user, True
 
-    async def require_viewer(self) -> User:
-        return auth.require_user(await self.viewer())
+    @property
+    def user(self) -> User:
+        """The signed-in user, in fields declared `extensions=signed_in()` (it loaded them)."""
+        if self._viewer is None:
+            raise RuntimeError("this field needs extensions=schema.permissions.signed_in()")
+        return self._viewer
 
     async def viewer_id_or_none(self) -> str | None:
         """For public fields that only vary by viewer: a bad token just means anonymous."""

@@ -10,6 +10,7 @@ import strawberry
 
 from resolvers import playback
 from schema.context import Context
+from schema.permissions import signed_in
 
 
 @strawberry.type(description="The shared playback state of a video after a change.")
@@ -54,7 +55,8 @@ class PlaybackQuery:
 @strawberry.type
 class PlaybackMutation:
     @strawberry.mutation(
-        description="Move the shared playhead (signed-in users); every viewer follows."
+        description="Move the shared playhead (signed-in users); every viewer follows.",
+        extensions=signed_in(),
     )
     async def update_video_timestamp(
         self,
@@ -75,7 +77,7 @@ class PlaybackMutation:
         state = await playback.set_playback(
             db=services.db,
             bus=services.bus,
-            user=await info.context.require_viewer(),
+            user=info.context.user,
             video_id=str(video_id),
             timestamp=timestamp,
             playing=playing,
@@ -88,14 +90,14 @@ class PlaybackMutation:
 class PlaybackSubscription:
     @strawberry.subscription(
         description="The current state first, then every change, in version order "
-        "(signed-in sockets)."
+        "(signed-in sockets).",
+        extensions=signed_in(),
     )
     async def video_timestamp(
         self,
         info: strawberry.Info[Context],
         video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> AsyncGenerator[TimestampEvent, None]:
-        await info.context.require_viewer()
         async with aclosing(info.context.services.bus.watch(str(video_id))) as states:
             async for state in states:
                 yield TimestampEvent.from_state(state)

@@ -10,6 +10,7 @@ from models import User as UserModel
 from resolvers import auth
 from resolvers.lockout import Lockout
 from schema.context import Context
+from schema.permissions import only_self, signed_in
 
 if TYPE_CHECKING:
     from schema.channels import Channel
@@ -25,10 +26,12 @@ class User:
     def from_model(cls, model: UserModel) -> User:
         return cls(id=strawberry.ID(model.id), username=model.username, _model=model)
 
-    @strawberry.field(description="The sign-in email: only to the user themself, else null.")
-    async def email(self, info: strawberry.Info[Context]) -> str | None:
-        viewer_id = await info.context.viewer_id_or_none()
-        return self._model.email if viewer_id == self._model.id else None
+    @strawberry.field(
+        description="The sign-in email: only to the user themself, else null.",
+        extensions=only_self(),
+    )
+    def email(self) -> str | None:
+        return self._model.email
 
     @strawberry.field(description="The user's one channel; null if they have not made it.")
     async def channel(
@@ -119,7 +122,8 @@ class UserMutation:
         return AuthPayload(access_token=result.access_token, user=User.from_model(result.user))
 
     @strawberry.mutation(
-        description="Revokes the token this request was made with (signed-in users)."
+        description="Revokes the token this request was made with (signed-in users).",
+        extensions=signed_in(),
     )
     async def logout(self, info: strawberry.Info[Context]) -> bool:
         services = info.context.services

@@ -17,6 +17,7 @@ from resolvers import uploads, videos
 from resolvers.errors import BadInput
 from schema.context import Context
 from schema.enums import described_enum
+from schema.permissions import signed_in
 
 if TYPE_CHECKING:
     from schema.channels import Channel
@@ -180,7 +181,8 @@ class VideoUploadMutation:
     @strawberry.mutation(
         description="Upload a video file (signed-in users): PROCESSING until transcoded. "
         "Send it as a GraphQL multipart request; COWATCH_MAX_UPLOAD_BYTES caps its size and "
-        "COWATCH_USER_QUOTA_BYTES a user's total."
+        "COWATCH_USER_QUOTA_BYTES a user's total.",
+        extensions=signed_in(),
     )
     async def upload_video(
         self,
@@ -196,7 +198,6 @@ class VideoUploadMutation:
             str | None, strawberry.argument(description="Up to 50 characters.")
         ] = None,
     ) -> Video:
-        viewer = await info.context.require_viewer()
         services = info.context.services
         if not isinstance(file, uploads.StagedUpload):  # staged at intake (schema/intake.py)
             raise BadInput("file: send it as a multipart upload", field="file")
@@ -205,7 +206,7 @@ class VideoUploadMutation:
             storage=services.storage,
             queue=services.queue,
             settings=services.settings,
-            owner=viewer,
+            owner=info.context.user,
             staged=file,
             title=title,
             description=description,

@@ -82,3 +82,21 @@ async def test_the_checker_refuses_answers_the_document_does_not_allow(
     )
     assert checker.problems("GET", "/api/videos/feed", 200, json, feed_item)
     assert checker.problems("GET", "/graphql", 500, json, b"{}") == []  # not the REST face
+
+
+async def test_signed_in_routes_are_the_seeds(client: httpx.AsyncClient) -> None:
+    """`@requires_user` is the check and the description: the seed's protected routes, no more."""
+    paths = (await client.get("/openapi.json")).json()["paths"]
+    secured = {
+        (method.upper(), path)
+        for path, item in paths.items()
+        for method, op in item.items()
+        if "security" in op
+    }
+    assert secured == {
+        ("POST", "/api/auth/logout"),
+        ("POST", "/api/channels"),
+        ("GET", "/api/channels/{slug}"),
+        ("POST", "/api/videos/upload"),
+        ("PUT", "/api/videos/{video_id}/time"),
+    }

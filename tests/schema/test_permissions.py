@@ -1,0 +1,60 @@
+"""Sign-in and self-only are declared on the fields; a new mutation must choose on purpose."""
+
+from __future__ import annotations
+
+import httpx
+from strawberry.permission import PermissionExtension
+
+from resolvers.services import Services
+from schema.permissions import SignedIn
+from schema.root import Mutation, Subscription, build_schema
+from tests.factories import error_code, gql, make_user
+
+#: the only operations anyone may call without signing in
+PUBLIC_MUTATIONS = {"signup", "login"}
+
+
+def _declares_signed_in(field: object) -> bool:
+    return any(
+        isinstance(extension, PermissionExtension)
+        and any(isinstance(permission, SignedIn) for permission in extension.permissions)
+        for extension in getattr(field, "extensions", ())
+    )
+
+
+def test_every_mutation_but_signup_and_login_declares_sign_in() -> None:
+    build_schema()  # resolves the types' fields
+    fields = {
+        field.python_name: field
+        for owner in (Mutation, Subscription)
+        for field in owner.__strawberry_definition__.fields  # type: ignore[attr-defined]
+    }
+    declared = {name for name, field in fields.items() if _declares_signed_in(field)}
+    public = {"video_processing", *PUBLIC_MUTATIONS}
+    assert declared == set(fields) - public
+
+
+async def test_signed_in_fields_refuse_missing_and_bad_tokens_alike(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    query = 'mutation { createChannel(name: "N", slug: "perm-slug") { slug } }'
+    assert error_code(await gql(client, query)) == "UNAUTHENTICATED"
+    assert error_code(await gql(client, query, token="not-a-jwt")) == "UNAUTHENTICATED"
+    account = await make_user(services)
+    created = await gql(client, query, token=account.token)
+    assert created["data"]["createChannel"] == {"slug": "perm-slug"}
+
+
+async def test_email_is_null_for_everyone_but_its_user(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    owner = await make_user(services, "selfish")
+    other = await make_user(services)
+    query = "query($id: ID!) { user(id: $id) { username email } }"
+    variables = {"id": owner.user.id}
+    mine = await gql(client, query, variables, token=owner.token)
+    assert mine["data"]["user"] == {"username": "selfish", "email": "selfish@example.com"}
+    for token in (other.token, None, "not-a-jwt"):
+        theirs = await gql(client, query, variables, token=token)
+        assert theirs["data"]["user"] == {"username": "selfish", "email": None}
+        assert "errors" not in theirs
