@@ -103,7 +103,7 @@ def render(doc: dict[str, Any]) -> str:
 @operation(
     "this page: the REST API for people (HTML, works offline)",
     ok=(200, str),
-    media_type="text/html",
+    media_types=("text/html",),
 )
 async def docs(request: Request) -> Response:
     state = request.app.state

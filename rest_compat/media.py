@@ -14,6 +14,7 @@ from starlette.routing import Route
 from resolvers import access, videos
 from resolvers.errors import InvalidToken
 from rest_compat.common import caller, services
+from rest_compat.operations import operation
 from storage.keys import published_video_id
 from storage.local import LocalStorage
 
@@ -33,6 +34,23 @@ async def _viewer_id(request: Request) -> str | None:
     return viewer.id if viewer else None
 
 
+MEDIA_TYPES = ("video/mp4", "image/jpeg")
+
+
+@operation(
+    "a published rendition (NNNp.mp4) or thumbnail.jpg of a video the caller may watch",
+    ok=(200, bytes),
+    media_types=MEDIA_TYPES,
+    also={
+        206: (
+            "the requested byte range (HTTP Range)",
+            bytes,
+            (*MEDIA_TYPES, "multipart/byteranges"),
+        ),
+        404: ("no such published file, or not the caller's to watch", None),
+        416: ("the range lies outside the file; see Content-Range", None),
+    },
+)
 async def media(request: Request) -> Response:
     key = f"videos/{request.path_params['video_id']}/{request.path_params['name']}"
     video_id = published_video_id(key)

@@ -79,11 +79,14 @@ class Components:
 
 
 def _answer(
-    description: str, schema: Schema | None, limited: bool, media_type: str = "application/json"
+    description: str,
+    schema: Schema | None,
+    limited: bool,
+    media_types: tuple[str, ...] = ("application/json",),
 ) -> Schema:
     answer: Schema = {"description": description}
     if schema is not None:
-        answer["content"] = {media_type: {"schema": schema}}
+        answer["content"] = {media_type: {"schema": schema} for media_type in media_types}
     if limited:
         answer["headers"] = dict(RATE_HEADERS)
     return answer
@@ -126,9 +129,11 @@ def _body(op: Operation, components: Components) -> Schema | None:
 def _operation(route: Route, method: str, op: Operation, components: Components) -> Schema:
     limited = classify(method, route.path) is not None
     ok = components.schema_of(op.response) if op.response is not None else None
-    responses = {str(op.status): _answer(op.summary, ok, limited, op.media_type)}
-    for status, (text, body) in op.also.items():
-        responses[str(status)] = _answer(text, components.schema_of(body), limited)
+    responses = {str(op.status): _answer(op.summary, ok, limited, op.media_types)}
+    for status, (text, body, *media_types) in op.also.items():
+        schema = components.schema_of(body) if body is not None else None
+        kinds = media_types[0] if media_types else ("application/json",)
+        responses[str(status)] = _answer(text, schema, limited, kinds)
     errors = (
         set(op.errors) | ({401, 403} if op.signed_in else set()) | ({429} if limited else set())
     )

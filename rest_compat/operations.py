@@ -57,10 +57,11 @@ class Operation:
     body: type[BaseModel] | None = None
     form: type[BaseModel] | None = None
     query: type[BaseModel] | None = None
-    #: other documented answers besides the errors: status → (description, body type)
-    also: Mapping[int, tuple[str, Any]] = field(default_factory=dict)
+    #: other documented answers besides the errors: status → (description, body type[, media
+    #: types]); a body type of None means no body
+    also: Mapping[int, tuple[Any, ...]] = field(default_factory=dict)
     signed_in: bool = False
-    media_type: str = "application/json"
+    media_types: tuple[str, ...] = ("application/json",)
 
 
 def operation(
@@ -71,8 +72,8 @@ def operation(
     body: type[BaseModel] | None = None,
     form: type[BaseModel] | None = None,
     query: type[BaseModel] | None = None,
-    also: Mapping[int, tuple[str, Any]] | None = None,
-    media_type: str = "application/json",
+    also: Mapping[int, tuple[Any, ...]] | None = None,
+    media_types: tuple[str, ...] = ("application/json",),
 ) -> Callable[[Endpoint], Endpoint]:
     """Declare what a handler takes and answers; put it above `@requires_user`."""
 
@@ -88,7 +89,7 @@ def operation(
             query=query,
             also=also or {},
             signed_in=getattr(endpoint, _SIGNED_IN, False),
-            media_type=media_type,
+            media_types=media_types,
         )
         setattr(endpoint, _OPERATION, described)
         return endpoint

@@ -8,7 +8,9 @@ from models import User
 from resolvers.errors import Forbidden, Unauthenticated
 from resolvers.permissions import is_owner, require_owner, require_user
 
-ALICE = User(id="a" * 36, email="a@example.com", username="alice", username_key="alice")
+ALICE = User(
+    id="a" * 36, email="a@example.com", username="alice", username_key="alice", password_hash="x"
+)
 
 
 def test_require_user_is_the_seeds_403_without_a_user() -> None:
