@@ -21,6 +21,7 @@ from models.db import Database
 from models.migrate import migrate
 from resolvers import playback, uploads
 from resolvers.bus import PlaybackBus
+from resolvers.hashing import PasswordHashing
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             bus=bus,
             rate_limiter=rate_limiter,
             queue=queue,
+            hashing=PasswordHashing.from_settings(settings),
         )
         try:
             yield

@@ -93,7 +93,7 @@ async def viewer_with_videos(
     from models.db import Database
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
-    creds = {"email": f"{name}@example.com", "password": "password123"}
+    creds = {"email": f"{name}@example.com", "password": "cowatch bench password"}
     async with httpx.AsyncClient(base_url=url) as http:
         await http.post("/api/auth/signup", json={**creds, "username": name})
         login = (await http.post("/api/auth/login", json=creds)).json()

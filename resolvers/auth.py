@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
-import anyio
 import jwt
-from argon2 import PasswordHasher
-from argon2.exceptions import InvalidHashError, VerificationError
 from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import delete, insert
 from sqlalchemy.exc import IntegrityError
@@ -23,7 +21,9 @@ from models.base import utcnow
 from models.db import Database
 from resolvers import lockout
 from resolvers.errors import BadInput, Conflict, InvalidToken, Unauthenticated
+from resolvers.hashing import DUMMY_HASH, PasswordHashing
 from resolvers.lockout import Lockout
+from resolvers.passwords import check_new_password
 
 if TYPE_CHECKING:
     from resolvers.ratelimit import RateLimiter
@@ -34,9 +34,6 @@ MAX_PASSWORD = 1024
 JWT_ALGORITHM = "HS256"
 COOKIE_NAME = "Authentication"
 
-_hasher = PasswordHasher()
-# Verified against when the email is unknown, so that a miss costs as much as a wrong password.
-_DUMMY_HASH = _hasher.hash("cowatch-timing-equaliser")
 DEFAULT_LOCKOUT = Lockout()
 
 
@@ -48,8 +45,10 @@ class Claims:
 
 
 def normalise_email(email: str) -> str:
+    """One spelling per mailbox: NFKC (fullwidth and other look-alike forms fold), lower case."""
+    folded = unicodedata.normalize("NFKC", email)
     try:
-        return validate_email(email, check_deliverability=False).normalized.lower()
+        return validate_email(folded, check_deliverability=False).normalized.lower()
     except EmailNotValidError as exc:
         raise BadInput(f"email: {exc}", field="email") from exc
 
@@ -63,10 +62,13 @@ def _validate_signup(email: str, password: str, username: str) -> str:
         raise BadInput(f"password: at least {MIN_PASSWORD} characters", field="password")
     if len(password) > MAX_PASSWORD:
         raise BadInput(f"password: at most {MAX_PASSWORD} characters", field="password")
+    check_new_password(password)
     return normalise_email(email)
 
 
-async def signup(*, db: Database, email: str, password: str, username: str) -> User:
+async def signup(
+    *, db: Database, hashing: PasswordHashing, email: str, password: str, username: str
+) -> User:
     """Create an account; 409 when the username or email is taken."""
     email = _validate_signup(email, password, username)
     async with db.session() as session:
@@ -78,7 +80,7 @@ async def signup(*, db: Database, email: str, password: str, username: str) -> U
         if taken is not None:
             field = "email" if taken.email == email else "username"
             raise Conflict(f"{field} is already taken", field=field)
-        password_hash = await anyio.to_thread.run_sync(_hasher.hash, password)
+        password_hash = await hashing.hash(password)
         user = User(
             email=email,
             username=username,
@@ -93,16 +95,10 @@ async def signup(*, db: Database, email: str, password: str, username: str) -> U
         return user
 
 
-def _verify(password_hash: str, password: str) -> bool:
-    try:
-        return _hasher.verify(password_hash, password)
-    except (VerificationError, InvalidHashError):
-        return False
-
-
 async def check_password(
     *,
     db: Database,
+    hashing: PasswordHashing,
     email: str,
     password: str,
     policy: Lockout = DEFAULT_LOCKOUT,
@@ -110,7 +106,9 @@ async def check_password(
 ) -> User:
     """The user whose email and password these are; InvalidCredentials or AccountLocked otherwise.
 
-    Unknown emails verify against a dummy hash and count like accounts (see resolvers.lockout).
+    The attempt is reserved (counted) before the password is verified, so at most
+    `policy.max_failures` guesses per window are ever verified, however many arrive at once.
+    Unknown emails verify against a dummy hash and count the same way (see resolvers.lockout).
     """
     try:
         email = normalise_email(email)
@@ -118,19 +116,15 @@ async def check_password(
         email = ""
     async with db.session() as session:
         user = (await session.exec(select(User).where(User.email == email))).first()
-    miss = None
+    attempt: int | None
     if user is not None:
-        lockout.refuse_if_locked(user)
+        attempt = await lockout.reserve(db=db, user_id=user.id, policy=policy)
     else:
-        miss = await lockout.count_unknown_email(limiter=limiter, email=email, policy=policy)
-    ok = await anyio.to_thread.run_sync(
-        _verify, user.password_hash if user else _DUMMY_HASH, password
-    )
-    if user is None:
-        raise lockout.unknown_email_failure(miss, policy)
-    if not ok:
-        raise await lockout.record_failure(db=db, user_id=user.id, policy=policy)
-    await lockout.record_success(db=db, user=user)
+        attempt = await lockout.reserve_unknown(limiter=limiter, email=email, policy=policy)
+    ok = await hashing.verify(user.password_hash if user else DUMMY_HASH, password)
+    if user is None or not ok:
+        raise lockout.failure(attempt, policy)
+    await lockout.record_success(db=db, user_id=user.id)
     return user
 
 
@@ -205,6 +199,7 @@ class LoginResult:
 async def login(
     *,
     db: Database,
+    hashing: PasswordHashing,
     secret: str,
     ttl_s: int,
     email: str,
@@ -216,7 +211,7 @@ async def login(
     if not email or not password:
         raise BadInput("email and password are required")
     user = await check_password(
-        db=db, email=email, password=password, policy=policy, limiter=limiter
+        db=db, hashing=hashing, email=email, password=password, policy=policy, limiter=limiter
     )
     return LoginResult(
         access_token=issue_token(secret=secret, user_id=user.id, ttl_s=ttl_s), user=user

@@ -76,3 +76,9 @@ class AccountLocked(DomainError):
 
 class Unavailable(DomainError):
     code = "SERVICE_UNAVAILABLE"
+
+    def __init__(self, message: str, *, retry_after: int | None = None, **details: Any) -> None:
+        if retry_after is not None:
+            details["retry_after"] = retry_after
+        super().__init__(message, **details)
+        self.retry_after = retry_after

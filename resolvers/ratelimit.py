@@ -88,6 +88,17 @@ class Decision:
 class WindowStore(Protocol):
     async def hit(self, key: str, rule: Rule) -> Decision: ...
 
+    async def attempt(
+        self, key: str, *, limit: int, window_s: int, lock_s: int
+    ) -> tuple[int, float]:
+        """Count an attempt (the login lockout's rule, resolvers/lockout.py), atomically.
+
+        The count starts a `window_s` window; the attempt that reaches `limit` turns the window
+        into a `lock_s` lock; while it lasts nothing is counted. Returns the attempt's number
+        (`limit + 1` when refused) and the seconds until the window or lock ends.
+        """
+        ...
+
     async def close(self) -> None: ...
 
 
@@ -100,6 +111,7 @@ class MemoryWindows:
         self._hits: dict[str, deque[float]] = {}
         self._period: dict[str, int] = {}
         self._calls = 0
+        self._attempts: dict[str, tuple[int, float]] = {}
 
     async def hit(self, key: str, rule: Rule) -> Decision:
         now = time.time()
@@ -119,9 +131,44 @@ class MemoryWindows:
     def _sweep(self, now: float) -> None:
         for key in [k for k, hits in self._hits.items() if hits[-1] <= now - self._period[k]]:
             del self._hits[key], self._period[key]
+        for key in [k for k, (_, ends) in self._attempts.items() if ends <= now]:
+            del self._attempts[key]
+
+    async def attempt(
+        self, key: str, *, limit: int, window_s: int, lock_s: int
+    ) -> tuple[int, float]:
+        now = time.time()
+        self._calls += 1
+        if self._calls % self.SWEEP_EVERY == 0:
+            self._sweep(now)
+        count, ends = self._attempts.get(key, (0, now))
+        if ends <= now:
+            count, ends = 0, now + window_s
+        if count >= limit:
+            return limit + 1, ends - now
+        count += 1
+        if count >= limit:
+            ends = now + lock_s
+        self._attempts[key] = (count, ends)
+        return count, ends - now
 
     async def close(self) -> None:
         self._hits.clear()
+        self._attempts.clear()
+
+
+#: WindowStore.attempt in one Redis call: KEYS[1]; ARGV limit, window ms, lock ms.
+ATTEMPT_LUA = """
+local count = tonumber(redis.call('GET', KEYS[1]) or '0')
+local limit = tonumber(ARGV[1])
+if count >= limit then
+  return {limit + 1, redis.call('PTTL', KEYS[1])}
+end
+count = redis.call('INCR', KEYS[1])
+if count == 1 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+if count >= limit then redis.call('PEXPIRE', KEYS[1], ARGV[3]) end
+return {count, redis.call('PTTL', KEYS[1])}
+"""
 
 
 class RedisWindows:
@@ -130,11 +177,15 @@ class RedisWindows:
     def __init__(self, redis_url: str, prefix: str) -> None:
         from limits.aio.storage import RedisStorage
         from limits.aio.strategies import MovingWindowRateLimiter
+        from redis.asyncio import Redis
 
         uri = "async+" + redis_url
         self._storage = RedisStorage(uri, implementation="redispy", key_prefix=prefix)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._items: dict[Rule, object] = {}
+        self._prefix = prefix
+        self._redis = Redis.from_url(redis_url)
+        self._attempt = self._redis.register_script(ATTEMPT_LUA)
 
     def _item(self, rule: Rule) -> object:
         from limits import RateLimitItemPerSecond
@@ -149,9 +200,17 @@ class RedisWindows:
         reset_at, remaining = await self._limiter.get_window_stats(item, key)  # type: ignore[arg-type]
         return Decision(allowed, rule.amount, max(0, remaining), reset_at)
 
+    async def attempt(
+        self, key: str, *, limit: int, window_s: int, lock_s: int
+    ) -> tuple[int, float]:
+        keys = [f"{self._prefix}:{key}"]
+        count, ttl_ms = await self._attempt(keys=keys, args=[limit, window_s * 1000, lock_s * 1000])
+        return int(count), max(0, int(ttl_ms)) / 1000
+
     async def close(self) -> None:
         client = self._storage.bridge.storage  # type: ignore[attr-defined]
         await client.aclose()
+        await self._redis.aclose()
 
 
 class RateLimiter:

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     from config import Settings
     from models.db import Database
     from resolvers.bus import PlaybackBus
+    from resolvers.hashing import PasswordHashing
     from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
     from workers.queue import JobQueue
@@ -23,3 +24,4 @@ class Services:
     bus: PlaybackBus
     rate_limiter: RateLimiter
     queue: JobQueue
+    hashing: PasswordHashing

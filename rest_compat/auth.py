@@ -56,7 +56,11 @@ class LoginOut(Shape):
 async def signup(request: Request) -> Response:
     body = await json_body(request, SignupBody)
     user = await auth.signup(
-        db=services(request).db, email=body.email, password=body.password, username=body.username
+        db=services(request).db,
+        hashing=services(request).hashing,
+        email=body.email,
+        password=body.password,
+        username=body.username,
     )
     return JSON(UserOut.of(user), status_code=201)
 
@@ -73,6 +77,7 @@ async def login(request: Request) -> Response:
     ttl = svc.settings.jwt_ttl_s
     result = await auth.login(
         db=svc.db,
+        hashing=svc.hashing,
         secret=svc.jwt_secret,
         ttl_s=ttl,
         email=body.email,

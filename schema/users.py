@@ -78,9 +78,17 @@ class UserMutation:
         self,
         info: strawberry.Info[Context],
         email: Annotated[
-            str, strawberry.argument(description="A valid address; stored lower-cased.")
+            str,
+            strawberry.argument(
+                description="A valid address; stored NFKC-normalised, lower-cased."
+            ),
         ],
-        password: Annotated[str, strawberry.argument(description="8 to 1,024 characters.")],
+        password: Annotated[
+            str,
+            strawberry.argument(
+                description="8 to 1,024 characters; not blank, not a commonly used password."
+            ),
+        ],
         username: Annotated[
             str,
             strawberry.argument(
@@ -89,7 +97,11 @@ class UserMutation:
         ],
     ) -> User:
         user = await auth.signup(
-            db=info.context.services.db, email=email, password=password, username=username
+            db=info.context.services.db,
+            hashing=info.context.services.hashing,
+            email=email,
+            password=password,
+            username=username,
         )
         return User.from_model(user)
 
@@ -106,6 +118,7 @@ class UserMutation:
         services = info.context.services
         result = await auth.login(
             db=services.db,
+            hashing=services.hashing,
             secret=services.jwt_secret,
             ttl_s=services.settings.jwt_ttl_s,
             email=email,

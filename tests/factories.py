@@ -29,7 +29,11 @@ class Account:
 async def make_user(services: Services, name: str | None = None) -> Account:
     name = name or f"user_{uuid.uuid4().hex[:8]}"
     user = await auth.signup(
-        db=services.db, email=f"{name}@example.com", password=PASSWORD, username=name
+        db=services.db,
+        hashing=services.hashing,
+        email=f"{name}@example.com",
+        password=PASSWORD,
+        username=name,
     )
     token = auth.issue_token(secret=services.jwt_secret, user_id=user.id, ttl_s=3600)
     return Account(user=user, token=token)

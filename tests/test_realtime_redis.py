@@ -41,7 +41,7 @@ def broadcast_ready(server: Server) -> bool:
 async def sign_up(server: Server) -> tuple[str, str]:
     """A new account on the real server: (user id, token)."""
     name = f"rt_{uuid.uuid4().hex[:10]}"
-    credentials = {"email": f"{name}@example.com", "password": "password123"}
+    credentials = {"email": f"{name}@example.com", "password": "realtime test password"}
     async with httpx.AsyncClient(base_url=server.url) as http:
         created = await http.post("/api/auth/signup", json={**credentials, "username": name})
         assert created.status_code == 201, created.text

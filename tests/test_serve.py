@@ -23,7 +23,11 @@ def test_serve_embedded_answers_health_and_graphiql(tmp_path: Path) -> None:
         assert "graphiql" in page.text.lower()
         signup = httpx.post(
             f"{server.url}/api/auth/signup",
-            json={"email": "e@example.com", "password": "password1", "username": "embedded"},
+            json={
+                "email": "e@example.com",
+                "password": "embedded password",
+                "username": "embedded",
+            },
         )
         assert signup.status_code == 201
     assert (data_dir / "cowatch.db").exists()

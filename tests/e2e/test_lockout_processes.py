@@ -1,0 +1,82 @@
+"""Two `cowatch serve` processes on one PostgreSQL and one Redis: 40 guesses split between them
+at once still get at most five verifications, for an account and for an unknown email."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from contextlib import ExitStack
+
+import httpx
+import pytest
+
+from tests.conftest import TEST_SECRET
+from tests.realtime import start_servers
+from tests.servers import Server
+
+GUESSES = 40
+MAX_FAILURES = 5
+PASSWORD = "two process password"
+pytestmark = pytest.mark.timeout(180)
+
+
+@pytest.fixture(scope="module")
+def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
+    tmp = tmp_path_factory.mktemp("lockout-e2e")
+    run = uuid.uuid4().hex[:8]
+    env = {
+        "COWATCH_DATA_DIR": str(tmp / "data"),
+        "COWATCH_DATABASE_URL": pg_url,
+        "COWATCH_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "COWATCH_RATE_LIMIT_PREFIX": f"cowatch-test-{run}",
+        "COWATCH_TRANSCODE_QUEUE": f"cowatch-test-{run}",
+        "COWATCH_STORAGE_URL": "",
+        "COWATCH_JWT_SECRET": TEST_SECRET,
+        "COWATCH_RATE_LIMIT_LOGIN": "100000/minute",
+        "COWATCH_HASH_QUEUE": str(GUESSES),
+    }
+    with ExitStack() as stack:
+        yield start_servers(stack, 2, env, tmp)
+
+
+async def _guesses(servers: list[Server], email: str) -> list[httpx.Response]:
+    """Alternate servers, the right password last."""
+    passwords = [f"wrong guess {i}" for i in range(GUESSES - 1)] + [PASSWORD]
+    limits = httpx.Limits(max_connections=GUESSES)
+    async with httpx.AsyncClient(limits=limits, timeout=60) as http:
+        return await asyncio.gather(
+            *(
+                http.post(
+                    f"{servers[i % 2].url}/api/auth/login",
+                    json={"email": email, "password": password},
+                )
+                for i, password in enumerate(passwords)
+            )
+        )
+
+
+def _judged(responses: list[httpx.Response]) -> int:
+    for response in responses:
+        assert response.status_code in (200, 401, 429), response.text
+    return sum(response.status_code != 429 for response in responses)
+
+
+async def test_two_processes_share_one_lockout(servers: list[Server]) -> None:
+    name = f"twin_{uuid.uuid4().hex[:8]}"
+    account = {"email": f"{name}@example.com", "password": PASSWORD, "username": name}
+    async with httpx.AsyncClient() as http:
+        assert (
+            await http.post(f"{servers[0].url}/api/auth/signup", json=account)
+        ).status_code == 201
+    responses = await _guesses(servers, account["email"])
+    assert 1 <= _judged(responses) <= MAX_FAILURES
+    assert responses[-1].status_code == 429
+    assert all(r.status_code != 200 for r in responses)
+
+
+async def test_two_processes_share_one_count_for_unknown_emails(servers: list[Server]) -> None:
+    responses = await _guesses(servers, f"nobody-{uuid.uuid4().hex[:8]}@example.com")
+    assert 1 <= _judged(responses) <= MAX_FAILURES
+    for server in servers:
+        assert "ERROR" not in server.log()
