@@ -239,3 +239,16 @@ def token_from(
 def session_cookie(token: str, *, ttl_s: int) -> str:
     """The seed's cookie, exactly: `Authentication=<jwt>; HttpOnly; Secure; SameSite=Strict`."""
     return f"{COOKIE_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={ttl_s}"
+
+
+async def presented_user(
+    *, db: Database, secret: str, headers: Mapping[str, str], cookies: Mapping[str, str]
+) -> User | None:
+    """Whom a request's credentials name: None without any; InvalidToken for a bad one.
+
+    Every face asks this (REST routes, pages, GraphQL over HTTP) instead of a copy of its own.
+    """
+    token = token_from(headers=headers, cookies=cookies)
+    if token is None:
+        return None
+    return await authenticate(db=db, secret=secret, token=token)

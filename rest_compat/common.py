@@ -22,11 +22,10 @@ def services(conn: HTTPConnection) -> Services:
 
 async def caller(conn: HTTPConnection) -> User | None:
     """The authenticated user, None without a token; InvalidToken for a bad one."""
-    token = auth.token_from(headers=conn.headers, cookies=conn.cookies)
-    if token is None:
-        return None
     svc = services(conn)
-    return await auth.authenticate(db=svc.db, secret=svc.jwt_secret, token=token)
+    return await auth.presented_user(
+        db=svc.db, secret=svc.jwt_secret, headers=conn.headers, cookies=conn.cookies
+    )
 
 
 async def require_caller(conn: HTTPConnection) -> User:

@@ -17,7 +17,6 @@ from models.base import as_utc
 from resolvers import auth, videos
 from resolvers.errors import BadInput, DomainError, InvalidToken
 from resolvers.services import Services
-from rest_compat.common import caller, services
 
 PAGE_SIZE = 12
 MAX_PAGE = 10_000
@@ -25,10 +24,19 @@ MAX_PAGE = 10_000
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
 
 
+def services(request: Request) -> Services:
+    """The app's resources (built in app.py's lifespan); pages import no other face."""
+    svc: Services = request.app.state.services
+    return svc
+
+
 async def viewer(request: Request) -> User | None:
     """The user the `Authentication` cookie names; anonymous when it is missing or stale."""
     try:
-        return await caller(request)
+        svc = services(request)
+        return await auth.presented_user(
+            db=svc.db, secret=svc.jwt_secret, headers=request.headers, cookies=request.cookies
+        )
     except InvalidToken:
         return None
 
