@@ -26,6 +26,7 @@ from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
 from rest_compat.bodylimit import BodySizeLimit
+from rest_compat.csrf import CrossSiteGuard
 from rest_compat.errors import RequestIdMiddleware, handlers
 from rest_compat.headers import SecurityHeadersMiddleware
 from rest_compat.media import routes as media_routes
@@ -143,11 +144,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             Middleware(
                 CORSMiddleware,
                 allow_origins=settings.cors_origin_list,
-                allow_credentials=True,
+                # '*' means any site with a bearer token, never with the cookie (CSRF)
+                allow_credentials=not settings.cors_any_origin,
                 allow_methods=["GET", "POST", "PUT", "OPTIONS"],
                 allow_headers=["authorization", "content-type", "x-request-id"],
             )
         )
+    middleware.append(Middleware(CrossSiteGuard, settings=settings))
     middleware.append(Middleware(RateLimitMiddleware))
     middleware.append(Middleware(BodySizeLimit, settings=settings))
     application = Starlette(

@@ -66,8 +66,11 @@ def sign_in(browser: Browser, server: Server, username: str, *, via_signup: bool
     page.get_by_role("button", name="Sign up" if via_signup else "Sign in").click()
     page.wait_for_url(f"{server.url}/")
     expect(page.get_by_role("button", name="Sign out")).to_be_visible()
-    token = page.evaluate("localStorage.getItem('cowatch.token')")
-    user_id = page.evaluate("JSON.parse(localStorage.getItem('cowatch.user')).id")
+    # The session is the HttpOnly cookie alone: no script can read the token (issue 10, 12).
+    assert page.evaluate("Object.keys(localStorage).filter((k) => k !== 'cowatch.quality')") == []
+    assert "Authentication" not in page.evaluate("document.cookie")
+    (token,) = [c["value"] for c in context.cookies() if c["name"] == "Authentication"]
+    user_id = page.evaluate("document.body.dataset.viewerId")
     page.close()
     return Viewer(username=username, email=email, token=token, user_id=user_id, context=context)
 

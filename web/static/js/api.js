@@ -1,34 +1,11 @@
-// The signed-in session (token kept for the websocket's connection_init) and GraphQL over HTTP.
+// GraphQL over HTTP for the pages. The session is the HttpOnly cookie the server sets at login:
+// no script ever holds the token (nothing in localStorage), same-origin requests and the
+// websocket handshake carry the cookie by themselves.
 
-const TOKEN_KEY = "cowatch.token";
-const USER_KEY = "cowatch.user";
 const REQUEST_TIMEOUT_MS = 15000;
 
-export const session = {
-  get token() {
-    return localStorage.getItem(TOKEN_KEY);
-  },
-  get user() {
-    try {
-      return JSON.parse(localStorage.getItem(USER_KEY) || "null");
-    } catch {
-      return null;
-    }
-  },
-  save(token, user) {
-    localStorage.setItem(TOKEN_KEY, token);
-    localStorage.setItem(USER_KEY, JSON.stringify({ id: user.id, username: user.username }));
-  },
-  clear() {
-    localStorage.removeItem(TOKEN_KEY);
-    localStorage.removeItem(USER_KEY);
-  },
-  /** Headers for our own API; without a stored token the HttpOnly cookie still authenticates. */
-  headers() {
-    const token = this.token;
-    return token ? { Authorization: `Bearer ${token}` } : {};
-  },
-};
+// Earlier versions kept the token in localStorage, where any injected script could read it.
+for (const key of ["cowatch.token", "cowatch.user"]) localStorage.removeItem(key);
 
 export class GraphQLError extends Error {
   constructor(errors) {
@@ -42,7 +19,7 @@ export class GraphQLError extends Error {
 export async function gql(query, variables = {}) {
   const response = await fetch("/graphql", {
     method: "POST",
-    headers: { "Content-Type": "application/json", Accept: "application/json", ...session.headers() },
+    headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify({ query, variables }),
     credentials: "same-origin",
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS), // a hung request must not stall the player

@@ -1,8 +1,8 @@
-// Sign in / sign up: GraphQL mutations; login sets the cookie, the token is kept for sockets.
-import { gql, session } from "./api.js";
+// Sign in / sign up: GraphQL mutations; login sets the HttpOnly cookie (the token is not kept).
+import { gql } from "./api.js";
 
 const LOGIN = `mutation Login($email: String!, $password: String!) {
-  login(email: $email, password: $password) { accessToken user { id username } }
+  login(email: $email, password: $password) { user { id } }
 }`;
 const SIGNUP = `mutation Signup($email: String!, $password: String!, $username: String!) {
   signup(email: $email, password: $password, username: $username) { id }
@@ -22,8 +22,7 @@ form.addEventListener("submit", async (event) => {
     if (form.dataset.mode === "signup") {
       await gql(SIGNUP, { email: data.email, password: data.password, username: data.username });
     }
-    const { login } = await gql(LOGIN, { email: data.email, password: data.password });
-    session.save(login.accessToken, login.user);
+    await gql(LOGIN, { email: data.email, password: data.password });
     location.assign(form.dataset.next || "/");
   } catch (failure) {
     error.textContent = failure.message || "Something went wrong; try again.";

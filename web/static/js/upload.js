@@ -1,6 +1,5 @@
 // Upload with a progress bar (XMLHttpRequest reports upload progress; fetch does not),
 // then transcoding progress live over the websocket.
-import { session } from "./api.js";
 import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
 import { showProcessing } from "./processing.js";
 
@@ -22,7 +21,6 @@ function send(body) {
   return new Promise((resolve, reject) => {
     const xhr = new XMLHttpRequest();
     xhr.open("POST", "/api/videos/upload");
-    for (const [name, value] of Object.entries(session.headers())) xhr.setRequestHeader(name, value);
     xhr.responseType = "json";
     xhr.upload.addEventListener("progress", (event) => {
       if (!event.lengthComputable) return;
@@ -59,11 +57,8 @@ form.addEventListener("submit", async (event) => {
   uploadBar.value = 100;
   uploadText.textContent = "Uploaded.";
   transcodeText.textContent = "Transcoding…";
-  const token = session.token;
-  const socket = new GraphQLSocket({
-    url: graphqlSocketUrl(),
-    connectionParams: () => (token ? { Authorization: `Bearer ${token}` } : {}),
-  });
+  // The handshake carries the session cookie: no token in connection_init.
+  const socket = new GraphQLSocket({ url: graphqlSocketUrl(), connectionParams: () => ({}) });
   showProcessing(socket, video.id, {
     bar: transcodeBar,
     text: transcodeText,

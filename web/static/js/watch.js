@@ -1,5 +1,5 @@
 // The watch page: the synced player, its controls and status line.
-import { formatTime, gql, session } from "./api.js";
+import { formatTime, gql } from "./api.js";
 import { ServerClock } from "./clock.js";
 import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
 import { showProcessing } from "./processing.js";
@@ -21,13 +21,11 @@ const videoId = root.dataset.videoId;
 const video = document.getElementById("video");
 const indicator = document.getElementById("sync-indicator");
 const lastChange = document.getElementById("last-change");
-const viewerId = document.body.dataset.viewerId || session.user?.id || null;
+const viewerId = document.body.dataset.viewerId || null;
 const signedIn = Boolean(document.body.dataset.viewer);
 
-function connectionParams() {
-  const token = session.token;
-  return token ? { Authorization: `Bearer ${token}` } : {};
-}
+// The handshake carries the session cookie: no token in connection_init.
+const connectionParams = () => ({});
 
 let rejections = 0;
 let onConnected = () => {};
@@ -47,8 +45,7 @@ function socketStatus(status) {
     rejections = 0;
     onConnected();
   } else if (status === "rejected") {
-    // A stale stored token is refused even when the cookie is good: drop it and try the cookie.
-    session.clear();
+    // The cookie expired or was revoked: one retry (a reconnect may race a fresh login).
     rejections += 1;
     if (rejections > 1) {
       socket.close();
