@@ -19,9 +19,11 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 from config import Settings
 from models.db import Database
 from models.migrate import migrate
-from resolvers import playback, uploads
-from resolvers.bus import PlaybackBus
+from realtime.bus import Bus
+from realtime.connection import Hub, Limits
+from resolvers import uploads
 from resolvers.hashing import PasswordHashing
+from resolvers.playback import Playheads
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
@@ -35,6 +37,7 @@ from rest_compat.ratelimit import RateLimitMiddleware
 from schema.app import CowatchGraphQL
 from schema.limits import security_extensions
 from schema.root import build_schema
+from schema.sockets import Sockets
 from storage import open_storage
 from storage.local import LocalStorage
 from web import routes as web_routes
@@ -93,11 +96,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if swept:
             log.info("removed %d upload staging files left by stopped servers", swept)
         rate_limiter = open_rate_limiter(settings)
-        bus = PlaybackBus(
-            settings.redis_url or "memory://",
-            load=lambda video_id: playback.current_state(db=db, video_id=video_id),
-        )
+        bus = Bus(settings.redis_url or "memory://", sources={"video": Playheads(db)})
         await bus.start()
+        hub = Hub(bus, Limits.from_settings(settings))
         queue = await open_queue(settings, db=db, storage=storage)
         app.state.services = Services(
             settings=settings,
@@ -105,6 +106,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             storage=storage,
             jwt_secret=settings.resolved_jwt_secret(),
             bus=bus,
+            hub=hub,
             rate_limiter=rate_limiter,
             queue=queue,
             hashing=PasswordHashing.from_settings(settings),
@@ -129,7 +131,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         Route("/graphql", graphql, methods=["GET", "POST"]),
-        WebSocketRoute("/graphql", graphql),
+        WebSocketRoute("/graphql", Sockets(schema).endpoint),
         *rest_routes,
         *web_routes,
     ]

@@ -61,6 +61,13 @@ class Settings(BaseSettings):
     ws_message_rate: float = Field(default=20.0, gt=0)
     ws_message_burst: int = Field(default=200, ge=1)
     ws_flood_strikes: int = Field(default=50, ge=1)
+    #: subscriptions (or in-flight GraphQL operations) one socket may hold
+    ws_max_subscriptions: int = Field(default=100, ge=1)
+    #: the largest client message a socket reads at all (bytes); larger ones are refused unparsed
+    ws_max_message_bytes: int = Field(default=64 * 1024, ge=1024)
+    # Sockets one account / one client address may hold open at once, counted per process.
+    max_sockets_per_user: int = Field(default=32, ge=1)
+    max_sockets_per_address: int = Field(default=512, ge=1)
     # Login lockout: this many failures within the window lock the account for lock_s.
     login_max_failures: int = Field(default=5, ge=1)
     login_failure_window_s: int = Field(default=15 * 60, ge=1)

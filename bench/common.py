@@ -14,6 +14,11 @@ from pathlib import Path
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+#: One bench user holds thousands of sockets from one address: lift the per-user/address caps.
+SOCKET_CAPS_OFF = {
+    "COWATCH_MAX_SOCKETS_PER_USER": "1000000",
+    "COWATCH_MAX_SOCKETS_PER_ADDRESS": "1000000",
+}
 
 
 def free_port() -> int:

@@ -29,6 +29,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
+    SOCKET_CAPS_OFF,
     create_database,
     drop_database,
     free_port,
@@ -332,6 +333,7 @@ def main() -> int:
             "COWATCH_RATE_LIMIT_ENABLED": "false",
             "COWATCH_WS_MESSAGE_BURST": "1000",
             "COWATCH_LOG_LEVEL": "warning",
+            **SOCKET_CAPS_OFF,
         }
         processes = [
             start(

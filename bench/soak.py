@@ -43,6 +43,7 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.common import (
+    SOCKET_CAPS_OFF,
     create_database,
     drop_database,
     error_lines,
@@ -454,6 +455,7 @@ def main() -> int:
             "COWATCH_RATE_LIMIT_PREFIX": f"soak-{uuid.uuid4().hex[:8]}",
             "COWATCH_TRANSCODE_QUEUE": f"soak-{uuid.uuid4().hex[:8]}",
             "COWATCH_LOG_LEVEL": "warning",
+            **SOCKET_CAPS_OFF,
             # Limits stay on, sized for one seeker and one feed reader.
             "COWATCH_RATE_LIMIT_API": "100000/minute",
             "COWATCH_RATE_LIMIT_TIMESTAMP": "100000/minute",

@@ -19,6 +19,7 @@ from sqlmodel import or_, select
 from models import RevokedToken, User
 from models.base import utcnow
 from models.db import Database
+from realtime.events import Publisher, revocation
 from resolvers import lockout
 from resolvers.errors import BadInput, Conflict, InvalidToken, Unauthenticated
 from resolvers.hashing import DUMMY_HASH, PasswordHashing
@@ -161,8 +162,14 @@ def decode_token(*, secret: str, token: str) -> Claims:
     return Claims(user_id=payload["sub"], jti=payload["jti"], expires_at=expires_at)
 
 
-async def authenticate(*, db: Database, secret: str, token: str) -> User:
-    """The user a bearer token stands for; InvalidToken if it is bad, expired or revoked."""
+@dataclass(frozen=True)
+class Session:
+    user: User
+    claims: Claims
+
+
+async def authenticate_session(*, db: Database, secret: str, token: str) -> Session:
+    """The user a bearer token stands for, with its claims (a socket closes at its expiry)."""
     claims = decode_token(secret=secret, token=token)
     async with db.session() as session:
         user = await session.get(User, claims.user_id)
@@ -171,11 +178,17 @@ async def authenticate(*, db: Database, secret: str, token: str) -> User:
         raise InvalidToken("token has been revoked")
     if user is None:
         raise InvalidToken("token is invalid")
-    return user
+    return Session(user=user, claims=claims)
 
 
-async def logout(*, db: Database, secret: str, token: str | None) -> None:
-    """Revoke the token's jti until it expires; expired revocations are pruned on the way."""
+async def authenticate(*, db: Database, secret: str, token: str) -> User:
+    """The user a bearer token stands for; InvalidToken if it is bad, expired or revoked."""
+    return (await authenticate_session(db=db, secret=secret, token=token)).user
+
+
+async def logout(*, db: Database, publisher: Publisher, secret: str, token: str | None) -> None:
+    """Revoke the token's jti until it expires (expired revocations are pruned on the way), and
+    tell every process, so each socket signed in with it closes (4401)."""
     if token is None:
         raise Unauthenticated("authentication required: send Authorization: Bearer <token>")
     await authenticate(db=db, secret=secret, token=token)
@@ -188,6 +201,7 @@ async def logout(*, db: Database, secret: str, token: str | None) -> None:
             await conn.execute(revoke)
     except IntegrityError:
         pass  # revoked concurrently by another request: same outcome
+    await publisher.publish(revocation(session_id=claims.jti, user_id=claims.user_id))
 
 
 @dataclass(frozen=True)

@@ -2,21 +2,18 @@
 
 from __future__ import annotations
 
-import json
 import math
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from sqlmodel import col, or_, update
 
 from models import User, Video
 from models.db import Database
+from realtime.events import Event, Head, Publisher, topic
 from resolvers.errors import BadInput, NotFound
 from resolvers.videos import find_video, now_ms
-
-if TYPE_CHECKING:
-    from resolvers.bus import PlaybackBus
 
 MIN_RATE = 0.25
 MAX_RATE = 4.0
@@ -33,9 +30,6 @@ class PlaybackState:
     server_time: int
     version: int
     user_id: str | None
-    #: Per-event cache of encoded frames (one entry per face and document), so a state is
-    #: rendered once per process however many sockets receive it.
-    memo: dict[Any, str] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_video(cls, video: Video) -> PlaybackState:
@@ -60,12 +54,16 @@ class PlaybackState:
             "version": self.version,
         }
 
-    def to_json(self) -> str:
-        return json.dumps(self.fields(), separators=(",", ":"))
+    def to_event(self) -> Event:
+        return Event(
+            topic=video_topic(self.video_id),
+            version=self.version,
+            kind="playback",
+            data=self.fields(),
+        )
 
     @classmethod
-    def from_json(cls, raw: str | bytes) -> PlaybackState:
-        data = json.loads(raw)
+    def from_fields(cls, data: dict[str, Any]) -> PlaybackState:
         return cls(
             video_id=str(data["video_id"]),
             timestamp=float(data["timestamp"]),
@@ -102,6 +100,11 @@ def validate(
     return position, playing, speed
 
 
+def video_topic(video_id: str) -> str:
+    """The realtime topic of a video's public room (seed 000's per-video playhead)."""
+    return topic("video", video_id)
+
+
 async def current_state(*, db: Database, video_id: str) -> PlaybackState:
     video = await find_video(db=db, video_id=video_id)
     if video is None:
@@ -109,10 +112,27 @@ async def current_state(*, db: Database, video_id: str) -> PlaybackState:
     return PlaybackState.from_video(video)
 
 
+class Playheads:
+    """The truth of `video:<id>` topics: the state in the videos row (a Source for the bus)."""
+
+    stateful: ClassVar[bool] = True
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def head(self, name: str) -> Head:
+        state = await current_state(db=self._db, video_id=name.partition(":")[2])
+        return Head(version=state.version, state=state.to_event())
+
+    async def since(self, name: str, version: int | None) -> list[Event]:
+        state = await current_state(db=self._db, video_id=name.partition(":")[2])
+        return [state.to_event()] if version is None or state.version > version else []
+
+
 async def set_playback(
     *,
     db: Database,
-    bus: PlaybackBus,
+    publisher: Publisher,
     user: User,
     video_id: str,
     timestamp: object,
@@ -171,7 +191,7 @@ async def set_playback(
         version=row[4],
         user_id=row[5],
     )
-    await bus.publish(state)
+    await publisher.publish(state.to_event())
     return state
 
 

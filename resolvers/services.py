@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from config import Settings
     from models.db import Database
-    from resolvers.bus import PlaybackBus
+    from realtime.bus import Bus
+    from realtime.connection import Hub
     from resolvers.hashing import PasswordHashing
     from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
@@ -21,7 +22,9 @@ class Services:
     db: Database
     storage: Storage
     jwt_secret: str
-    bus: PlaybackBus
+    #: publish here (resolvers take it as their `Publisher`); sockets subscribe through `hub`
+    bus: Bus
+    hub: Hub
     rate_limiter: RateLimiter
     queue: JobQueue
     hashing: PasswordHashing

@@ -95,7 +95,7 @@ async def login(request: Request) -> Response:
 async def logout(request: Request, _user: User) -> Response:
     svc = services(request)
     token = auth.token_from(headers=request.headers, cookies=request.cookies)
-    await auth.logout(db=svc.db, secret=svc.jwt_secret, token=token)
+    await auth.logout(db=svc.db, publisher=svc.bus, secret=svc.jwt_secret, token=token)
     response = Response(status_code=204)
     response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
     return response

@@ -86,7 +86,7 @@ async def set_time(request: Request, user: User) -> Response:
     svc = services(request)
     state = await playback.set_playback(
         db=svc.db,
-        bus=svc.bus,
+        publisher=svc.bus,
         user=user,
         video_id=video_id,
         timestamp=body.timestamp,

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import strawberry
 
+from realtime.events import Event
 from resolvers import playback
 from schema.context import Context
 from schema.permissions import signed_in
@@ -24,6 +25,10 @@ class TimestampEvent:
     rate: float = strawberry.field(description="Playback speed, 0.25 to 4.0 (1.0: normal).")
     server_time: float = strawberry.field(description="When it was set, epoch milliseconds.")
     version: int = strawberry.field(description="Strictly increasing per video.")
+
+    @classmethod
+    def from_event(cls, event: Event) -> TimestampEvent:
+        return cls.from_state(playback.PlaybackState.from_fields(event.data))
 
     @classmethod
     def from_state(cls, state: playback.PlaybackState) -> TimestampEvent:
@@ -76,7 +81,7 @@ class PlaybackMutation:
         services = info.context.services
         state = await playback.set_playback(
             db=services.db,
-            bus=services.bus,
+            publisher=services.bus,
             user=info.context.user,
             video_id=str(video_id),
             timestamp=timestamp,
@@ -98,6 +103,7 @@ class PlaybackSubscription:
         info: strawberry.Info[Context],
         video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> AsyncGenerator[TimestampEvent, None]:
-        async with aclosing(info.context.services.bus.watch(str(video_id))) as states:
-            async for state in states:
-                yield TimestampEvent.from_state(state)
+        topic = playback.video_topic(str(video_id))
+        async with aclosing(info.context.services.bus.watch(topic)) as events:
+            async for event in events:
+                yield TimestampEvent.from_event(event)

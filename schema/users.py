@@ -140,7 +140,12 @@ class UserMutation:
     )
     async def logout(self, info: strawberry.Info[Context]) -> bool:
         services = info.context.services
-        await auth.logout(db=services.db, secret=services.jwt_secret, token=info.context.token)
+        await auth.logout(
+            db=services.db,
+            publisher=services.bus,
+            secret=services.jwt_secret,
+            token=info.context.token,
+        )
         if info.context.response is not None:
             info.context.response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
         return True

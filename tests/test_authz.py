@@ -26,7 +26,7 @@ from config import Settings
 from resolvers import auth
 from resolvers.services import Services
 from tests.factories import Account, error_code, make_user, make_videos
-from tests.realtime import LiveServer, live_server, receive_json
+from tests.live import LiveServer, live_server, receive_json
 
 Call = Callable[[httpx.AsyncClient, dict[str, str]], Awaitable[httpx.Response]]
 
@@ -41,7 +41,9 @@ async def bad_tokens(services: Services, account: Account) -> dict[str, str]:
     long_lived = {"sub": account.user.id, "iat": 1, "exp": 4102444800, "jti": "j2"}
     head, _payload, signature = account.token.split(".")
     revoked = auth.issue_token(secret=services.jwt_secret, user_id=account.user.id, ttl_s=600)
-    await auth.logout(db=services.db, secret=services.jwt_secret, token=revoked)
+    await auth.logout(
+        db=services.db, publisher=services.bus, secret=services.jwt_secret, token=revoked
+    )
     return {
         "expired": jwt.encode(
             {**claims, "iat": now - timedelta(hours=2), "exp": now - timedelta(hours=1)},
@@ -186,4 +188,4 @@ async def test_sockets_refuse_every_bad_token(server: LiveServer) -> None:
     for token in tokens.values():
         await _closed_with(f"{server.ws_url}/ws?token={token}", 4401)
         init = {"Authorization": f"Bearer {token}"}
-        await _closed_with(f"{server.ws_url}/graphql", 4403, init=init)
+        await _closed_with(f"{server.ws_url}/graphql", 4401, init=init)

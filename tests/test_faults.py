@@ -12,8 +12,8 @@ import sqlalchemy.exc
 
 from resolvers.faults import is_unavailable
 from tests.conftest import TEST_SECRET
+from tests.live import wait_for
 from tests.pgserver import pg_cluster
-from tests.realtime import wait_for
 from tests.servers import Server, cowatch_serve
 
 pytestmark = pytest.mark.timeout(180)

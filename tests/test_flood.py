@@ -13,9 +13,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from config import Settings
-from resolvers.throttle import WS_CLOSE_FLOODING
+from realtime.connection import CLOSE_FLOODING as WS_CLOSE_FLOODING
 from tests.factories import Account, make_user, make_videos
-from tests.realtime import (
+from tests.live import (
     LiveServer,
     graphql_client,
     live_server,

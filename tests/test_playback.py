@@ -143,7 +143,7 @@ async def test_concurrent_seeks_get_distinct_increasing_versions(services: Servi
         *(
             playback.set_playback(
                 db=services.db,
-                bus=services.bus,
+                publisher=services.bus,
                 user=account.user,
                 video_id=video.id,
                 timestamp=float(i),

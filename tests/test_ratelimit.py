@@ -11,9 +11,9 @@ import pytest
 
 from config import Settings
 from models import User
+from realtime.flood import FloodGuard, TokenBucket, Verdict
 from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
 from resolvers.services import Services
-from resolvers.throttle import FloodGuard, TokenBucket, Verdict
 from tests.factories import PASSWORD, error_code, gql, make_user
 from tests.servers import cowatch_serve
 

@@ -14,7 +14,7 @@ import httpx
 from models import Video
 from models.db import Database
 from tests.conftest import TEST_SECRET
-from tests.realtime import graphql_client, put_time, start_servers, wait_for, ws_client
+from tests.live import graphql_client, put_time, start_servers, wait_for, ws_client
 from tests.servers import Server, free_port
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"

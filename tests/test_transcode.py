@@ -16,8 +16,8 @@ from config import Settings
 from models import Video, VideoStatus
 from resolvers.services import Services
 from tests.factories import gql, make_user, make_videos
+from tests.live import graphql_client, live_server
 from tests.media import make_clip, renditions, wait_for_status
-from tests.realtime import graphql_client, live_server
 from tests.test_uploads import rest_upload
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.queue import ArqQueue

@@ -22,8 +22,8 @@ from redis.asyncio import Redis as AsyncRedis
 from config import Settings
 from storage.s3 import S3Storage
 from tests.conftest import TABLES, TEST_SECRET, run_blocking
+from tests.live import wait_for
 from tests.media import create_bucket, make_clip, moto_endpoint, s3_settings
-from tests.realtime import wait_for
 from tests.servers import cowatch_serve, cowatch_worker
 from tests.test_transcode import REDIS_URL
 from workers.jobs import rendition_key, source_key, thumbnail_key

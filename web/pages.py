@@ -157,7 +157,7 @@ async def logout(request: Request) -> Response:
     svc = services(request)
     token = auth.token_from(headers=request.headers, cookies=request.cookies)
     with contextlib.suppress(DomainError):  # no token, or already invalid: nothing to revoke
-        await auth.logout(db=svc.db, secret=svc.jwt_secret, token=token)
+        await auth.logout(db=svc.db, publisher=svc.bus, secret=svc.jwt_secret, token=token)
     response = RedirectResponse("/", status_code=303)
     response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
     return response

@@ -2,7 +2,7 @@
 
 Both implement broadcaster's public `BroadcastBackend` interface. Ours differ from the ones
 bundled with broadcaster 0.3.1 in one way that matters: when Redis drops, `next_published`
-*raises* instead of hanging forever (encode/broadcaster#144), so `PlaybackBus` can notice,
+*raises* instead of hanging forever (encode/broadcaster#144), so `realtime.bus.Bus` can notice,
 reconnect and resubscribe.
 """
 

@@ -1,43 +1,44 @@
-"""The playback bus on its own: every version in order, bounded backlogs, recovery, cleanup."""
+"""The bus on its own: every version in order, bounded backlogs, recovery, cleanup."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Sequence
+from typing import ClassVar
 
 import pytest
 
-from resolvers.broadcast import MemoryBackend
-from resolvers.bus import PlaybackBus
-from resolvers.delivery import MAX_BACKLOG, FrameWriter, Listener
-from resolvers.errors import NotFound
-from resolvers.playback import PlaybackState
+from realtime.backends import MemoryBackend
+from realtime.bus import Bus
+from realtime.delivery import MAX_BACKLOG, FrameWriter, Listener
+from realtime.events import Event, Head
+
+V1 = "video:v1"
 
 
-def state(version: int, video_id: str = "v1") -> PlaybackState:
-    return PlaybackState(
-        video_id=video_id,
-        timestamp=float(version),
-        playing=False,
-        rate=1.0,
-        server_time=version,
-        version=version,
-        user_id="u",
-    )
+def state(version: int, topic: str = V1) -> Event:
+    return Event(topic=topic, version=version, kind="playback", data={"timestamp": version})
 
 
 class Store:
-    """The database stand-in: the stored state per video."""
+    """The database stand-in for a stateful topic kind: the stored state per topic."""
+
+    stateful: ClassVar[bool] = True
 
     def __init__(self) -> None:
-        self.states = {"v1": state(0)}
+        self.states = {V1: state(0)}
         self.loads = 0
 
-    async def load(self, video_id: str) -> PlaybackState:
+    async def head(self, topic: str) -> Head:
         self.loads += 1
-        if video_id not in self.states:
-            raise NotFound("video not found")
-        return self.states[video_id]
+        if topic not in self.states:
+            raise LookupError("video not found")
+        found = self.states[topic]
+        return Head(version=found.version, state=found)
+
+    async def since(self, topic: str, version: int | None) -> list[Event]:
+        found = self.states[topic]
+        return [found] if version is None or (found.version or 0) > version else []
 
 
 @pytest.fixture
@@ -46,15 +47,15 @@ async def store() -> Store:
 
 
 @pytest.fixture
-async def bus(store: Store) -> AsyncIterator[PlaybackBus]:
-    bus = PlaybackBus("memory://", load=store.load)
+async def bus(store: Store) -> AsyncIterator[Bus]:
+    bus = Bus("memory://", sources={"video": store})
     await bus.start()
     await bus.connected.wait()
     yield bus
     await bus.close()
 
 
-def render(item: PlaybackState, first: bool) -> str:
+def render(item: Event, first: bool) -> str:
     return f"{'state' if first else 'update'}:{item.version}"
 
 
@@ -87,7 +88,7 @@ class Recorder:
             await self._got.wait()
 
 
-async def test_a_socket_that_is_behind_gets_every_version_in_order(bus: PlaybackBus) -> None:
+async def test_a_socket_that_is_behind_gets_every_version_in_order(bus: Bus) -> None:
     gate = asyncio.Event()
     sent: list[str] = []
     first_sent = asyncio.Event()
@@ -102,7 +103,7 @@ async def test_a_socket_that_is_behind_gets_every_version_in_order(bus: Playback
 
     outbox = bus.open_outbox(slow_send)
     listener = Listener(outbox, render)
-    await bus.subscribe("v1", listener)
+    await bus.subscribe(V1, listener)
     await first_sent.wait()  # the socket is now stuck sending the first frame
     for version in range(1, 101):
         await bus.publish(state(version))
@@ -110,12 +111,12 @@ async def test_a_socket_that_is_behind_gets_every_version_in_order(bus: Playback
     await done.wait()
     assert sent == ["state:0", *(f"update:{v}" for v in range(1, 101))]
     assert outbox.skipped == 0
-    await bus.unsubscribe("v1", listener)
+    await bus.unsubscribe(V1, listener)
     await outbox.close()
 
 
 async def test_a_socket_far_behind_skips_to_the_newest_with_bounded_memory(
-    bus: PlaybackBus,
+    bus: Bus,
 ) -> None:
     gate = asyncio.Event()
     sent: list[str] = []
@@ -131,7 +132,7 @@ async def test_a_socket_far_behind_skips_to_the_newest_with_bounded_memory(
         await gate.wait()
 
     outbox = bus.open_outbox(slow_send)
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     await first_sent.wait()
     for version in range(1, newest + 1):
         await bus.publish(state(version))
@@ -168,14 +169,14 @@ class Writer:
 
 
 async def test_a_frame_writer_gets_the_backlog_in_one_write_and_waits_when_full(
-    bus: PlaybackBus,
+    bus: Bus,
 ) -> None:
     async def never(_frame: str) -> None:
         raise AssertionError("the ASGI send is not used when the server offers a writer")
 
     writer = Writer()
     outbox = bus.open_outbox(never, writer.frame_writer())
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     await writer.wrote.wait()
     assert writer.batches == [["state:0"]]
     writer.wrote.clear()
@@ -198,11 +199,11 @@ async def test_a_frame_writer_gets_the_backlog_in_one_write_and_waits_when_full(
 
 
 async def test_every_version_arrives_once_in_order_whatever_order_it_was_published_in(
-    bus: PlaybackBus,
+    bus: Bus,
 ) -> None:
     recorder = Recorder()
     outbox = bus.open_outbox(recorder.send)
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     for version in (3, 2, 1, 3, 5, 4):  # concurrent seeks, published out of order
         await bus.publish(state(version))
     await recorder.until("update:5")
@@ -211,11 +212,11 @@ async def test_every_version_arrives_once_in_order_whatever_order_it_was_publish
 
 
 async def test_a_version_that_never_comes_is_given_up_after_the_gap_wait(store: Store) -> None:
-    bus = PlaybackBus("memory://", load=store.load, gap_wait=0.01)
+    bus = Bus("memory://", sources={"video": store}, gap_wait=0.01)
     await bus.start()
     recorder = Recorder()
     outbox = bus.open_outbox(recorder.send)
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     await bus.publish(state(1))
     await bus.publish(state(3))  # its publisher's 2 is lost (crashed after committing)
     await recorder.until("update:3")
@@ -225,9 +226,9 @@ async def test_a_version_that_never_comes_is_given_up_after_the_gap_wait(store: 
 
 @pytest.mark.parametrize("batched", [True, False], ids=["frame-writer", "asgi-send"])
 async def test_a_frame_that_fails_to_render_does_not_stop_delivery_to_others(
-    bus: PlaybackBus, caplog: pytest.LogCaptureFixture, batched: bool
+    bus: Bus, caplog: pytest.LogCaptureFixture, batched: bool
 ) -> None:
-    def broken(item: PlaybackState, first: bool) -> str:
+    def broken(item: Event, first: bool) -> str:
         if not first:
             raise TypeError("a bug in one document")
         return render(item, first)
@@ -235,7 +236,7 @@ async def test_a_frame_that_fails_to_render_does_not_stop_delivery_to_others(
     recorders = [Recorder() for _ in range(4)]
     for index, recorder in enumerate(recorders):  # broken ones before and after healthy ones
         outbox = bus.open_outbox(recorder.send, recorder.frame_writer() if batched else None)
-        await bus.subscribe("v1", Listener(outbox, broken if index % 2 else render))
+        await bus.subscribe(V1, Listener(outbox, broken if index % 2 else render))
     for recorder in recorders:
         await recorder.until("state:0")  # from now on the flusher writes each socket at once
     await bus.publish(state(1))
@@ -246,18 +247,16 @@ async def test_a_frame_that_fails_to_render_does_not_stop_delivery_to_others(
     assert "delivery to one subscriber failed" in caplog.text
 
 
-async def test_one_backend_subscription_per_video_and_full_cleanup(
-    bus: PlaybackBus, store: Store
-) -> None:
+async def test_one_backend_subscription_per_video_and_full_cleanup(bus: Bus, store: Store) -> None:
     outbox = bus.open_outbox(lambda frame: asyncio.sleep(0))
     listeners = [Listener(outbox, render) for _ in range(50)]
-    await asyncio.gather(*(bus.subscribe("v1", listener) for listener in listeners))
+    await asyncio.gather(*(bus.subscribe(V1, listener) for listener in listeners))
     assert store.loads == 1
     assert bus.stats() == {"channels": 1, "listeners": 50, "outboxes": 1}
-    with pytest.raises(NotFound):
-        await bus.subscribe("missing", Listener(outbox, render))
+    with pytest.raises(LookupError):
+        await bus.subscribe("video:missing", Listener(outbox, render))
     for listener in listeners:
-        await bus.unsubscribe("v1", listener)
+        await bus.unsubscribe(V1, listener)
     await outbox.close()
     assert bus.stats() == {"channels": 0, "listeners": 0, "outboxes": 0}
     assert bus.idle.is_set()
@@ -278,16 +277,16 @@ class FlakyBackend(MemoryBackend):
 async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_state(
     store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("resolvers.bus.open_backend", FlakyBackend)
+    monkeypatch.setattr("realtime.bus.open_backend", FlakyBackend)
     FlakyBackend.failures = 0
-    bus = PlaybackBus("memory://", load=store.load, min_backoff=0.001)
+    bus = Bus("memory://", sources={"video": store}, min_backoff=0.001)
     await bus.start()
     recorder = Recorder()
     outbox = bus.open_outbox(recorder.send)
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     await recorder.until("state:0")
     # The state changes while the connection is down (stored, never broadcast), then it fails.
-    store.states["v1"] = state(7)
+    store.states[V1] = state(7)
     FlakyBackend.failures = 1
     await bus.publish(state(0))  # stale: dropped, but it wakes the pump into the failure
     await recorder.until("update:7")
@@ -297,7 +296,7 @@ async def test_after_a_backend_failure_the_bus_reconnects_and_resends_stored_sta
 
 
 async def test_a_socket_whose_send_waits_gets_its_own_writer_and_keeps_receiving(
-    bus: PlaybackBus,
+    bus: Bus,
 ) -> None:
     received: list[str] = []
     got = asyncio.Event()
@@ -308,7 +307,7 @@ async def test_a_socket_whose_send_waits_gets_its_own_writer_and_keeps_receiving
         got.set()
 
     outbox = bus.open_outbox(waiting_send)
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     await got.wait()
     writers = [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"]
     assert len(writers) == 1
@@ -320,14 +319,14 @@ async def test_a_socket_whose_send_waits_gets_its_own_writer_and_keeps_receiving
     assert writers[0].done()
 
 
-async def test_sockets_whose_sends_never_wait_share_the_flusher(bus: PlaybackBus) -> None:
+async def test_sockets_whose_sends_never_wait_share_the_flusher(bus: Bus) -> None:
     got = asyncio.Event()
 
     async def send(_frame: str) -> None:
         got.set()
 
     outbox = bus.open_outbox(send)
-    await bus.subscribe("v1", Listener(outbox, render))
+    await bus.subscribe(V1, Listener(outbox, render))
     await got.wait()
     assert [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"] == []
     await outbox.close()

@@ -1,38 +1,42 @@
-"""The playback bus: one backend subscription per video per process, fanned out locally.
+"""The bus: one backend subscription per topic per process, fanned out locally.
 
 Shape of the fan-out, from the backend to the socket:
 
-- `PlaybackBus` holds one `Room` per video that has local subscribers (`resolvers/rooms.py`),
-  subscribed once on the backend (broadcaster's memory or Redis pub/sub). Each incoming
-  state is decoded once and taken by its room in version order (echoes dropped, a version
-  that overtook another held until the gap fills). Taking a state is O(1): the room notes
-  it as fresh and wakes the flusher; a seek does no per-subscriber work.
-- The flusher, one task per process, makes passes: every fresh room's states go to each of
-  its `Listener`s (one subscription: a `/ws` video or a GraphQL operation) at once, rendered
-  through `PlaybackState.memo` (each distinct frame encoded once per event per process) and
-  written to the socket in one call where the server allows it; then the `Outbox` queues
-  that needed it (a new subscriber's first state, a slow socket, a server without batched
-  writes) are flushed (`resolvers/delivery.py`). Every subscriber gets every version, in
-  order; one that stops reading falls back to the newest states with bounded memory.
+- `Bus` holds one `Room` per topic that has local listeners (`realtime/rooms.py`), subscribed
+  once on the backend (memory, or Redis pub/sub: `realtime/backends.py`). Each incoming event is
+  decoded once and taken by its room in version order (echoes dropped, a version that overtook
+  another held until the gap fills). Taking an event is O(1): the room notes it as fresh and wakes
+  the flusher; a publish does no per-subscriber work.
+- The flusher, one task per process, makes passes: every fresh room's events go to each of its
+  `Listener`s (one subscription: a `/ws` topic or a GraphQL operation) at once, rendered through
+  `Event.frames` (each distinct frame encoded once per event per process) and written to the
+  socket in one call where the server allows it; then the `Outbox` queues that needed it (a new
+  subscriber's first event, a slow socket, a server without batched writes) are flushed
+  (`realtime/delivery.py`). Every subscriber gets every version, in order; one that stops
+  reading falls back to the newest state (or, on a log topic, is stopped) with bounded memory.
 
-Supervision: the pump task reads the backend; when it fails (Redis went away) the bus keeps
-every room and listener, reconnects with exponential backoff, resubscribes the live channels
-and re-offers each room's current state read from the database, because pub/sub is
-at-most-once and anything published during the outage is lost. Publishing while the backend
-is down still reaches this process's own subscribers.
+Sources: a topic kind may have a `Source`, where its truth lives (the database). A new room
+reads the head from it (a playhead's current state, or a log's newest version); a gap that does
+not fill in time, and every room after a backend outage, asks it what was missed. Pub/sub is
+at-most-once, so this is what heals listeners.
+
+Supervision: the pump task reads the backend; when it fails (Redis went away) the bus keeps every
+room and listener, reconnects with exponential backoff, resubscribes the live channels and catches
+every room up from its source. Publishing while the backend is down still reaches this process's
+own listeners.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import AsyncGenerator
 from contextlib import suppress
 
 from broadcaster import BroadcastBackend
 
-from resolvers.broadcast import open_backend
-from resolvers.delivery import (
+from realtime.backends import open_backend
+from realtime.delivery import (
     Feed,
     FrameWriter,
     Listener,
@@ -42,34 +46,32 @@ from resolvers.delivery import (
     flush_shared,
     unrendered,
 )
-from resolvers.playback import PlaybackState
-from resolvers.rooms import Room
+from realtime.events import Event, Source, topic_kind
+from realtime.rooms import Room
 
-log = logging.getLogger("cowatch.bus")
-CHANNEL_PREFIX = "cowatch:playback:"
+log = logging.getLogger("cowatch.realtime")
+CHANNEL_PREFIX = "cowatch:"
 #: A flush taking at least this long (seconds) is followed by an equal pause (`_flush_forever`).
 PACE_AFTER_S = 0.005
-#: How long (seconds) states that overtook a missing version wait for it before going out.
+#: How long (seconds) events that overtook a missing version wait for it before a catch-up.
 GAP_WAIT_S = 1.0
 
-LoadState = Callable[[str], Awaitable[PlaybackState]]
 
-
-class PlaybackBus:
+class Bus:
     def __init__(
         self,
         url: str,
         *,
-        load: LoadState,
+        sources: dict[str, Source] | None = None,
         min_backoff: float = 0.05,
         max_backoff: float = 5.0,
         pace_after: float = PACE_AFTER_S,
         gap_wait: float = GAP_WAIT_S,
     ) -> None:
         self.url = url
+        self.sources: dict[str, Source] = dict(sources or {})
         self._pace_after = pace_after
         self._gap_wait = gap_wait
-        self._load = load
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._rooms: dict[str, Room] = {}
@@ -80,6 +82,7 @@ class PlaybackBus:
         self._dirty: dict[Outbox, None] = {}
         self._flush_wake = asyncio.Event()
         self._flusher: asyncio.Task[None] | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.connected = asyncio.Event()
         #: Set whenever no room, listener or outbox is alive (what a leak check waits for).
         self.idle = asyncio.Event()
@@ -91,7 +94,7 @@ class PlaybackBus:
         self._flusher = asyncio.create_task(self._flush_forever())
 
     async def close(self) -> None:
-        for task in (self._pump, self._flusher):
+        for task in (self._pump, self._flusher, *self._tasks):
             if task is not None:
                 task.cancel()
                 with suppress(asyncio.CancelledError):
@@ -115,6 +118,10 @@ class PlaybackBus:
             "outboxes": len(self._outboxes),
         }
 
+    def stateful(self, topic: str) -> bool:
+        source = self.sources.get(topic_kind(topic))
+        return source is not None and source.stateful
+
     def open_outbox(self, send: Send, writer: FrameWriter | None = None) -> Outbox:
         outbox = Outbox(send, writer, self._outbox_closed, self._schedule)
         self._outboxes.add(outbox)
@@ -129,11 +136,11 @@ class PlaybackBus:
         """One task writes every healthy socket: no task switch per subscriber.
 
         A pass that took long (thousands of sockets) is followed by a pause as long as it
-        took. Without it each seek's fan-out would start as soon as the seek was stored, so
-        every pass would carry one state per socket and cost one write per socket per seek;
-        with it the next pass carries every state that arrived meanwhile, several per socket
-        in one write each. Fan-out then takes at most about half of a saturated loop, and a
-        state waits at most about two passes.
+        took. Without it each publish's fan-out would start as soon as it arrived, so every
+        pass would carry one event per socket and cost one write per socket per event; with it
+        the next pass carries every event that arrived meanwhile, several per socket in one
+        write each. Fan-out then takes at most about half of a saturated loop, and an event
+        waits at most about two passes.
         """
         loop = asyncio.get_running_loop()
         while True:
@@ -164,73 +171,83 @@ class PlaybackBus:
         if not self._rooms and not self._outboxes:
             self.idle.set()
 
-    async def publish(self, state: PlaybackState) -> None:
+    async def publish(self, event: Event) -> None:
         """Deliver here at once, then to the other processes (the echo is dropped by version)."""
-        self._deliver(state)
+        self._deliver(event)
         backend = self._backend
         if backend is None or not self.connected.is_set():
-            log.warning("broadcast backend is down; %s reached this process only", state.video_id)
+            log.warning("broadcast backend is down; %s reached this process only", event.topic)
             return
         try:
-            await backend.publish(CHANNEL_PREFIX + state.video_id, state.to_json())
+            await backend.publish(CHANNEL_PREFIX + event.topic, event.to_json())
         except Exception as exc:
-            log.warning("publish failed (%r); the state is stored and resent on recovery", exc)
+            log.warning("publish failed (%r); the event is stored and resent on recovery", exc)
 
-    async def subscribe(self, video_id: str, listener: Listener) -> PlaybackState:
-        """Join a video's room; the listener is offered the current state, then every change."""
+    async def subscribe(self, topic: str, listener: Listener) -> int | None:
+        """Join a topic's room; the version it stands at (a stateful topic offers its state)."""
         while True:
-            room = self._rooms.get(video_id)
+            room = self._rooms.get(topic)
             if room is None:
-                room = self._rooms[video_id] = Room()
+                room = self._rooms[topic] = Room(topic)
                 self.idle.clear()
                 room.joining += 1
                 try:
-                    await self._backend_call("subscribe", video_id)
-                    self._deliver(await self._load(video_id), authoritative=True)
+                    await self._backend_call("subscribe", topic)
+                    await self._start_room(room)
                 finally:
                     room.joining -= 1
                     room.ready.set()
-                    if room.latest is None and self._forget_if_empty(video_id, room):
-                        await self._backend_call("unsubscribe", video_id)
+                    if not room.started and self._forget_if_empty(room):
+                        await self._backend_call("unsubscribe", topic)
                 break
             room.joining += 1
             try:
                 await room.ready.wait()
             finally:
                 room.joining -= 1
-            if room.latest is not None and self._rooms.get(video_id) is room:
+            if room.started and self._rooms.get(topic) is room:
                 break
         room.listeners.add(listener)
-        assert room.latest is not None
-        listener.offer(room.latest)
-        return room.latest
+        if room.state is not None and self.stateful(topic):
+            listener.offer(room.state)
+        return room.version
 
-    async def watch(self, video_id: str) -> AsyncGenerator[PlaybackState, None]:
-        """The current state, then every newer one, in order."""
+    async def _start_room(self, room: Room) -> None:
+        source = self.sources.get(topic_kind(room.topic))
+        if source is not None:
+            head = await source.head(room.topic)
+            if head.state is not None:
+                self._deliver(head.state, authoritative=True)
+            elif head.version is not None and (room.version is None or head.version > room.version):
+                room.version = head.version
+        room.started = True
+
+    async def watch(self, topic: str) -> AsyncGenerator[Event, None]:
+        """A stateful topic's current state, then every newer event, in order."""
         feed = Feed()
-        listener = Listener(feed, unrendered)
-        await self.subscribe(video_id, listener)
+        listener = Listener(feed, unrendered, collapsible=self.stateful(topic))
+        await self.subscribe(topic, listener)
         try:
             while True:
                 await feed.event.wait()
                 feed.event.clear()
-                for state in feed.take():
-                    yield state
+                for event in feed.take():
+                    yield event
         finally:
-            await self.unsubscribe(video_id, listener)
+            await self.unsubscribe(topic, listener)
 
-    async def unsubscribe(self, video_id: str, listener: Listener) -> None:
+    async def unsubscribe(self, topic: str, listener: Listener) -> None:
         listener.active = False  # nothing more is sent for it, even what is queued
-        room = self._rooms.get(video_id)
+        room = self._rooms.get(topic)
         if room is not None:
             room.listeners.discard(listener)
-            if self._forget_if_empty(video_id, room):
-                await self._backend_call("unsubscribe", video_id)
+            if self._forget_if_empty(room):
+                await self._backend_call("unsubscribe", topic)
 
-    def _forget_if_empty(self, video_id: str, room: Room) -> bool:
-        if room.listeners or room.joining or self._rooms.get(video_id) is not room:
+    def _forget_if_empty(self, room: Room) -> bool:
+        if room.listeners or room.joining or self._rooms.get(room.topic) is not room:
             return False
-        del self._rooms[video_id]
+        del self._rooms[room.topic]
         self._fresh.pop(room, None)
         if room.gap_timer is not None:
             room.gap_timer.cancel()
@@ -238,11 +255,11 @@ class PlaybackBus:
         self._check_idle()
         return True
 
-    def _deliver(self, state: PlaybackState, *, authoritative: bool = False) -> None:
-        room = self._rooms.get(state.video_id)
+    def _deliver(self, event: Event, *, authoritative: bool = False) -> None:
+        room = self._rooms.get(event.topic)
         if room is None:
             return
-        if room.accept(state, authoritative=authoritative):
+        if room.accept(event, authoritative=authoritative):
             self._fresh[room] = None
             self._flush_wake.set()
         if room.held and room.gap_timer is None:
@@ -254,24 +271,45 @@ class PlaybackBus:
 
     def _gap_expired(self, room: Room) -> None:
         room.gap_timer = None
-        if not room.held or room.latest is None:
+        if not room.held or self._rooms.get(room.topic) is not room:
+            return
+        task = asyncio.create_task(self._fill_gap(room))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _fill_gap(self, room: Room) -> None:
+        """Ask the source what the gap missed; go on without it if it cannot say."""
+        await self._catch_up(room)
+        if not room.held or room.version is None:
             return
         skipped = room.give_up_gap()
         log.warning(
-            "video %s: versions %s never arrived within %.1f s; went on without them",
-            room.latest.video_id,
+            "%s: versions %s never arrived within %.1f s; went on without them",
+            room.topic,
             skipped,
             self._gap_wait,
         )
         self._fresh[room] = None
         self._flush_wake.set()
 
-    async def _backend_call(self, method: str, video_id: str) -> None:
+    async def _catch_up(self, room: Room) -> None:
+        source = self.sources.get(topic_kind(room.topic))
+        if source is None:
+            return
+        try:
+            missed = await source.since(room.topic, room.version)
+        except Exception as exc:
+            log.warning("could not catch %s up: %r", room.topic, exc)
+            return
+        for event in missed:
+            self._deliver(event, authoritative=True)
+
+    async def _backend_call(self, method: str, topic: str) -> None:
         backend = self._backend
         if backend is None or not self.connected.is_set():
             return  # the supervisor subscribes every live room when it reconnects
         try:
-            await getattr(backend, method)(CHANNEL_PREFIX + video_id)
+            await getattr(backend, method)(CHANNEL_PREFIX + topic)
         except Exception as exc:
             log.warning("broadcast %s failed: %r", method, exc)
 
@@ -286,8 +324,8 @@ class PlaybackBus:
         backend = open_backend(self.url)
         try:
             await backend.connect()
-            for video_id in list(self._rooms):
-                await backend.subscribe(CHANNEL_PREFIX + video_id)
+            for topic in list(self._rooms):
+                await backend.subscribe(CHANNEL_PREFIX + topic)
         except BaseException:
             with suppress(Exception):
                 await backend.disconnect()
@@ -295,12 +333,9 @@ class PlaybackBus:
         return backend
 
     async def _resync(self) -> None:
-        """After an outage: re-offer every live room's state from the database."""
-        for video_id in list(self._rooms):
-            try:
-                self._deliver(await self._load(video_id), authoritative=True)
-            except Exception as exc:
-                log.warning("could not reload %s after reconnect: %r", video_id, exc)
+        """After an outage: catch every live room up from its source."""
+        for room in list(self._rooms.values()):
+            await self._catch_up(room)
 
     async def _supervise(self) -> None:
         delay = self._min_backoff
@@ -312,11 +347,11 @@ class PlaybackBus:
                 delay = self._min_backoff
                 if failed:
                     self.recoveries += 1
-                    log.warning("broadcast backend is back; resent current states")
+                    log.warning("broadcast backend is back; caught every room up")
                     await self._resync()
                 while True:
-                    event = await self._backend.next_published()
-                    self._on_message(event.channel, event.message)
+                    message = await self._backend.next_published()
+                    self._on_message(message.channel, message.message)
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
@@ -329,8 +364,8 @@ class PlaybackBus:
 
     def _on_message(self, channel: str, message: str) -> None:
         try:
-            state = PlaybackState.from_json(message)
+            event = Event.from_json(message)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring malformed broadcast on %s: %r", channel, exc)
             return
-        self._deliver(state)
+        self._deliver(event)

@@ -6,13 +6,6 @@ import enum
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from config import Settings
-
-#: The close code for a client closed for flooding (RFC 6455 "policy violation").
-WS_CLOSE_FLOODING = 1008
 
 
 @dataclass
@@ -44,7 +37,7 @@ class Verdict(enum.StrEnum):
     ACCEPT = "accept"
     #: drop it (answer with a RATE_LIMITED error if the protocol has one)
     THROTTLE = "throttle"
-    #: the client keeps flooding: close the connection with WS_CLOSE_FLOODING
+    #: the client keeps flooding: close the connection (1008, `realtime.connection`)
     CLOSE = "close"
 
 
@@ -71,12 +64,3 @@ class FloodGuard:
         if self.messages.take():
             return Verdict.ACCEPT
         return Verdict.THROTTLE if self.strikes.take() else Verdict.CLOSE
-
-
-def flood_guard(settings: Settings) -> FloodGuard:
-    """A guard with the configured socket limits (COWATCH_WS_MESSAGE_RATE etc.)."""
-    return FloodGuard(
-        rate=settings.ws_message_rate,
-        burst=settings.ws_message_burst,
-        strikes=settings.ws_flood_strikes,
-    )

@@ -1,0 +1,93 @@
+"""What travels on the bus: an `Event` on a topic, ordered by a version per topic.
+
+Topics are strings `<kind>:<id>`: `video:<id>` (a video's public playhead), and as features
+arrive `party:<id>`, `user:<id>` (sessions, notifications), `processing:<id>`. A versioned event
+(`version >= 1`) is delivered in version order, each version once, gaps held until they fill;
+an unversioned one (`version is None`) is delivered as it comes, with no ordering promise.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol
+
+
+@dataclass(frozen=True, eq=False, slots=True)
+class Event:
+    topic: str
+    #: strictly increasing per topic, or None for events without an order (signals)
+    version: int | None
+    #: what happened, e.g. "playback", "member_joined", "session_revoked"
+    kind: str
+    #: the event's JSON-able fields, rendered by each face
+    data: dict[str, Any]
+    #: this process's encoded frames of this event, one per renderer and document, so an event is
+    #: rendered once however many sockets receive it (never sent on the wire)
+    frames: dict[Any, str] = field(default_factory=dict, repr=False)
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {"t": self.topic, "v": self.version, "k": self.kind, "d": self.data},
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def from_json(cls, raw: str | bytes) -> Event:
+        message = json.loads(raw)
+        topic, version, kind, data = message["t"], message["v"], message["k"], message["d"]
+        if not isinstance(topic, str) or not isinstance(kind, str) or not isinstance(data, dict):
+            raise TypeError("malformed event")
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int)):
+            raise TypeError("malformed event version")
+        return cls(topic=topic, version=version, kind=kind, data=data)
+
+
+#: Where revocations travel: every process hears every one and closes its sockets of that session.
+SESSIONS_TOPIC = "sessions:revoked"
+
+
+def revocation(*, session_id: str | None = None, user_id: str | None = None) -> Event:
+    """The event that closes every socket of a session (or, with no session, of a user)."""
+    return Event(
+        topic=SESSIONS_TOPIC,
+        version=None,
+        kind="session_revoked",
+        data={"session": session_id, "user": user_id},
+    )
+
+
+def topic(kind: str, ident: str) -> str:
+    return f"{kind}:{ident}"
+
+
+def topic_kind(name: str) -> str:
+    return name.partition(":")[0]
+
+
+class Publisher(Protocol):
+    """How domain code announces a change: to this process at once, then to every other."""
+
+    async def publish(self, event: Event) -> None: ...
+
+
+@dataclass(frozen=True)
+class Head:
+    """Where a topic stands now: its newest version, and its state if it keeps one."""
+
+    version: int | None
+    state: Event | None = None
+
+
+class Source(Protocol):
+    """Where a topic kind's truth lives: its head now, and the events after a version."""
+
+    #: True when a topic's newest event is its whole state (a playhead): a new listener is
+    #: offered it first, and a listener that fell behind may skip to it
+    stateful: ClassVar[bool]
+
+    async def head(self, topic: str) -> Head: ...
+
+    async def since(self, topic: str, version: int | None) -> list[Event]:
+        """Events after `version`, oldest first (a stateful topic: its current state)."""
+        ...
