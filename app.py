@@ -18,11 +18,14 @@ from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from config import Settings
 from models.db import Database
+from models.live import open_live_store
 from models.migrate import migrate
 from realtime.bus import Bus
 from realtime.connection import Hub, Limits
 from resolvers import uploads
 from resolvers.hashing import PasswordHashing
+from resolvers.party_log import PartyTopics
+from resolvers.party_runtime import PartyRuntime
 from resolvers.playback import Playheads
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
@@ -97,6 +100,10 @@ def create_app(settings: Settings | None = None) -> Starlette:
             log.info("removed %d upload staging files left by stopped servers", swept)
         rate_limiter = open_rate_limiter(settings)
         bus = Bus(settings.redis_url or "memory://", sources={"video": Playheads(db)})
+        parties = PartyRuntime(
+            db=db, live=open_live_store(settings.redis_url), publisher=bus, settings=settings
+        )
+        bus.sources["party"] = PartyTopics(parties)
         await bus.start()
         hub = Hub(bus, Limits.from_settings(settings))
         queue = await open_queue(settings, db=db, storage=storage)
@@ -110,10 +117,13 @@ def create_app(settings: Settings | None = None) -> Starlette:
             rate_limiter=rate_limiter,
             queue=queue,
             hashing=PasswordHashing.from_settings(settings),
+            parties=parties,
         )
+        await parties.start()
         try:
             yield
         finally:
+            await parties.close()
             await queue.close()
             await bus.close()
             await rate_limiter.close()

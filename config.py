@@ -56,6 +56,10 @@ class Settings(BaseSettings):
     rate_limit_signup: str = "10/minute"
     rate_limit_upload: str = "30/hour"
     rate_limit_timestamp: str = "50/10 seconds"
+    #: joining a party, per client address (guessing invite codes)
+    rate_limit_party_join: str = "30/minute"
+    #: a party member's player reports (READY/BUFFERING), per member
+    rate_limit_player_state: str = "30/10 seconds"
     rate_limit_prefix: str = "cowatch-rl"
     # Socket flood control, per connection: messages a second, burst, refusals before closing.
     ws_message_rate: float = Field(default=20.0, gt=0)
@@ -88,6 +92,18 @@ class Settings(BaseSettings):
     # Password hashing (argon2, 64 MiB each): at most this many at once, this many waiting.
     hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     hash_queue: int = Field(default=32, ge=0)
+
+    # Watch parties.
+    #: a party with nobody online for this long ends by itself (seconds)
+    party_idle_s: int = Field(default=3600, ge=10)
+    #: how long a playhead change waits for members to be ready before playing anyway (seconds)
+    party_ready_timeout_s: float = Field(default=5.0, gt=0, le=60)
+    #: how often a party socket is pinged, and how long a missing answer takes to close it
+    #: (seconds): a tab that vanished without a close frame is noticed within their sum
+    party_ping_interval_s: float = Field(default=0.5, gt=0)
+    party_ping_timeout_s: float = Field(default=1.0, gt=0)
+    #: how long a member token (guests' credential) stays valid (seconds)
+    party_member_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 
     @property
     def cors_origin_list(self) -> list[str]:

@@ -2,6 +2,7 @@
 
 from models.channels import Channel
 from models.db import Database
+from models.parties import Party, PartyEvent, PartyMember
 from models.transcodes import TranscodeRun
 from models.users import RevokedToken, User
 from models.videos import Rendition, Video, VideoStatus
@@ -9,6 +10,9 @@ from models.videos import Rendition, Video, VideoStatus
 __all__ = [
     "Channel",
     "Database",
+    "Party",
+    "PartyEvent",
+    "PartyMember",
     "Rendition",
     "RevokedToken",
     "TranscodeRun",

@@ -8,7 +8,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import jwt
 from email_validator import EmailNotValidError, validate_email
@@ -34,6 +34,8 @@ MIN_PASSWORD = 8
 MAX_PASSWORD = 1024
 JWT_ALGORITHM = "HS256"
 COOKIE_NAME = "Authentication"
+#: the `typ` claim of party member tokens (account tokens have none)
+MEMBER_TOKEN = "party-member"
 
 DEFAULT_LOCKOUT = Lockout()
 
@@ -153,6 +155,12 @@ def decode_token(*, secret: str, token: str) -> Claims:
         raise InvalidToken("token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("token is invalid") from exc
+    if payload.get("typ") == MEMBER_TOKEN:
+        raise InvalidToken("a party member token only works for its own party")
+    return _claims(payload)
+
+
+def _claims(payload: dict[str, Any]) -> Claims:
     if not isinstance(payload["sub"], str) or not isinstance(payload["jti"], str):
         raise InvalidToken("token is invalid")
     try:  # validly signed but absurd (exp=1e20): still just an invalid token
@@ -160,6 +168,75 @@ def decode_token(*, secret: str, token: str) -> Claims:
     except (OverflowError, ValueError, OSError, TypeError) as exc:
         raise InvalidToken("token is invalid") from exc
     return Claims(user_id=payload["sub"], jti=payload["jti"], expires_at=expires_at)
+
+
+@dataclass(frozen=True)
+class MemberClaims:
+    """A party member token: it stands for one member of one party, and for nothing else."""
+
+    member_id: str
+    party_id: str
+    jti: str
+    expires_at: datetime
+
+
+def issue_member_token(*, secret: str, party_id: str, member_id: str, ttl_s: int) -> str:
+    now = datetime.now(UTC)
+    claims = {
+        "sub": member_id,
+        "pty": party_id,
+        "typ": MEMBER_TOKEN,
+        "iat": now,
+        "exp": now + timedelta(seconds=ttl_s),
+        "jti": uuid.uuid4().hex,
+    }
+    return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
+
+
+def member_claims(*, secret: str, token: str) -> MemberClaims | None:
+    """The claims of a member token; None for an account token; InvalidToken for a bad one."""
+    try:
+        payload = jwt.decode(
+            token,
+            secret,
+            algorithms=[JWT_ALGORITHM],
+            options={"require": ["sub", "exp", "iat", "jti"]},
+        )
+    except jwt.ExpiredSignatureError as exc:
+        raise InvalidToken("token has expired") from exc
+    except jwt.InvalidTokenError as exc:
+        raise InvalidToken("token is invalid") from exc
+    if payload.get("typ") != MEMBER_TOKEN:
+        return None
+    claims = _claims(payload)
+    party = payload.get("pty")
+    if not isinstance(party, str):
+        raise InvalidToken("token is invalid")
+    return MemberClaims(
+        member_id=claims.user_id, party_id=party, jti=claims.jti, expires_at=claims.expires_at
+    )
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who calls a party operation: an account, a party member token, or nobody."""
+
+    user: User | None = None
+    member: MemberClaims | None = None
+    #: the token's id and expiry (a socket closes when it is revoked or expires)
+    claims: Claims | None = None
+
+
+async def identify(*, db: Database, secret: str, token: str | None) -> Caller:
+    """The caller a token stands for: a member token needs no database; an account does."""
+    if token is None:
+        return Caller()
+    member = member_claims(secret=secret, token=token)
+    if member is not None:
+        claims = Claims(user_id=member.member_id, jti=member.jti, expires_at=member.expires_at)
+        return Caller(member=member, claims=claims)
+    session = await authenticate_session(db=db, secret=secret, token=token)
+    return Caller(user=session.user, claims=session.claims)
 
 
 @dataclass(frozen=True)

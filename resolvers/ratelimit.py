@@ -35,6 +35,10 @@ class RateClass(enum.StrEnum):
     UPLOAD = "upload"
     #: PUT /api/videos/{id}/time, the `updateVideoTimestamp` mutation
     TIMESTAMP = "timestamp"
+    #: joining a party (per address: it guards against guessing invite codes)
+    PARTY_JOIN = "party_join"
+    #: a member's player reports (per member)
+    PLAYER_STATE = "player_state"
 
 
 #: Classes counted per IP even with a token: they guard the anonymous entry points.
@@ -269,6 +273,8 @@ def rules_from(settings: Settings) -> dict[RateClass, Rule]:
         RateClass.SIGNUP: Rule.parse(settings.rate_limit_signup),
         RateClass.UPLOAD: Rule.parse(settings.rate_limit_upload),
         RateClass.TIMESTAMP: Rule.parse(settings.rate_limit_timestamp),
+        RateClass.PARTY_JOIN: Rule.parse(settings.rate_limit_party_join),
+        RateClass.PLAYER_STATE: Rule.parse(settings.rate_limit_player_state),
     }
 
 

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from realtime.bus import Bus
     from realtime.connection import Hub
     from resolvers.hashing import PasswordHashing
+    from resolvers.party_runtime import PartyRuntime
     from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
     from workers.queue import JobQueue
@@ -28,3 +29,5 @@ class Services:
     rate_limiter: RateLimiter
     queue: JobQueue
     hashing: PasswordHashing
+    #: watch parties: their live state, events, presence and timers
+    parties: PartyRuntime

@@ -25,7 +25,17 @@ from tests.openapi import checker_for
 PG_ADMIN_URL = os.environ.get(
     "COWATCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
-TABLES = ("transcode_runs", "renditions", "videos", "channels", "revoked_tokens", "users")
+TABLES = (
+    "party_events",
+    "party_members",
+    "parties",
+    "transcode_runs",
+    "renditions",
+    "videos",
+    "channels",
+    "revoked_tokens",
+    "users",
+)
 T = TypeVar("T")
 TEST_SECRET = "test-secret-" + "x" * 40
 #: per test using `client`: how many REST answers were checked against /openapi.json

@@ -1,0 +1,97 @@
+"""A party's playhead, its ready barrier and its premieres; what a new listener sees first."""
+
+from __future__ import annotations
+
+from realtime.events import Event
+from resolvers import party_rules as rules
+from resolvers.auth import Caller
+from resolvers.parties import actor, require_view
+from resolvers.party_runtime import PartyRuntime, now_ms, party_topic
+from resolvers.party_state import Live, Member, media_time, party_fields
+from resolvers.ratelimit import RateClass, RateLimiter
+
+
+async def set_party_playback(
+    *,
+    runtime: PartyRuntime,
+    caller: Caller,
+    party_id: str,
+    timestamp: object,
+    playing: object = None,
+    rate: object = None,
+) -> Live:
+    """Move the party's playhead; playing waits for the members' READY (the barrier)."""
+    timeout_ms = int(runtime.settings.party_ready_timeout_s * 1000)
+    applied = await runtime.apply(
+        party_id,
+        lambda live: rules.set_playback(
+            live,
+            actor(live, caller),
+            timestamp=timestamp,
+            playing=playing,
+            rate=rate,
+            now=now_ms(),
+            ready_timeout_ms=timeout_ms,
+        ),
+    )
+    return applied.live
+
+
+async def schedule_party_play(
+    *, runtime: PartyRuntime, caller: Caller, party_id: str, at: object, timestamp: object
+) -> Live:
+    """A premiere: the party holds PAUSED at `timestamp` until server time `at` (epoch ms)."""
+    applied = await runtime.apply(
+        party_id,
+        lambda live: rules.schedule(
+            live, actor(live, caller), at=at, timestamp=timestamp, now=now_ms()
+        ),
+    )
+    return applied.live
+
+
+async def report_player_state(
+    *,
+    runtime: PartyRuntime,
+    limiter: RateLimiter,
+    caller: Caller,
+    party_id: str,
+    state: object,
+    position: object,
+    latency_ms: float | None = None,
+) -> Member:
+    """A member's player is READY or BUFFERING at `position` (rate-limited per member)."""
+    live = await runtime.get(party_id)
+    member_id = actor(live, caller)
+    await limiter.check(RateClass.PLAYER_STATE, f"member:{member_id}")
+    applied = await runtime.apply(
+        party_id,
+        lambda state_now: rules.report(
+            state_now,
+            actor(state_now, caller),
+            state=str(state),
+            position=position,
+            latency_ms=latency_ms,
+            now=now_ms(),
+        ),
+    )
+    return applied.live.members[member_id]
+
+
+async def snapshot(*, runtime: PartyRuntime, caller: Caller, party_id: str) -> tuple[Event, Member]:
+    """What a member's new subscription starts with: the whole party, at the topic's version."""
+    view = await require_view(runtime=runtime, caller=caller, party_id=party_id)
+    assert view.member is not None
+    live = view.live
+    now = now_ms()
+    event = Event(
+        topic=party_topic(party_id),
+        version=live.seq,
+        kind="snapshot",
+        data={
+            "party": party_fields(live),
+            "server_time": now,
+            "media_time": media_time(live, now),
+        },
+    )
+    return event, view.member
