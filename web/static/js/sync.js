@@ -2,21 +2,27 @@
 //
 // The room's state is {timestamp, playing, rate, serverTime, version}: the position was
 // `timestamp` at `serverTime` (server epoch ms) and moves at `rate` while playing. Each tick
-// compares the element with where the room is now and corrects the way sync players do:
-// small drift by nudging playbackRate, large drift by seeking.
+// compares the element with where the room is now; steering.js decides (a proportional rate nudge,
+// or a seek when far) and learns this page's own lags. A paused room puts every element on exactly
+// its position, so every viewer shows the same frame.
 
-export const SMALL_DRIFT = 0.06; // s: below this, leave the element alone
-export const LARGE_DRIFT = 2; // s: at or above this, seek instead of nudging the rate
+import { Steering } from "./steering.js";
+
 export const IN_SYNC = 0.25; // s: what the indicator calls "in sync"
-const CAUGHT_UP = 0.02; // s: a rate nudge stops once this close
-const PAUSED_TOLERANCE = 0.04; // s: about a frame; a paused element is simply put in place
+const EXACT = 0.0005; // s: a paused element this close is on the position (media time is in µs)
 const USER_SEEK = 0.5; // s: a seek landing further than this from the room is the viewer's own
 const OWN_SEEK = 0.1; // s: a `seeked` this close to a target we set is our own correction
-const SLOW = 0.95;
-const FAST = 1.05;
-const TICK_MS = 250;
+const TICK_MS = 100;
 const USER_SEEK_GRACE_MS = 1000; // a viewer's seek is left alone this long for its `seeked`
 const HAVE_METADATA = 1;
+const HAVE_FUTURE_DATA = 3;
+const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
+const LEARNED_KEY = "cowatch.sync.learned";
+
+/** "±N ms" for an accuracy() spread: the sync indicator shows it, a party's member list can too. */
+export function plusMinus(ms) {
+  return Number.isFinite(ms) ? `±${Math.max(1, Math.round(ms))} ms` : "";
+}
 
 /** A TimestampEvent from the API, with numbers made numbers. */
 export function normalise(event) {
@@ -43,6 +49,7 @@ export class SyncPlayer extends EventTarget {
    * @param {number} [options.duration]  seconds, until the element knows better
    */
   constructor(video, { clock, commit, canControl = () => true, duration = NaN }) {
+    // clock: {now(): server epoch ms, oneWay: ms to the server, jitter: ms of its own error}
     super();
     this.video = video;
     this.clock = clock;
@@ -55,10 +62,14 @@ export class SyncPlayer extends EventTarget {
     this.stash = null;
     this.ownSeek = null;
     this.userSeekAt = 0;
-    this.correcting = 0;
+    this.seekingFrom = null;
     this.holding = false;
     this.playPending = false;
     this.drift = null;
+    this.recent = [];
+    this.trace = null; // an array: every steering tick is recorded there (the bench sets it)
+    this.landPaused = false;
+    this.steering = new Steering(loadLearned());
     video.addEventListener("seeking", () => this.seeking());
     for (const type of ["play", "pause", "seeked"]) {
       video.addEventListener(type, () => this.local(type));
@@ -67,6 +78,7 @@ export class SyncPlayer extends EventTarget {
       video.addEventListener(type, () => this.tick());
     }
     this.timer = setInterval(() => this.tick(), TICK_MS);
+    addEventListener("pagehide", () => saveLearned(this.steering.learned()));
   }
 
   get duration() {
@@ -106,6 +118,10 @@ export class SyncPlayer extends EventTarget {
     const target = this.ownSeek;
     if (target === null || Math.abs(this.video.currentTime - target) >= OWN_SEEK) {
       this.userSeekAt = performance.now();
+      this.seekingFrom = { at: this.userSeekAt, position: this.video.currentTime };
+      if (!this.video.paused) {
+        this.steering.expectLanding("seek", this.video.currentTime, this.userSeekAt);
+      }
     }
   }
 
@@ -121,17 +137,29 @@ export class SyncPlayer extends EventTarget {
       if (!byViewer && target !== null && Math.abs(video.currentTime - target) < OWN_SEEK) return;
       const want = this.expected();
       if (want !== null && Math.abs(video.currentTime - want) < USER_SEEK) return;
-      this.send(video.currentTime, shared ? shared.playing : !video.paused);
+      const playing = shared ? shared.playing : !video.paused;
+      const from = this.seekingFrom ?? { at: performance.now(), position: video.currentTime };
+      this.seekingFrom = null;
+      const moving = playing ? { since: from.at, lag: this.steering.lags.seek } : null;
+      this.send(video.currentTime, playing, moving);
     } else if (type === "play") {
       if (shared?.playing) return; // we started it to follow the room
-      this.send(video.currentTime, true);
+      const since = performance.now();
+      this.steering.expectLanding("play", video.currentTime, since);
+      this.send(video.currentTime, true, { since, lag: this.steering.lags.play });
     } else if (type === "pause") {
       if (!shared?.playing || video.ended) return; // following the room, or reaching the end
+      this.landPaused = true; // show the frame everyone else will show
       this.send(video.currentTime, false);
     }
   }
 
-  send(timestamp, playing) {
+  /**
+   * Share a change. `moving` (playing): the element was told to move at `since` (performance.now())
+   * and stands still `lag` s from then (a seek that took longer is over: it moves now); the server
+   * stamps the change about one way later, so the timestamp sent is where the element is by then.
+   */
+  send(timestamp, playing, moving = null) {
     if (!this.canControl()) {
       this.emit("denied", {});
       this.tick();
@@ -140,8 +168,17 @@ export class SyncPlayer extends EventTarget {
     if (Number.isFinite(this.duration)) timestamp = Math.min(timestamp, this.duration);
     const previous = this.state;
     const base = previous ?? { videoId: null, rate: 1, version: 0, userId: null, username: null };
+    let serverTime = this.clock.now();
+    if (moving) {
+      const oneWay = this.clock.oneWay || 0;
+      const rate = base.rate || 1;
+      const still = Math.max(0, moving.lag - (performance.now() - moving.since) / 1000);
+      timestamp += (oneWay / 1000 - still) * rate;
+      timestamp = Math.max(0, timestamp);
+      serverTime += oneWay;
+    }
     // Optimistic: the room is where we put it, so the ticks do not pull us back meanwhile.
-    this.state = { ...base, timestamp, playing, serverTime: this.clock.now(), mine: true };
+    this.state = { ...base, timestamp, playing, serverTime, mine: true };
     this.emit("local", { state: this.state, previous });
     this.queued = { timestamp, playing };
     if (!this.inflight) this.flush();
@@ -193,24 +230,58 @@ export class SyncPlayer extends EventTarget {
     if (!s || this.holding || video.readyState < HAVE_METADATA) return this.report(null);
     const want = this.expected();
     const atEnd = Number.isFinite(this.duration) && want >= this.duration - 0.05;
-    if (s.playing && video.paused && !atEnd) this.play();
-    else if (!s.playing && !video.paused) video.pause();
+    if (s.playing && video.paused && !atEnd) return this.start();
+    if (!s.playing && !video.paused) {
+      video.pause();
+      this.landPaused = true;
+    }
     const viewerSeeking = performance.now() - this.userSeekAt < USER_SEEK_GRACE_MS;
     if (video.seeking || viewerSeeking) return this.report(this.drift);
     const drift = video.currentTime - want;
-    const size = Math.abs(drift);
-    if (!s.playing || size >= LARGE_DRIFT) {
-      this.correcting = 0;
+    if (!s.playing || video.paused) {
+      this.steering.reset();
       this.setRate(s.rate);
-      if (s.playing || size > PAUSED_TOLERANCE) this.seek(want);
-    } else if (size >= SMALL_DRIFT || (this.correcting === Math.sign(drift) && size > CAUGHT_UP)) {
-      this.correcting = Math.sign(drift);
-      this.setRate(s.rate * (drift > 0 ? SLOW : FAST));
+      if (!s.playing && (this.landPaused || Math.abs(drift) > EXACT)) {
+        this.landPaused = false;
+        this.seek(want); // exactly: the same frame on every screen
+      }
+      return this.report(drift);
+    }
+    if (video.readyState < HAVE_FUTURE_DATA) return this.report(drift); // buffering
+    const decision = this.steering.decide({
+      at: performance.now(),
+      position: video.currentTime,
+      error: drift,
+      rate: s.rate,
+      clockJitter: Number.isFinite(this.clock.jitter) ? this.clock.jitter / 1000 : 0,
+    });
+    const { nudge, seek } = decision;
+    const { offset, jitter } = this.clock;
+    const at = performance.now();
+    this.trace?.push([at, video.currentTime, drift, s.rate, nudge, seek, offset, jitter]);
+    if (decision.seek !== null) {
+      this.setRate(s.rate);
+      const to = this.expected() + decision.seek;
+      this.steering.expectLanding("seek", to, performance.now());
+      this.seek(to);
     } else {
-      this.correcting = 0;
-      this.setRate(s.rate);
+      this.setRate(s.rate * (1 + decision.nudge));
     }
     return this.report(drift);
+  }
+
+  /** The room plays and the element does not: start it where the room will be once it moves. */
+  start() {
+    const video = this.video;
+    if (this.playPending) return this.report(this.drift);
+    this.steering.reset();
+    this.setRate(this.state.rate);
+    const lag = this.steering.lags.start;
+    const to = this.expected(this.clock.now() + lag * 1000);
+    this.steering.expectLanding("start", to, performance.now());
+    this.seek(to);
+    this.play();
+    return this.report(this.drift);
   }
 
   seek(to) {
@@ -242,7 +313,28 @@ export class SyncPlayer extends EventTarget {
 
   report(drift) {
     this.drift = drift;
-    this.emit("drift", { drift });
+    if (drift !== null && Math.abs(drift) < IN_SYNC) {
+      this.recent.push(drift);
+      if (this.recent.length > SPREAD_TICKS) this.recent.shift();
+    }
+    this.emit("drift", { drift, accuracy: this.accuracy() });
+  }
+
+  /**
+   * How far from the shared position this viewer is, as far as this page can tell (ms): the RMS
+   * of its recent errors combined with the clock's own error. A party's member list can show the
+   * same figure for each member.
+   */
+  accuracy() {
+    const n = this.recent.length;
+    const rms = n ? Math.sqrt(this.recent.reduce((sum, d) => sum + d * d, 0) / n) * 1000 : NaN;
+    const clock = Number.isFinite(this.clock.jitter) ? this.clock.jitter : 0;
+    return {
+      errorMs: this.drift === null ? NaN : this.drift * 1000,
+      spreadMs: Math.sqrt(rms * rms + clock * clock),
+      clockMs: clock,
+      roundTripMs: this.clock.roundTrip,
+    };
   }
 
   emit(type, detail) {
@@ -251,5 +343,22 @@ export class SyncPlayer extends EventTarget {
 
   stop() {
     clearInterval(this.timer);
+    saveLearned(this.steering.learned());
+  }
+}
+
+function loadLearned() {
+  try {
+    return JSON.parse(localStorage.getItem(LEARNED_KEY) || "{}") || {};
+  } catch {
+    return {};
+  }
+}
+
+function saveLearned(learned) {
+  try {
+    localStorage.setItem(LEARNED_KEY, JSON.stringify(learned));
+  } catch {
+    // private mode or full: the next visit learns again
   }
 }

@@ -1,9 +1,9 @@
 // The watch page: the synced player, its controls and status line.
-import { formatTime, gql } from "./api.js";
+import { GraphQLError, formatTime, gql } from "./api.js";
 import { ServerClock } from "./clock.js";
 import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
 import { showProcessing } from "./processing.js";
-import { IN_SYNC, SyncPlayer } from "./sync.js";
+import { IN_SYNC, plusMinus, SyncPlayer } from "./sync.js";
 
 const FIELDS = "videoId timestamp playing rate serverTime version userId";
 const SUBSCRIBE = `subscription Watch($id: ID!) { videoTimestamp(videoId: $id) { ${FIELDS} } }`;
@@ -12,7 +12,6 @@ const UPDATE = `mutation Seek($id: ID!, $timestamp: Float!, $playing: Boolean) {
 }`;
 const CLOCK = "query Clock { serverClock { receivedAt sentAt } }";
 const WHO = "query Who($id: ID!) { user(id: $id) { username } }";
-const CLOCK_RESYNC_MS = 5 * 60 * 1000;
 const QUALITY_KEY = "cowatch.quality";
 const SKIP_S = 10;
 
@@ -52,6 +51,7 @@ function socketStatus(status) {
       showIndicator("error", "Not syncing: sign in again");
     }
   } else if (status === "disconnected") {
+    window.cowatch?.clock.stop();
     showIndicator("offline", "Reconnecting…");
   }
 }
@@ -67,13 +67,15 @@ if (root.dataset.status === "PROCESSING" && socket) {
 if (video) setUpPlayer();
 
 function setUpPlayer() {
-  const clock = new ServerClock(async () => (await socket.request(CLOCK)).serverClock);
+  const clock = new ServerClock(async () => {
+    if (!socket?.connected) throw new Error("not connected");
+    return (await socket.request(CLOCK)).serverClock;
+  });
   const player = new SyncPlayer(video, {
     clock,
     duration: Number(root.dataset.duration) || NaN,
     canControl: () => signedIn,
-    commit: async (timestamp, playing) =>
-      (await gql(UPDATE, { id: videoId, timestamp, playing })).updateVideoTimestamp,
+    commit: (timestamp, playing) => commit({ id: videoId, timestamp, playing }),
   });
   window.cowatch = { player, socket, clock };
   setUpControls(player);
@@ -103,10 +105,9 @@ function setUpPlayer() {
   };
   onConnected = () => {
     firstMessage = true; // the socket resubscribes by itself; its first message is the state
-    clock.sync().then(() => player.tick());
+    clock.start().then(() => player.tick());
   };
   subscribe();
-  setInterval(() => socket.connected && clock.sync(), CLOCK_RESYNC_MS);
 
   player.addEventListener("remote", ({ detail }) => describe(detail.state, detail.previous));
   player.addEventListener("local", ({ detail }) => describe(detail.state, detail.previous, true));
@@ -122,11 +123,25 @@ function setUpPlayer() {
     if (!socket.connected) return showIndicator("offline", "Reconnecting…");
     if (detail.drift === null) return showIndicator("connecting", "Connecting…");
     const size = Math.abs(detail.drift);
-    const where = `${size.toFixed(2)} s ${detail.drift < 0 ? "behind" : "ahead"}`;
+    const { spreadMs, clockMs, roundTripMs } = detail.accuracy;
+    const where =
+      `${Math.round(size * 1000)} ms ${detail.drift < 0 ? "behind" : "ahead"}; ` +
+      `clock ±${clockMs.toFixed(1)} ms, round trip ${Math.round(roundTripMs)} ms`;
     indicator.dataset.drift = detail.drift.toFixed(3);
-    if (size < IN_SYNC) showIndicator("in-sync", "In sync", where);
+    indicator.dataset.accuracy = spreadMs.toFixed(1);
+    if (size < IN_SYNC) showIndicator("in-sync", `In sync ${plusMinus(spreadMs)}`, where);
     else showIndicator("catching-up", "Catching up", where);
   });
+}
+
+/** The change goes over the socket when it is up: its one-way time is what the clock measured. */
+async function commit(variables) {
+  if (!socket?.connected) return (await gql(UPDATE, variables)).updateVideoTimestamp;
+  try {
+    return (await socket.request(UPDATE, variables)).updateVideoTimestamp;
+  } catch (errors) {
+    throw new GraphQLError(Array.isArray(errors) ? errors : [{ message: String(errors) }]);
+  }
 }
 
 const usernames = new Map();

@@ -1,0 +1,114 @@
+// Closed-loop runs of web/static/js/steering.js against a player modelled on a recorded trace.
+//
+//   node tests/web/steering_sim.mjs TRACE.json  ->  JSON on stdout (tests/web/test_steering.py)
+//
+// A trace is what a real page's SyncPlayer recorded in Chromium, one row per steering tick:
+// [performance.now() ms, currentTime, drift, room rate, nudge, seek, clock offset ms, jitter ms].
+// From it come the room as that page saw it (its clock's wobble included), the element's own
+// tick-to-tick jitter and its jumps when playbackRate left or returned to the room's rate. The
+// model element starts off by a given error and moves by the controller's rate, those jumps and
+// that jitter; a seek lands after the recorded page's seek lag.
+import { readFileSync } from "node:fs";
+import { Steering } from "../../web/static/js/steering.js";
+
+const ERRORS = [-1.5, -0.6, -0.2, -0.08, -0.03, -0.012, 0.012, 0.03, 0.08, 0.2, 0.6, 2.5];
+const SEEK_LAG = 0.05;
+const rows = JSON.parse(readFileSync(process.argv[2], "utf8"));
+const tick = (r) => ({
+  at: r[0],
+  position: r[1],
+  drift: r[2],
+  rate: r[3],
+  nudge: r[4],
+  seek: r[5],
+  jitter: r[7],
+});
+const ticks = rows.map(tick);
+
+// What the element did on its own.
+const steadyNoise = [];
+const nudgedNoise = [];
+const engages = [];
+const releases = [];
+const SETTLING = 5; // ticks after the room jumped (a seek, a start) are landing, not noise
+let settled = 0;
+for (let k = 2; k < ticks.length; k += 1) {
+  const [before, prev, now] = [ticks[k - 2], ticks[k - 1], ticks[k]];
+  const dt = (now.at - prev.at) / 1000;
+  const roomMoved = now.position - now.drift - (prev.position - prev.drift) - dt * now.rate;
+  settled = Math.abs(roomMoved) > 0.02 || prev.seek !== null || dt > 1 ? 0 : settled + 1;
+  if (settled < SETTLING) continue;
+  const residual = now.position - (prev.position + dt * prev.rate * (1 + prev.nudge));
+  if (Math.abs(residual) > 0.05) continue; // a stall, not jitter
+  if (before.nudge === 0 && prev.nudge !== 0) engages.push(residual);
+  else if (before.nudge !== 0 && prev.nudge === 0) releases.push(residual);
+  else if (prev.nudge === 0) steadyNoise.push(residual);
+  else nudgedNoise.push(residual);
+}
+const median = (xs, fallback) => {
+  if (!xs.length) return fallback;
+  const s = [...xs].sort((a, b) => a - b);
+  return s[s.length >> 1];
+};
+const engage = median(engages, -0.022);
+const release = median(releases, 0.002);
+
+// How the room moved as the page saw it, tick by tick, where it moved steadily (its clock's
+// wobble included): replayed over and over for as long as a run needs.
+const steps = [];
+for (let k = 1; k < ticks.length; k += 1) {
+  const dt = (ticks[k].at - ticks[k - 1].at) / 1000;
+  const room = (t) => t.position - t.drift;
+  const wobble = room(ticks[k]) - room(ticks[k - 1]) - dt * ticks[k].rate;
+  if (ticks[k].seek === null && ticks[k - 1].seek === null && dt < 1 && Math.abs(wobble) < 0.02) {
+    steps.push({ dt, wobble, rate: ticks[k].rate, jitter: ticks[k].jitter });
+  }
+}
+const TICKS = 400;
+
+function run(initial) {
+  const steering = new Steering();
+  let at = 0;
+  let room = 100;
+  let position = room + initial;
+  let nudge = 0;
+  const out = { initial, errors: [], nudges: [], bands: [], seeks: 0 };
+  for (let k = 0; k < TICKS; k += 1) {
+    const { dt, wobble, rate, jitter } = steps[k % steps.length];
+    const error = position - room;
+    const clockJitter = Number.isFinite(jitter) ? jitter / 1000 : 0;
+    const decision = steering.decide({ at, position, error, rate, clockJitter });
+    out.errors.push(error);
+    out.bands.push(steering.band(clockJitter));
+    out.nudges.push(decision.nudge);
+    at += dt * 1000;
+    if (decision.seek !== null) {
+      out.seeks += 1;
+      const target = room + decision.seek;
+      steering.expectLanding("seek", target, at - dt * 1000);
+      room += dt * rate + wobble;
+      position = target + Math.max(0, dt - SEEK_LAG) * rate;
+      nudge = 0;
+      continue;
+    }
+    let jump = 0;
+    if (nudge === 0 && decision.nudge !== 0) jump = engage;
+    if (nudge !== 0 && decision.nudge === 0) jump = release;
+    nudge = decision.nudge;
+    const noise = nudge === 0 ? steadyNoise : nudgedNoise.length ? nudgedNoise : steadyNoise;
+    room += dt * rate + wobble;
+    position += dt * rate * (1 + nudge) + jump + (noise.length ? noise[k % noise.length] : 0);
+  }
+  return out;
+}
+
+process.stdout.write(
+  JSON.stringify({
+    engage,
+    release,
+    engages: engages.length,
+    noise: steadyNoise.length,
+    ticks: steps.length,
+    runs: ERRORS.map(run),
+  }),
+);
