@@ -184,6 +184,7 @@ def run(
     if not listener.ready.wait(30):
         raise RuntimeError("the /ws subscription sent no state")
     contexts, pages = [], []
+    console: list[str] = []
     for (_email, token, user_id), name in zip(users, names[: len(users)], strict=True):
         context = browser.new_context(bypass_csp=True, viewport={"width": 800, "height": 600})
         context.add_cookies([{"name": "Authentication", "value": token, "url": url}])
@@ -193,6 +194,10 @@ def run(
             f"localStorage.setItem('cowatch.user', {json.dumps(user)});"
         )
         page = context.new_page()
+        page.on("console", lambda m, name=name: m.type in ("warning", "error") and console.append(
+            f"{name}: {m.text}"
+        ))  # fmt: skip
+        page.on("pageerror", lambda error, name=name: console.append(f"{name}: {error}"))
         page.goto(f"{url}/watch/{video_id}")
         page.wait_for_function(
             "document.getElementById('sync-indicator')?.dataset.state === 'in-sync'"
@@ -240,6 +245,7 @@ def run(
     }
     figures["clocks"] = clocks
     figures["unshared"] = unshared
+    figures["console"] = console
     figures["traces"] = traces
     return figures
 
@@ -272,6 +278,8 @@ def report(network: str, count: str, f: dict[str, Any]) -> None:
         + ", ".join(f"{c['offset']:+.1f}/{c['roundTrip']:.1f}" for c in f["clocks"])
         + " ms offset/round trip"
     )
+    if f.get("console"):
+        print(f"    page warnings and errors: {len(f['console'])}, first: {f['console'][:3]}")
     if f.get("unshared"):
         print(f"    actions that never reached the server: {f['unshared']}")
     for mismatch in f.get("paused_mismatches", []):

@@ -323,10 +323,10 @@ def correct_drift(a: Page) -> None:
     a.evaluate(f"{VIDEO}.currentTime = 0")
     a.get_by_role("button", name="Play").click()
     expect(a.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
-    # The room moves 0.5 s ahead of us (as a wrong clock would): catch up faster, no seek.
+    # The room moves 0.15 s ahead of us (as a wrong clock would): catch up faster, no seek.
     a.wait_for_function("window.cowatch.clock.synced")
     a.evaluate("window.cowatch.clock.stop()")  # or the next clock sample would undo our nudge
-    a.evaluate("window.cowatch.clock.offset += 500")
+    a.evaluate("window.cowatch.clock.offset += 150")
     a.wait_for_function(f"{VIDEO}.playbackRate > 1", timeout=SYNC_S)
     # 2.5 s more is beyond what a rate nudge should fix: seek.
     before = current_time(a)
@@ -334,7 +334,7 @@ def correct_drift(a: Page) -> None:
     a.wait_for_function(
         f"([before]) => {VIDEO}.currentTime > before + 2.5", arg=[before], timeout=SYNC_S
     )
-    a.evaluate("window.cowatch.clock.offset -= 3000")
+    a.evaluate("window.cowatch.clock.offset -= 2650")
     a.get_by_role("button", name="Pause").click()
 
 

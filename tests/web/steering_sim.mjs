@@ -82,9 +82,9 @@ function run(initial) {
     out.bands.push(steering.band(clockJitter));
     out.nudges.push(decision.nudge);
     at += dt * 1000;
-    if (decision.seek !== null) {
+    if (decision.seek) {
       out.seeks += 1;
-      const target = room + decision.seek;
+      const target = room + steering.lags.seek;
       steering.expectLanding("seek", target, at - dt * 1000);
       room += dt * rate + wobble;
       position = target + Math.max(0, dt - SEEK_LAG) * rate;

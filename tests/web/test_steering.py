@@ -18,7 +18,7 @@ import pytest
 
 HERE = Path(__file__).resolve().parent
 TRACES = sorted((HERE / "traces").glob("*.json"))
-SEEK_BEYOND = 1.0  # steering.js
+SEEK_BEYOND = 0.25  # steering.js
 MAX_BAND = 0.025  # steering.js
 
 

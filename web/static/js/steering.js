@@ -4,22 +4,25 @@
 // Errors are in seconds, positive when the element is ahead of the room. Small errors are steered
 // by playbackRate in proportion to the error (capped), large ones by a seek. Everything the element
 // itself adds is measured on this page and compensated rather than tolerated:
-// - `lags`: how long a seek (while playing), a seek-and-start (from paused) and a plain play() keep
-//   the element from advancing; seeks aim that far ahead and a viewer's own changes are sent so.
+// - `lags`: how long a seek (while playing), a seek-and-start (from paused), a plain play() and a
+//   seek to where nothing is buffered yet keep the element from advancing; seeks aim that far
+//   ahead and a viewer's own changes are sent so.
 // - `engage` / `release`: the jump of the position when playbackRate leaves / returns to the
 //   room's rate (Chromium re-times the audio it has buffered: about -20 ms on leaving 1.0 here).
 // - the dead band: a few standard deviations of the measured error (the element's own jitter, the
 //   clock's, how exactly a nudge can be let go), so the controller never chases noise and never
 //   tolerates more than it must.
 
-export const SEEK_BEYOND = 1; // s: further off than this, seek (a nudge would take over 10 s)
+// s: further off than this (a stalled element, mostly), seek: a nudge would take over 2.5 s
+export const SEEK_BEYOND = 0.25;
 export const MAX_NUDGE = 0.1; // playbackRate moves at most 10 % from the room's rate
 export const MIN_NUDGE = 0.01; // smaller changes may not take effect in the media pipeline
 export const HORIZON = 0.5; // s: a nudge removes the error in about this long, never faster
 export const MIN_BAND = 0.004; // s: the dead band's floor ...
 export const MAX_BAND = 0.025; // s: ... and ceiling
 // Until this page has measured its own: what Chromium showed here (bench/sync_accuracy.py).
-export const DEFAULT_LAGS = { seek: 0.07, start: 0.07, play: 0.05 }; // s
+// `fetch`: a seek or start to where nothing is buffered yet waits for the network as well.
+export const DEFAULT_LAGS = { seek: 0.07, start: 0.07, play: 0.05, fetch: 0.3 }; // s
 export const DEFAULT_ENGAGE = -0.02; // s
 const BAND_SIGMAS = 3;
 const PERSIST = 3; // ticks a small error must last before a nudge
@@ -106,18 +109,18 @@ export class Steering {
    * @param {number} o.error  position minus where the room is (s)
    * @param {number} o.rate  the room's rate
    * @param {number} [o.clockJitter]  the clock's standard deviation (s)
-   * @returns {{nudge: number, seek: number | null}}  rate = rate * (1 + nudge); seek: seek to
-   *   the room's position plus this many seconds
+   * @returns {{nudge: number, seek: boolean}}  rate = rate * (1 + nudge); seek: seek to the
+   *   room's position plus `lags.seek` (or `lags.fetch` where nothing is buffered) instead
    */
   decide({ at, position, error, rate, clockJitter = 0 }) {
     if (this.landing && at - this.landing.at < LANDING_AFTER_MS) {
-      return { nudge: 0, seek: null }; // let it land before judging (or learning from) it
+      return { nudge: 0, seek: false }; // let it land before judging (or learning from) it
     }
     this.observe(at, position, rate);
     const size = Math.abs(error);
     if (size >= SEEK_BEYOND) {
       this.nudge = 0;
-      return { nudge: 0, seek: this.lags.seek };
+      return { nudge: 0, seek: true };
     }
     const band = this.band(clockJitter);
     let nudge = 0;
@@ -164,7 +167,7 @@ export class Steering {
       if (previous === 0 && nudge !== 0) this.last.changed = "engage";
       else if (previous !== 0 && nudge === 0) this.last.changed = "release";
     }
-    return { nudge, seek: null };
+    return { nudge, seek: false };
   }
 
   proportional(error) {

@@ -16,8 +16,10 @@ const TICK_MS = 100;
 const USER_SEEK_GRACE_MS = 1000; // a viewer's seek is left alone this long for its `seeked`
 const HAVE_METADATA = 1;
 const HAVE_FUTURE_DATA = 3;
+const BUFFERED_AHEAD = 0.5; // s: a seek target counts as buffered with this much after it
 const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
 const LEARNED_KEY = "cowatch.sync.learned";
+const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
 
 /** "±N ms" for an accuracy() spread: the sync indicator shows it, a party's member list can too. */
 export function plusMinus(ms) {
@@ -69,6 +71,7 @@ export class SyncPlayer extends EventTarget {
     this.recent = [];
     this.trace = null; // an array: every steering tick is recorded there (the bench sets it)
     this.landPaused = false;
+    this.commitDelay = null; // ms from sending a change to the server stamping it
     this.steering = new Steering(loadLearned());
     video.addEventListener("seeking", () => this.seeking());
     for (const type of ["play", "pause", "seeked"]) {
@@ -157,7 +160,8 @@ export class SyncPlayer extends EventTarget {
   /**
    * Share a change. `moving` (playing): the element was told to move at `since` (performance.now())
    * and stands still `lag` s from then (a seek that took longer is over: it moves now); the server
-   * stamps the change about one way later, so the timestamp sent is where the element is by then.
+   * stamps the change `commitDelay` ms later (measured on earlier changes; one way at first), so
+   * the timestamp sent is where the element is by then.
    */
   send(timestamp, playing, moving = null) {
     if (!this.canControl()) {
@@ -170,7 +174,7 @@ export class SyncPlayer extends EventTarget {
     const base = previous ?? { videoId: null, rate: 1, version: 0, userId: null, username: null };
     let serverTime = this.clock.now();
     if (moving) {
-      const oneWay = this.clock.oneWay || 0;
+      const oneWay = this.commitDelay ?? (this.clock.oneWay || 0);
       const rate = base.rate || 1;
       const still = Math.max(0, moving.lag - (performance.now() - moving.since) / 1000);
       timestamp += (oneWay / 1000 - still) * rate;
@@ -191,7 +195,9 @@ export class SyncPlayer extends EventTarget {
       const { timestamp, playing } = this.queued;
       this.queued = null;
       try {
+        const sentAt = this.clock.now();
         const answer = normalise(await this.commit(timestamp, playing));
+        this.learnCommitDelay(answer.serverTime - sentAt);
         if (!this.queued && answer.version >= (this.state?.version ?? 0)) {
           this.state = { ...answer, mine: true };
         } else if (this.state) {
@@ -208,6 +214,13 @@ export class SyncPlayer extends EventTarget {
     this.stash = null;
     if (stash) this.receive(stash.incoming, { resync: stash.resync || failed !== null });
     if (failed) this.emit("failed", { error: failed });
+  }
+
+  /** How long after sending the server stamps a change (ms): the mean of recent answers. */
+  learnCommitDelay(ms) {
+    if (!Number.isFinite(ms) || ms < 0 || ms > MAX_COMMIT_DELAY_MS) return;
+    const known = this.commitDelay;
+    this.commitDelay = known === null ? ms : known + 0.5 * (ms - known);
   }
 
   /** Pause syncing while the source changes (a quality switch); resumes on loadedmetadata. */
@@ -255,15 +268,14 @@ export class SyncPlayer extends EventTarget {
       rate: s.rate,
       clockJitter: Number.isFinite(this.clock.jitter) ? this.clock.jitter / 1000 : 0,
     });
-    const { nudge, seek } = decision;
+    const { nudge } = decision;
+    const seek = decision.seek ? 1 : null;
     const { offset, jitter } = this.clock;
     const at = performance.now();
     this.trace?.push([at, video.currentTime, drift, s.rate, nudge, seek, offset, jitter]);
-    if (decision.seek !== null) {
+    if (decision.seek) {
       this.setRate(s.rate);
-      const to = this.expected() + decision.seek;
-      this.steering.expectLanding("seek", to, performance.now());
-      this.seek(to);
+      this.seekAhead("seek");
     } else {
       this.setRate(s.rate * (1 + decision.nudge));
     }
@@ -276,12 +288,29 @@ export class SyncPlayer extends EventTarget {
     if (this.playPending) return this.report(this.drift);
     this.steering.reset();
     this.setRate(this.state.rate);
-    const lag = this.steering.lags.start;
-    const to = this.expected(this.clock.now() + lag * 1000);
-    this.steering.expectLanding("start", to, performance.now());
-    this.seek(to);
+    this.seekAhead("start");
     this.play();
     return this.report(this.drift);
+  }
+
+  /** Seek to where the room will be once the element moves again, by this page's lag for it. */
+  seekAhead(kind) {
+    const lags = this.steering.lags;
+    let to = this.expected(this.clock.now() + lags[kind] * 1000);
+    if (!this.buffered(to)) {
+      kind = "fetch";
+      to = this.expected(this.clock.now() + lags.fetch * 1000);
+    }
+    this.steering.expectLanding(kind, to, performance.now());
+    this.seek(to);
+  }
+
+  buffered(at) {
+    const ranges = this.video.buffered;
+    for (let i = 0; i < ranges.length; i += 1) {
+      if (ranges.start(i) <= at && at + BUFFERED_AHEAD <= ranges.end(i)) return true;
+    }
+    return false;
   }
 
   seek(to) {
