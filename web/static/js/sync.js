@@ -254,8 +254,12 @@ export class SyncPlayer extends EventTarget {
     if (!s.playing || video.paused) {
       this.steering.reset();
       this.setRate(s.rate);
-      if (!s.playing && (this.landPaused || Math.abs(drift) > EXACT)) {
+      if (!s.playing && this.landPaused) {
+        // Chromium skips a seek to where a paused element already is, leaving whatever frame it
+        // showed when it stopped (often the next one): step off by a hair, the tick comes back.
         this.landPaused = false;
+        this.seek(want + (want + 2 * EXACT > this.duration ? -2 * EXACT : 2 * EXACT));
+      } else if (!s.playing && Math.abs(drift) > EXACT) {
         this.seek(want); // exactly: the same frame on every screen
       }
       return this.report(drift);
