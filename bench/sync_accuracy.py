@@ -35,6 +35,7 @@ import sys
 import tempfile
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -149,6 +150,11 @@ def wait_healthy(url: str, timeout: float = 90) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def note_console(into: list[str], name: str, message: Any) -> None:
+    if message.type in ("warning", "error"):
+        into.append(f"{name}: {message.text}")
+
+
 def act(page: Any, kind: str, target: float | None) -> None:
     if kind == "play":
         page.evaluate(f"{VIDEO}.play()")
@@ -194,9 +200,7 @@ def run(
             f"localStorage.setItem('cowatch.user', {json.dumps(user)});"
         )
         page = context.new_page()
-        page.on("console", lambda m, name=name: m.type in ("warning", "error") and console.append(
-            f"{name}: {m.text}"
-        ))  # fmt: skip
+        page.on("console", partial(note_console, console, name))
         page.on("pageerror", lambda error, name=name: console.append(f"{name}: {error}"))
         page.goto(f"{url}/watch/{video_id}")
         page.wait_for_function(
