@@ -118,7 +118,7 @@ class Listener(threading.Thread):
                 if m.get("type") in ("video:state", "video:timestamp_updated"):
                     self.states[int(m["version"])] = State(
                         int(m["version"]), float(m["timestamp"]), bool(m["playing"]),
-                        float(m.get("rate") or 1), float(m["server_time"]),
+                        float(m.get("rate") or 1), float(m["server_time"]), m.get("user_id"),
                     )  # fmt: skip
                     self.ready.set()
 
@@ -249,6 +249,17 @@ def run(
     }
     figures["clocks"] = clocks
     figures["unshared"] = unshared
+    figures["timeline"] = [
+        (
+            a.kind,
+            a.state.version,
+            a.state.playing,
+            a.state.timestamp,
+            a.acted_at - actions[0].acted_at,
+        )
+        for a in actions
+    ]
+    figures["users"] = [u[2] for u in users]
     figures["console"] = console
     figures["traces"] = traces
     return figures
@@ -284,6 +295,11 @@ def report(network: str, count: str, f: dict[str, Any]) -> None:
     )
     if f.get("console"):
         print(f"    page warnings and errors: {len(f['console'])}, first: {f['console'][:3]}")
+    if f.get("extras"):
+        acts = [(a[1], a[0], round(a[4])) for a in f.get("timeline", [])]
+        print(
+            f"    versions no viewer made (version, user, playing, at, ms): {f['extras']}; {acts}"
+        )
     if f.get("unshared"):
         print(f"    actions that never reached the server: {f['unshared']}")
     for mismatch in f.get("paused_mismatches", []):

@@ -21,6 +21,7 @@ class State:
     playing: bool
     rate: float
     server_time: float  # epoch ms
+    user_id: str | None = None
 
     def position(self, at_ms: float) -> float:
         if not self.playing:
@@ -129,6 +130,7 @@ def analyse(
     """Steady spread and error while playing, frames apart, convergence, stalls, own seeks."""
     frame = 1 / fps
     room = Room(states)
+    first = actions[0].acted_at if actions else 0.0
     pairwise: list[float] = []
     errors: list[float] = []
     bias: list[list[float]] = [[] for _ in tracks]
@@ -169,6 +171,11 @@ def analyse(
         "own_seeks": seeks,
         # Versions no bench action made: a page echoing what it followed would show up here.
         "extra_versions": len(states) - len({a.state.version for a in actions}) - 1,
+        "extras": [
+            (s.version, s.user_id, s.playing, round(s.timestamp, 3), round(s.server_time - first))
+            for s in states[1:]
+            if s.version not in {a.state.version for a in actions}
+        ],
     }
 
 
