@@ -31,7 +31,7 @@ from urllib.parse import urlsplit
 from starlette.websockets import WebSocket, WebSocketState
 
 from realtime.bus import Bus
-from realtime.delivery import Backlog, Listener, Outbox, Render, frame_writer
+from realtime.delivery import Backlog, Listener, Outbox, Render, frame_writer, keepalive
 from realtime.events import SESSIONS_TOPIC, Event
 from realtime.flood import FloodGuard, Verdict
 
@@ -252,6 +252,20 @@ class Connection:
         if verdict is Verdict.CLOSE:
             await self.close(CLOSE_FLOODING, "too many messages")
         return verdict
+
+    def heartbeat(self, interval: float, timeout: float) -> bool:
+        """Ping this socket faster (presence needs it); False where the server cannot."""
+        found = keepalive(self.websocket.scope)
+        if found is None:
+            return False
+        found.set(interval, timeout)
+        return True
+
+    def rtt_ms(self) -> float | None:
+        """The socket's last measured round trip, in milliseconds."""
+        found = keepalive(self.websocket.scope)
+        rtt = found.rtt() if found is not None else None
+        return round(rtt * 1000, 1) if rtt else None
 
     def too_big(self, text: str) -> bool:
         return len(text) > self.hub.limits.max_message_bytes

@@ -60,6 +60,30 @@ class FrameWriter:
     writable: asyncio.Event
 
 
+@dataclass(frozen=True)
+class Keepalive:
+    """A server's websocket heartbeat for one socket.
+
+    `set(interval, timeout)` pings the client every `interval` seconds and closes the socket
+    when an answer takes longer than `timeout` (so a client that vanished without a close frame
+    is noticed); `rtt()` is the last measured round trip in seconds (None before the first).
+    """
+
+    set: Callable[[float, float], None]
+    rtt: Callable[[], float | None]
+
+
+#: The ASGI scope extension under which a server offers a `Keepalive` (`{"keepalive": …}`).
+KEEPALIVE = "cowatch.websocket.keepalive"
+
+
+def keepalive(scope: Mapping[str, Any]) -> Keepalive | None:
+    """The server's `Keepalive` for this websocket, if it offers one."""
+    extension = scope.get("extensions", {}).get(KEEPALIVE)
+    found = extension.get("keepalive") if isinstance(extension, dict) else None
+    return found if isinstance(found, Keepalive) else None
+
+
 def frame_writer(scope: Mapping[str, Any]) -> FrameWriter | None:
     """The server's `FrameWriter` for this websocket, if it offers one."""
     extension = scope.get("extensions", {}).get(WRITE_TEXTS)

@@ -1,10 +1,13 @@
-"""The one adapter onto uvicorn's internals: a websocket protocol that writes many frames at once.
+"""The one adapter onto uvicorn's internals: a websocket protocol that writes many frames at once
+and offers a per-socket heartbeat.
 
 Fan-out sends thousands of sockets the same small frames; on loopback the write, not the framing,
 is most of a frame's price (py-spy, 2,000 sockets at 16 seeks/s: 43 % of the server's samples in
 `transport.write`, one per frame). `BatchingWebSocketProtocol` is uvicorn's sans-I/O protocol plus
 the `WRITE_TEXTS` scope extension: a `FrameWriter` that frames a batch and writes it at once, so a
-socket that is behind gets its backlog in one call.
+socket that is behind gets its backlog in one call. The `KEEPALIVE` extension lets a socket that
+needs it (a party member's: presence must notice a tab that vanished) ping faster than uvicorn's
+global `ws_ping_interval`, and reads the measured round trip.
 
 It subclasses a private uvicorn class and reads its attributes, so `protocol_class()` checks the
 installed uvicorn at start-up: outside the tested range, or missing anything used here, Cowatch
@@ -23,14 +26,28 @@ from collections.abc import Sequence
 from importlib.metadata import version
 from typing import Any
 
-from realtime.delivery import WRITE_TEXTS, Disconnected, FrameWriter
+from realtime.delivery import KEEPALIVE, WRITE_TEXTS, Disconnected, FrameWriter, Keepalive
 
 log = logging.getLogger("cowatch.realtime")
 
 #: The uvicorn releases this adapter is tested with (pyproject.toml pins the same range).
 TESTED = ((0, 53), (0, 55))
 #: What the adapter reads or calls on uvicorn's protocol instances.
-NEEDED = ("disconnected", "close_sent", "handshake_complete", "writable", "conn", "transport")
+NEEDED = (
+    "disconnected",
+    "close_sent",
+    "handshake_complete",
+    "writable",
+    "conn",
+    "transport",
+    "ping_interval",
+    "ping_timeout",
+    "last_ping_rtt",
+    "ping_timer",
+    "pong_timer",
+)
+#: Methods of uvicorn's protocol the heartbeat calls.
+METHODS = ("handle_connect", "start_keepalive", "stop_keepalive")
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -55,8 +72,9 @@ def problems() -> list[str]:
     missing = [name for name in NEEDED if name not in source]
     if missing:
         found.append(f"uvicorn's protocol no longer sets {', '.join(missing)}")
-    if not callable(getattr(WebSocketsSansIOProtocol, "handle_connect", None)):
-        found.append("uvicorn's protocol has no handle_connect")
+    for method in METHODS:
+        if not callable(getattr(WebSocketsSansIOProtocol, method, None)):
+            found.append(f"uvicorn's protocol has no {method}")
     return found
 
 
@@ -82,9 +100,23 @@ def _batching_protocol() -> type[Any]:
             super().handle_connect(event)
             scope = getattr(self, "scope", None)  # absent when the handshake was refused
             if scope is not None:
-                # The ASGI task was created above but has not run yet: it sees the extension.
+                # The ASGI task was created above but has not run yet: it sees the extensions.
                 writer = FrameWriter(write=self.write_texts, writable=self.writable)
                 scope["extensions"][WRITE_TEXTS] = {"writer": writer}
+                heartbeat = Keepalive(set=self.set_keepalive, rtt=self.round_trip)
+                scope["extensions"][KEEPALIVE] = {"keepalive": heartbeat}
+
+        def set_keepalive(self, interval: float, timeout: float) -> None:
+            """Ping this socket every `interval` s; close it if an answer takes over `timeout` s."""
+            if (self.ping_interval, self.ping_timeout) == (interval, timeout):
+                return
+            self.ping_interval, self.ping_timeout = interval, timeout
+            if self.handshake_complete and not self.close_sent and self.pong_timer is None:
+                self.stop_keepalive()
+                self.start_keepalive()
+
+        def round_trip(self) -> float | None:
+            return self.last_ping_rtt or None
 
         def write_texts(self, texts: Sequence[str]) -> bool:
             """Frame `texts`, write them at once; False (nothing written) if the buffer is full."""

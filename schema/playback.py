@@ -94,9 +94,8 @@ class PlaybackMutation:
 @strawberry.type
 class PlaybackSubscription:
     @strawberry.subscription(
-        description="The current state first, then every change, in version order "
-        "(signed-in sockets).",
-        extensions=signed_in(),
+        description="The video's public room: the current state first, then every change, in "
+        "version order. Anyone may follow it, signed in or not."
     )
     async def video_timestamp(
         self,

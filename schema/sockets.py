@@ -8,8 +8,11 @@ bus with shared execution instead, after Strawberry's pipeline (validation, limi
 the resolver's own checks) has run once for it and produced a clean first result.
 
 Sign-in is by the `connection_init` payload's `Authorization`, or the handshake's header or
-cookie (a cross-origin page's cookie is ignored). No token → 4403; a bad one → 4401 (legacy:
-`connection_error` first). A frame over `COWATCH_WS_MAX_MESSAGE_BYTES` → 1009, unparsed.
+cookie (a cross-origin page's cookie is ignored): an account token, or a party member token (a
+guest's: good for its party's operations only). Without a token the socket is anonymous and
+each operation says whether it needs one (`videoTimestamp`, a video's public room, does not); a
+bad token → 4401 (legacy: `connection_error` first). A frame over `COWATCH_WS_MAX_MESSAGE_BYTES`
+→ 1009, unparsed.
 """
 
 from __future__ import annotations
@@ -28,7 +31,6 @@ from strawberry.types.execution import ExecutionResult, PreExecutionError
 from realtime.connection import (
     CLOSE_INVALID_TOKEN,
     CLOSE_TOO_BIG,
-    CLOSE_UNAUTHENTICATED,
     Connection,
     Principal,
 )
@@ -166,23 +168,6 @@ class Session:
             else auth.token_from(headers=websocket.headers, cookies=cookies)
         )
         services = self.services
-        if not token:
-            await self.refuse(CLOSE_UNAUTHENTICATED, "authentication required")
-            return None
-        try:
-            session = await auth.authenticate_session(
-                db=services.db, secret=services.jwt_secret, token=token
-            )
-        except InvalidToken as exc:
-            await self.refuse(CLOSE_INVALID_TOKEN, exc.message)
-            return None
-        principal = Principal(
-            user_id=session.user.id,
-            session_id=session.claims.jti,
-            expires_at=session.claims.expires_at.timestamp(),
-        )
-        if not await self.connection.sign_in(principal):
-            return None
         context = Context(
             services=services,
             request=websocket,
@@ -191,7 +176,24 @@ class Session:
             loaders=Loaders(services),
             connection_params=payload,
         )
-        context.signed_in(session.user)
+        if not token:  # anonymous: public subscriptions only (each operation checks its own)
+            self.context = context
+            return ""
+        try:
+            caller = await auth.identify(db=services.db, secret=services.jwt_secret, token=token)
+        except InvalidToken as exc:
+            await self.refuse(CLOSE_INVALID_TOKEN, exc.message)
+            return None
+        assert caller.claims is not None
+        principal = Principal(
+            user_id=caller.user.id if caller.user else None,
+            session_id=caller.claims.jti,
+            expires_at=caller.claims.expires_at.timestamp(),
+        )
+        if not await self.connection.sign_in(principal):
+            return None
+        if caller.user is not None:
+            context.signed_in(caller.user)
         self.context = context
         return token
 

@@ -184,7 +184,6 @@ async def test_sockets_refuse_every_bad_token(server: LiveServer) -> None:
     account = await make_user(server.services)
     tokens = await bad_tokens(server.services, account)
     await _closed_with(f"{server.ws_url}/ws", 4403)
-    await _closed_with(f"{server.ws_url}/graphql", 4403, init={})
     for token in tokens.values():
         await _closed_with(f"{server.ws_url}/ws?token={token}", 4401)
         init = {"Authorization": f"Bearer {token}"}

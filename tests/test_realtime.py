@@ -186,21 +186,46 @@ async def test_sockets_require_a_valid_token(server: LiveServer, viewer: Account
     async with connect(f"{server.ws_url}/ws?token={viewer.token}") as conn:
         await conn.send(json.dumps({"type": "video:subscribe", "video_id": "x"}))
         assert (await receive_json(conn))["code"] == "NOT_FOUND"
-    # Both socket faces answer alike: no token 4403, a bad one 4401.
-    for payload, code in (({}, 4403), ({"Authorization": "Bearer garbage"}, 4401)):
-        protocols = [Subprotocol("graphql-transport-ws")]
-        async with connect(f"{server.ws_url}/graphql", subprotocols=protocols) as conn:
-            await conn.send(json.dumps({"type": "connection_init", "payload": payload}))
-            with pytest.raises(ConnectionClosed) as closed:
-                await receive_json(conn)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == code
+    # A bad token is refused alike on both faces (4401); GraphQL sockets may be anonymous.
+    protocols = [Subprotocol("graphql-transport-ws")]
+    async with connect(f"{server.ws_url}/graphql", subprotocols=protocols) as conn:
+        init = {"Authorization": "Bearer garbage"}
+        await conn.send(json.dumps({"type": "connection_init", "payload": init}))
+        with pytest.raises(ConnectionClosed) as closed:
+            await receive_json(conn)
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 4401
     # The legacy protocol has its own refusal: connection_error, then the socket closes.
     legacy = [Subprotocol("graphql-ws")]
     async with connect(f"{server.ws_url}/graphql", subprotocols=legacy) as conn:
-        await conn.send(json.dumps({"type": "connection_init", "payload": {}}))
+        init = {"Authorization": "Bearer garbage"}
+        await conn.send(json.dumps({"type": "connection_init", "payload": init}))
         assert (await receive_json(conn))["type"] == "connection_error"
         with pytest.raises(ConnectionClosed):
             await receive_json(conn)
+
+
+async def test_signed_out_viewers_follow_a_public_room_but_cannot_move_it(
+    server: LiveServer, http: httpx.AsyncClient, viewer: Account, video_id: str
+) -> None:
+    async with graphql_client(server.ws_url, None) as anonymous:
+        first = await anonymous.subscribe("watch", video_id)
+        await put_time(http, video_id, viewer.token, 12)
+        assert (await anonymous.next_event("watch"))["timestamp"] == 12
+        seek = (
+            f'mutation {{ updateVideoTimestamp(videoId: "{video_id}", timestamp: 3) '
+            "{ version } }"
+        )
+        await anonymous.conn.send(
+            json.dumps({"id": "seek", "type": "subscribe", "payload": {"query": seek}})
+        )
+        refused = await anonymous.next_message()
+        assert refused["id"] == "seek", refused
+        errors = refused["payload"] if refused["type"] == "error" else refused["payload"]["errors"]
+        assert errors[0]["extensions"]["code"] == "UNAUTHENTICATED"
+        assert first["timestamp"] == 0  # the room was not moved by the refused seek
+        async with httpx.AsyncClient(base_url=server.url) as plain:
+            body = (await plain.get(f"/api/videos/{video_id}")).json()
+        assert body["current_timestamp"] >= 12
 
 
 async def test_concurrent_seeks_all_arrive_in_version_order_and_converge(
