@@ -40,7 +40,7 @@ class Server:
 
 def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Path) -> None:
     """Poll /healthz until the server answers; fail with its log if it exits or never answers."""
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # a safety net: start-up on a loaded 2-core machine
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
