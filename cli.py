@@ -9,6 +9,22 @@ import sys
 
 from config import Settings
 
+EVERY_INTERFACE = ("0.0.0.0", "::")
+
+
+def _banner(host: str, port: int, settings: Settings) -> str:
+    """Where to point a browser: the public URL, else the listening address. Without a public
+    URL links follow each request's Host, so friends on the LAN use this machine's address."""
+    if settings.public_url:
+        url = settings.public_url.rstrip("/")
+    else:
+        shown = "127.0.0.1" if host in EVERY_INTERFACE else host
+        url = f"http://{f'[{shown}]' if ':' in shown else shown}:{port}"
+    banner = f"Cowatch is up at {url}/  (GraphiQL: {url}/graphql)"
+    if host in EVERY_INTERFACE and not settings.public_url:
+        banner += f"\nOn every interface: others open http://<this machine's address>:{port}/"
+    return banner
+
 
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
@@ -16,10 +32,8 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from app import create_app
     from server import tune_gc, uvicorn_options
 
-    if "public_url" not in settings.model_fields_set:
-        settings.public_url = f"http://{args.host}:{args.port}"
     app = create_app(settings)
-    print(f"Cowatch is up at {settings.public_url}/  (GraphiQL: {settings.public_url}/graphql)")
+    print(_banner(args.host, args.port, settings), flush=True)
     tune_gc()
     uvicorn.run(app, host=args.host, port=args.port, **uvicorn_options(settings))
     return 0

@@ -29,7 +29,9 @@ class Settings(BaseSettings):
     s3_secret_access_key: str | None = None
     jwt_secret: str | None = None
     jwt_ttl_s: int = Field(default=24 * 3600, ge=60)
-    public_url: str = "http://127.0.0.1:8000"
+    #: the origin clients use (`https://cowatch.example`); unset: each request's own scheme
+    #: and Host (resolvers/urls.py), so a server on a LAN address hands out LAN addresses
+    public_url: str | None = None
     max_upload_bytes: int = Field(default=2 * 1024**3, ge=1)
     user_quota_bytes: int = Field(default=20 * 1024**3, ge=1)
     max_duration_s: float = Field(default=4 * 3600, gt=0)

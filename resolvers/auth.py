@@ -327,9 +327,12 @@ def token_from(
     return None
 
 
-def session_cookie(token: str, *, ttl_s: int) -> str:
-    """The seed's cookie, exactly: `Authentication=<jwt>; HttpOnly; Secure; SameSite=Strict`."""
-    return f"{COOKIE_NAME}={token}; HttpOnly; Secure; SameSite=Strict; Path=/; Max-Age={ttl_s}"
+def session_cookie(token: str, *, ttl_s: int, secure: bool) -> str:
+    """The seed's cookie, exactly: `Authentication=<jwt>; HttpOnly; Secure; SameSite=Strict`,
+    except that `Secure` is left off where the browser would drop the cookie for it (plain
+    HTTP at a LAN address: `resolvers.urls.secure_cookie` decides)."""
+    flags = "HttpOnly; Secure" if secure else "HttpOnly"
+    return f"{COOKIE_NAME}={token}; {flags}; SameSite=Strict; Path=/; Max-Age={ttl_s}"
 
 
 async def presented_user(

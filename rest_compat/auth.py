@@ -10,7 +10,7 @@ from starlette.routing import Route
 from models import User
 from resolvers import auth
 from resolvers.lockout import Lockout
-from rest_compat.common import json_body, services
+from rest_compat.common import json_body, services, session_cookie
 from rest_compat.operations import JSON, Shape, operation, requires_user
 
 
@@ -86,7 +86,7 @@ async def login(request: Request) -> Response:
         limiter=svc.rate_limiter,
     )
     response = JSON(LoginOut(access_token=result.access_token, user=UserOut.of(result.user)))
-    response.headers.append("set-cookie", auth.session_cookie(result.access_token, ttl_s=ttl))
+    response.headers.append("set-cookie", session_cookie(request, result.access_token, ttl_s=ttl))
     return response
 
 
@@ -97,7 +97,7 @@ async def logout(request: Request, _user: User) -> Response:
     token = auth.token_from(headers=request.headers, cookies=request.cookies)
     await auth.logout(db=svc.db, publisher=svc.bus, secret=svc.jwt_secret, token=token)
     response = Response(status_code=204)
-    response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
+    response.headers.append("set-cookie", session_cookie(request, "", ttl_s=0))
     return response
 
 

@@ -9,7 +9,7 @@ from starlette.routing import Route
 
 from models import Channel, User, Video
 from resolvers import channels, videos
-from rest_compat.common import json_body, services
+from rest_compat.common import json_body, media_url, services
 from rest_compat.operations import JSON, Shape, operation, requires_user
 
 
@@ -72,8 +72,8 @@ async def create_channel(request: Request, owner: User) -> Response:
 
 
 async def _video_summary(request: Request, video: Video) -> VideoSummary:
-    storage = services(request).storage
-    thumbnail = await storage.url(video.thumbnail_key) if video.thumbnail_key else None
+    key = video.thumbnail_key
+    thumbnail = await media_url(request, key) if key else None
     return VideoSummary(id=video.id, title=video.title, thumbnail_url=thumbnail)
 
 

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.requests import HTTPConnection, Request
 
 from models import User
-from resolvers import auth, permissions
+from resolvers import auth, permissions, urls
 from resolvers.errors import BadInput
 from resolvers.services import Services
 
@@ -18,6 +18,24 @@ M = TypeVar("M", bound=BaseModel)
 
 def services(conn: HTTPConnection) -> Services:
     return conn.app.state.services  # type: ignore[no-any-return]
+
+
+def public_base(conn: HTTPConnection) -> str:
+    """The origin this client reaches us at (`COWATCH_PUBLIC_URL`, else the request's own)."""
+    return urls.public_base(configured=services(conn).settings.public_url, scope=conn.scope)
+
+
+async def media_url(conn: HTTPConnection, key: str, *, base: str | None = None) -> str:
+    """An absolute address of published media for this client (`base`: its public_base)."""
+    url = await services(conn).storage.url(key)
+    return urls.absolute(base or public_base(conn), url)
+
+
+def session_cookie(conn: HTTPConnection, token: str, *, ttl_s: int) -> str:
+    """The Set-Cookie value for this request: `Secure` wherever the browser keeps it."""
+    configured = services(conn).settings.public_url
+    secure = urls.secure_cookie(configured=configured, scope=conn.scope)
+    return auth.session_cookie(token, ttl_s=ttl_s, secure=secure)
 
 
 async def caller(conn: HTTPConnection) -> User | None:

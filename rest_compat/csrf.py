@@ -41,7 +41,8 @@ class CrossSiteGuard:
     def __init__(self, app: ASGIApp, *, settings: Settings) -> None:
         self.app = app
         listed = [] if settings.cors_any_origin else settings.cors_origin_list
-        self.allowed = {o for o in (origin_of(url) for url in (settings.public_url, *listed)) if o}
+        configured = [settings.public_url] if settings.public_url else []
+        self.allowed = {o for o in (origin_of(url) for url in (*configured, *listed)) if o}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] in UNSAFE:

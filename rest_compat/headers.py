@@ -13,6 +13,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings
+from resolvers import urls
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
 
@@ -24,21 +25,26 @@ def _origin(url: str | None) -> str | None:
     return f"{parts.scheme}://{parts.netloc}" if parts.scheme and parts.netloc else None
 
 
-def page_csp(settings: Settings) -> str:
-    """Our pages: same-origin code; media and thumbnails also from the public/storage origins."""
+def page_csp(settings: Settings, base: str) -> str:
+    """Our pages: same-origin code; media and thumbnails also from the public/storage origins.
+
+    `base` is the origin the page was asked at (`COWATCH_PUBLIC_URL`, else the request's own):
+    its websocket twin is named outright, not left to `'self'`, which older browsers do not
+    stretch to `ws:`/`wss:`.
+    """
     media = " ".join(
         sorted(
             {
                 origin
                 for origin in (
-                    _origin(settings.public_url),
+                    _origin(base),
                     _origin(settings.s3_public_endpoint_url or settings.s3_endpoint_url),
                 )
                 if origin
             }
         )
     )
-    public = urlsplit(settings.public_url)
+    public = urlsplit(base)
     socket = f"{'wss' if public.scheme == 'https' else 'ws'}://{public.netloc}"
     return (
         "default-src 'self'; script-src 'self'; style-src 'self'; "
@@ -51,8 +57,10 @@ def page_csp(settings: Settings) -> str:
 class SecurityHeadersMiddleware:
     def __init__(self, app: ASGIApp, settings: Settings) -> None:
         self.app = app
-        self.page_csp = page_csp(settings)
-        self.hsts = settings.public_url.startswith("https://")
+        self.settings = settings
+        #: with a configured public URL the page policy is the same for every request
+        self.page_csp = page_csp(settings, settings.public_url) if settings.public_url else None
+        self.hsts = (settings.public_url or "").startswith("https://")
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,10 +77,14 @@ class SecurityHeadersMiddleware:
                 headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
                 if self.hsts:
                     headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-                headers.setdefault("Content-Security-Policy", self._csp(headers))
+                headers.setdefault("Content-Security-Policy", self._csp(scope, headers))
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
 
-    def _csp(self, headers: MutableHeaders) -> str:
-        return self.page_csp if headers.get("content-type", "").startswith("text/html") else API_CSP
+    def _csp(self, scope: Scope, headers: MutableHeaders) -> str:
+        if not headers.get("content-type", "").startswith("text/html"):
+            return API_CSP
+        if self.page_csp is not None:
+            return self.page_csp
+        return page_csp(self.settings, urls.public_base(configured=None, scope=scope))

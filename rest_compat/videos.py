@@ -15,7 +15,7 @@ from models import User, Video, VideoStatus
 from models.base import as_utc
 from resolvers import uploads, videos
 from resolvers.errors import BadInput
-from rest_compat.common import services
+from rest_compat.common import media_url, public_base, services
 from rest_compat.multipart import read_form
 from rest_compat.operations import JSON, Shape, operation, requires_user
 
@@ -145,8 +145,10 @@ async def feed(request: Request) -> Response:
         category=request.query_params.get("category"),
     )
     items = []
+    base = public_base(request)
     for video in page.videos:
-        thumbnail = await svc.storage.url(video.thumbnail_key) if video.thumbnail_key else None
+        key = video.thumbnail_key
+        thumbnail = await media_url(request, key, base=base) if key else None
         items.append(
             {
                 "id": video.id,
@@ -186,10 +188,12 @@ async def details(request: Request) -> Response:
     if video.status == VideoStatus.TRANSCODED:
         await videos.record_view(db=svc.db, video_id=video.id)
         (renditions,) = await videos.renditions_by_video_ids(db=svc.db, ids=[video.id])
-        body["video_urls"] = {r.quality: await svc.storage.url(r.storage_key) for r in renditions}
-        body["thumbnail_url"] = (
-            await svc.storage.url(video.thumbnail_key) if video.thumbnail_key else None
-        )
+        base = public_base(request)
+        body["video_urls"] = {
+            r.quality: await media_url(request, r.storage_key, base=base) for r in renditions
+        }
+        key = video.thumbnail_key
+        body["thumbnail_url"] = await media_url(request, key, base=base) if key else None
         body["duration"] = video.duration
         body["current_timestamp"] = videos.live_position(video)
         body["view_count"] = video.view_count + 1

@@ -11,7 +11,7 @@ from starlette.websockets import WebSocket
 from strawberry.dataloader import DataLoader
 
 from models import Channel, Rendition, User, Video
-from resolvers import auth, videos
+from resolvers import auth, urls, videos
 from resolvers.services import Services
 
 
@@ -65,6 +65,23 @@ class Context:
         if self._viewer is None:
             raise RuntimeError("this field needs extensions=schema.permissions.signed_in()")
         return self._viewer
+
+    @property
+    def public_base(self) -> str:
+        """The origin this client reaches us at (`COWATCH_PUBLIC_URL`, else the request's own)."""
+        return urls.public_base(
+            configured=self.services.settings.public_url, scope=self.request.scope
+        )
+
+    async def media_url(self, key: str) -> str:
+        """An absolute address of published media for this client."""
+        return urls.absolute(self.public_base, await self.services.storage.url(key))
+
+    def session_cookie(self, token: str, *, ttl_s: int) -> str:
+        """The Set-Cookie value for this request: `Secure` wherever the browser keeps it."""
+        configured = self.services.settings.public_url
+        secure = urls.secure_cookie(configured=configured, scope=self.request.scope)
+        return auth.session_cookie(token, ttl_s=ttl_s, secure=secure)
 
     async def viewer_id_or_none(self) -> str | None:
         """For public fields that only vary by viewer: a bad token just means anonymous."""

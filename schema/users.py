@@ -130,7 +130,7 @@ class UserMutation:
         if info.context.response is not None:
             info.context.response.headers.append(
                 "set-cookie",
-                auth.session_cookie(result.access_token, ttl_s=services.settings.jwt_ttl_s),
+                info.context.session_cookie(result.access_token, ttl_s=services.settings.jwt_ttl_s),
             )
         return AuthPayload(access_token=result.access_token, user=User.from_model(result.user))
 
@@ -147,5 +147,7 @@ class UserMutation:
             token=info.context.token,
         )
         if info.context.response is not None:
-            info.context.response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
+            info.context.response.headers.append(
+                "set-cookie", info.context.session_cookie("", ttl_s=0)
+            )
         return True

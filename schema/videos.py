@@ -50,7 +50,7 @@ class Rendition:
 
     @strawberry.field(description="Where to fetch the MP4 (supports HTTP Range requests).")
     async def url(self, info: strawberry.Info[Context]) -> str:
-        return await info.context.services.storage.url(self._key)
+        return await info.context.media_url(self._key)
 
 
 @strawberry.type(description="An uploaded video: public to everyone, signed in or not.")
@@ -102,7 +102,7 @@ class Video:
     @strawberry.field(description="A JPEG frame of the video; null until transcoded.")
     async def thumbnail_url(self, info: strawberry.Info[Context]) -> str | None:
         key = self._model.thumbnail_key
-        return await info.context.services.storage.url(key) if key else None
+        return await info.context.media_url(key) if key else None
 
     @strawberry.field(description="The user who uploaded it.")
     async def creator(

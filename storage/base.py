@@ -56,8 +56,9 @@ class Storage(Protocol):
     async def delete_prefix(self, prefix: str) -> None: ...
 
     async def url(self, key: str) -> str:
-        """An address a browser can fetch (and seek in, with Range requests); published media
-        only (storage/keys.py), ValueError for any other key."""
+        """An address a browser can fetch (and seek in, with Range requests): absolute (S3), or
+        a path on this server (local disk) that faces join to the public origin with
+        `resolvers.urls.absolute`; published media only (storage/keys.py), ValueError otherwise."""
         ...
 
     async def ping(self) -> None: ...
@@ -70,7 +71,7 @@ def open_storage(settings: Settings) -> Storage:
     if url.startswith("file://"):
         from storage.local import LocalStorage
 
-        return LocalStorage(url.removeprefix("file://"), public_url=settings.public_url)
+        return LocalStorage(url.removeprefix("file://"))
     if url.startswith("s3://"):
         from storage.s3 import S3Storage
 

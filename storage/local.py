@@ -17,10 +17,9 @@ from storage.keys import check_published
 
 
 class LocalStorage:
-    def __init__(self, root: str | Path, *, public_url: str) -> None:
+    def __init__(self, root: str | Path) -> None:
         self.root = Path(root).resolve()
         self.root.mkdir(parents=True, exist_ok=True)
-        self.public_url = public_url.rstrip("/")
 
     def path(self, key: str) -> Path:
         return self.root / check_key(key)
@@ -111,8 +110,9 @@ class LocalStorage:
         await anyio.to_thread.run_sync(partial(shutil.rmtree, directory, ignore_errors=True))
 
     async def url(self, key: str) -> str:
-        """The address of published media, served by rest_compat/media.py; ValueError otherwise."""
-        return f"{self.public_url}/media/{check_published(check_key(key))}"
+        """The path of published media, served by rest_compat/media.py (ValueError otherwise);
+        faces put the public origin in front (resolvers/urls.py), the app knows where it is."""
+        return f"/media/{check_published(check_key(key))}"
 
     async def ping(self) -> None:
         if not self.root.is_dir():

@@ -35,12 +35,13 @@ expect.set_options(timeout=20_000)
 
 
 @contextmanager
-def chromium() -> Iterator[Browser]:
+def chromium(extra_args: list[str] | None = None) -> Iterator[Browser]:
     """Headless Chromium from the distribution; a missing browser fails the run, never skips."""
     if not CHROMIUM.exists():
         pytest.fail(f"{CHROMIUM} is missing: run .ci/install-browser (apt-get install chromium)")
     with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        args = [*CHROMIUM_ARGS, *(extra_args or [])]
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=args)
         try:
             yield browser
         finally:

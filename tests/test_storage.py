@@ -23,7 +23,7 @@ __all__ = ["moto_endpoint"]
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path
 ) -> AsyncIterator[tuple[str, Storage]]:
-    settings = Settings(data_dir=tmp_path / "data", public_url="http://testserver")
+    settings = Settings(data_dir=tmp_path / "data")
     if request.param == "s3":
         settings = s3_settings(settings, request.getfixturevalue("moto_endpoint"))
         await create_bucket(settings)
@@ -82,7 +82,7 @@ async def test_large_objects_and_urls_serve_ranges(
     await storage.put_stream(published, aiter_chunks(data, 1024 * 1024))
     url = await storage.url(published)
     if kind == "local":  # served by rest_compat/media.py: tests/rest_compat/test_media.py
-        assert url == f"http://testserver/media/{published}"
+        assert url == f"/media/{published}"  # the faces put the public origin in front
         return
     async with httpx.AsyncClient() as outside:
         response = await outside.get(url, headers={"Range": "bytes=16-31"})

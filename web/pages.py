@@ -14,7 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from models import User, Video, VideoStatus
 from models.base import as_utc
-from resolvers import auth, videos
+from resolvers import auth, urls, videos
 from resolvers.errors import BadInput, DomainError, InvalidToken
 from resolvers.services import Services
 
@@ -39,6 +39,21 @@ async def viewer(request: Request) -> User | None:
         )
     except InvalidToken:
         return None
+
+
+def public_base(request: Request) -> str:
+    """The origin this browser reaches us at (`COWATCH_PUBLIC_URL`, else the request's own)."""
+    return urls.public_base(configured=services(request).settings.public_url, scope=request.scope)
+
+
+async def media_url(request: Request, key: str) -> str:
+    return urls.absolute(public_base(request), await services(request).storage.url(key))
+
+
+def session_cookie(request: Request, token: str, *, ttl_s: int) -> str:
+    configured = services(request).settings.public_url
+    secure = urls.secure_cookie(configured=configured, scope=request.scope)
+    return auth.session_cookie(token, ttl_s=ttl_s, secure=secure)
 
 
 async def render(
@@ -101,8 +116,8 @@ def page_links(current: int, total: int) -> list[int | None]:
     return links
 
 
-async def card(svc: Services, video: Video, creator: User | None) -> dict[str, Any]:
-    thumbnail = await svc.storage.url(video.thumbnail_key) if video.thumbnail_key else None
+async def card(request: Request, video: Video, creator: User | None) -> dict[str, Any]:
+    thumbnail = await media_url(request, video.thumbnail_key) if video.thumbnail_key else None
     return {
         "id": video.id,
         "title": video.title,
@@ -124,7 +139,9 @@ async def feed(request: Request) -> Response:
         result = await videos.feed(db=svc.db, page=page, limit=PAGE_SIZE, category=category)
     except BadInput as exc:
         return await render(request, "error.html", {"message": exc.message}, 400)
-    cards = [await card(svc, video, result.creators.get(video.owner_id)) for video in result.videos]
+    cards = [
+        await card(request, video, result.creators.get(video.owner_id)) for video in result.videos
+    ]
     return await render(
         request,
         "feed.html",
@@ -159,7 +176,7 @@ async def logout(request: Request) -> Response:
     with contextlib.suppress(DomainError):  # no token, or already invalid: nothing to revoke
         await auth.logout(db=svc.db, publisher=svc.bus, secret=svc.jwt_secret, token=token)
     response = RedirectResponse("/", status_code=303)
-    response.headers.append("set-cookie", auth.session_cookie("", ttl_s=0))
+    response.headers.append("set-cookie", session_cookie(request, "", ttl_s=0))
     return response
 
 
@@ -183,7 +200,11 @@ async def watch(request: Request) -> Response:
         video.view_count += 1  # this view, as the REST details answer counts it
         (models,) = await videos.renditions_by_video_ids(db=svc.db, ids=[video.id])
         renditions = [
-            {"quality": r.quality, "height": r.height, "url": await svc.storage.url(r.storage_key)}
+            {
+                "quality": r.quality,
+                "height": r.height,
+                "url": await media_url(request, r.storage_key),
+            }
             for r in models
         ]
     preferred = next((r for r in renditions if r["quality"] == "480p"), None)
@@ -191,7 +212,7 @@ async def watch(request: Request) -> Response:
         request,
         "watch.html",
         {
-            "video": await card(svc, video, creator),
+            "video": await card(request, video, creator),
             "description": video.description,
             "status": video.status.value,
             "progress": video.progress,

@@ -12,7 +12,7 @@ from tests.media import aiter_chunks, scanned_directories
 async def test_a_video_prefix_is_listed_and_deleted_without_walking_the_store(
     tmp_path: Path,
 ) -> None:
-    storage = LocalStorage(tmp_path / "media", public_url="http://testserver")
+    storage = LocalStorage(tmp_path / "media")
     for video in ("a", "b", "c"):
         for name in ("source", "240p.mp4", "thumbnail.jpg"):
             await storage.put_stream(f"videos/{video}/{name}", aiter_chunks(b"x", 1))
