@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     rate_limit_party_join: str = "30/minute"
     #: a party member's player reports (READY/BUFFERING), per member
     rate_limit_player_state: str = "30/10 seconds"
+    #: chat messages, per party member
+    rate_limit_chat: str = "5/5 seconds"
+    #: reactions, per party member (stricter than chat: they are one tap each)
+    rate_limit_reaction: str = "3/5 seconds"
     rate_limit_prefix: str = "cowatch-rl"
     # Socket flood control, per connection: messages a second, burst, refusals before closing.
     ws_message_rate: float = Field(default=20.0, gt=0)

@@ -21,6 +21,8 @@ from resolvers.party_state import (
     Change,
     Live,
     Member,
+    iso,
+    media_time,
     member_fields,
     ordered,
     party_fields,
@@ -406,3 +408,65 @@ def end(live: Live) -> list[Change]:
     live.playback.waiting_for = []
     live.playback.deadline = None
     return [Change("party_ended", {"party_id": live.id})]
+
+
+# -- chat and reactions (issue 14) ----------------------------------------------------------
+
+#: The reactions members may send (anything else is BAD_USER_INPUT).
+REACTIONS = ("👍", "❤️", "😂", "😮", "😢", "👏", "🔥", "🎉")
+
+
+def require_chat(live: Live, member_id: str | None) -> Member:
+    member = require_member(live, member_id)
+    if not live.chat_enabled:
+        raise Forbidden("chat is turned off in this party")
+    return member
+
+
+def post_message(
+    live: Live,
+    member_id: str | None,
+    *,
+    message_id: str,
+    body: str,
+    reply_to: dict[str, Any] | None,
+    now: int,
+) -> list[Change]:
+    """A chat message, stamped with the party's position when the server accepted it."""
+    member = require_chat(live, member_id)
+    message = {
+        "id": message_id,
+        "body": body,
+        "author": member_fields(member),
+        "reply_to": reply_to,
+        "media_time": media_time(live, now),
+        "created_at": iso(now),
+        "deleted": False,
+    }
+    return [Change("chat_message", {"message": message})]
+
+
+def delete_message(
+    live: Live, actor_id: str | None, *, message_id: str, author_id: str
+) -> list[Change]:
+    """Authors delete their own messages; the host and cohosts delete any."""
+    member = require_member(live, actor_id)
+    if member.id != author_id and member.role not in (PartyRole.HOST, PartyRole.COHOST):
+        raise Forbidden("only its author, the host or a cohost may delete a message")
+    return [Change("chat_deleted", {"message_id": message_id})]
+
+
+def retract(live: Live, message_id: str) -> list[Change]:
+    """Take back a message that went out but could not be kept."""
+    return [Change("chat_deleted", {"message_id": message_id})]
+
+
+def react(live: Live, member_id: str | None, *, emoji: str, now: int) -> list[Change]:
+    member = require_chat(live, member_id)
+    reaction = {
+        "emoji": emoji,
+        "author": member_fields(member),
+        "media_time": media_time(live, now),
+        "created_at": iso(now),
+    }
+    return [Change("reaction", {"reaction": reaction})]

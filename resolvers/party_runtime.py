@@ -17,11 +17,12 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import func, update
+from sqlalchemy import delete, func, update
 from sqlmodel import col, select
 
 from models import User, Video
@@ -56,6 +57,8 @@ PRESENCE_TTL_MS = 3000
 #: How often the database is searched for parties idle past COWATCH_PARTY_IDLE_S.
 IDLE_SWEEP_S = 60.0
 CAS_ATTEMPTS = 50
+#: How long after its party ended a reaction stays in the party's log (seconds).
+REACTION_KEEP_S = 3600
 
 Transition = Callable[[Live], list[Change]]
 
@@ -126,8 +129,18 @@ class PartyRuntime:
     async def get(self, party_id: str) -> Live:
         return (await self.load(party_id))[1]
 
-    async def apply(self, party_id: str, transition: Transition) -> Applied:
-        """Apply `transition` with compare-and-set, then publish its events in order."""
+    async def apply(
+        self,
+        party_id: str,
+        transition: Transition,
+        keep: Callable[[list[Event]], Awaitable[None]] | None = None,
+    ) -> Applied:
+        """Apply `transition` with compare-and-set, then publish its events in order.
+
+        `keep` stores what the events announce (a chat message's row) before anyone hears of
+        them; if it fails, the events still go out (their versions are taken) and the error is
+        raised for the caller to take back what was announced.
+        """
         for _ in range(CAS_ATTEMPTS):
             revision, live = await self.load(party_id)
             changes = transition(live)  # a DomainError here leaves everything as it was
@@ -148,9 +161,13 @@ class PartyRuntime:
                 if change.logged:
                     self.writer.log(party_id, event)
             self.writer.keep(live)
-            for event in events:
-                await self.publisher.publish(event)
-            self._arm_timers(live)
+            try:
+                if keep is not None:
+                    await keep(events)
+            finally:
+                for event in events:
+                    await self.publisher.publish(event)
+                self._arm_timers(live)
             return Applied(live=live, events=events)
         raise Unavailable("the party is too busy right now; try again")
 
@@ -346,7 +363,19 @@ class PartyRuntime:
                 await self.apply(party_id, end)
                 await self.mark_ended(party_id)
                 ended.append(party_id)
+        await self.prune_reactions()
         return ended
+
+    async def prune_reactions(self) -> None:
+        """Reactions are kept for the party's life: an hour after it ended, they go."""
+        cutoff = utcnow() - timedelta(seconds=REACTION_KEEP_S)
+        ended = select(Party.id).where(col(Party.ended_at) < cutoff)
+        async with self.db.engine.begin() as conn:
+            await conn.execute(
+                delete(PartyEvent).where(
+                    col(PartyEvent.kind) == "reaction", col(PartyEvent.party_id).in_(ended)
+                )
+            )
 
     async def mark_ended(self, party_id: str) -> None:
         async with self.db.engine.begin() as conn:

@@ -39,6 +39,10 @@ class RateClass(enum.StrEnum):
     PARTY_JOIN = "party_join"
     #: a member's player reports (per member)
     PLAYER_STATE = "player_state"
+    #: chat messages in a party (per member)
+    CHAT = "chat"
+    #: reactions in a party (per member)
+    REACTION = "reaction"
 
 
 #: Classes counted per IP even with a token: they guard the anonymous entry points.
@@ -275,6 +279,8 @@ def rules_from(settings: Settings) -> dict[RateClass, Rule]:
         RateClass.TIMESTAMP: Rule.parse(settings.rate_limit_timestamp),
         RateClass.PARTY_JOIN: Rule.parse(settings.rate_limit_party_join),
         RateClass.PLAYER_STATE: Rule.parse(settings.rate_limit_player_state),
+        RateClass.CHAT: Rule.parse(settings.rate_limit_chat),
+        RateClass.REACTION: Rule.parse(settings.rate_limit_reaction),
     }
 
 

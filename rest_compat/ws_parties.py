@@ -3,10 +3,13 @@
 Client → server: `{"type":"party:subscribe","party_id":…}`, `party:unsubscribe`,
 `{"type":"party:ready","party_id":…,"state":"READY"|"BUFFERING"|"IDLE","position":…}`, and (an
 addition for clients that seek without HTTP) `{"type":"party:playback","party_id":…,
-"timestamp":…,"playing":…,"rate":…}`. Server → client: `party:snapshot` first, then
+"timestamp":…,"playing":…,"rate":…}`; chat: `{"type":"chat:send","party_id":…,"body":…,
+"reply_to":…}`, `{"type":"party:react","party_id":…,"emoji":…}` and (an addition)
+`{"type":"chat:delete","message_id":…}`. Server → client: `party:snapshot` first, then
 `party:playback`, `party:member_joined`, `party:member_left`, `party:member_updated`,
-`party:ended` (and the chat frames), each `{"type":…, "party_id":…, "version":…, …fields}`
-with `version` the party's event counter: in order, each once. A kicked member's socket gets its
+`party:ended`, `party:chat_message`, `party:chat_deleted`, `party:reaction`, each
+`{"type":…, "party_id":…, "seq":…, …fields}` with `seq` the party's event counter (a playback
+frame's `version` is the playhead's own): in order, each once. A kicked member's socket gets its
 `party:member_left` and is then closed (4403).
 """
 
@@ -19,6 +22,7 @@ from typing import Any
 from realtime.connection import CLOSE_UNAUTHENTICATED, Connection
 from realtime.delivery import Render
 from realtime.events import Event
+from resolvers import chat
 from resolvers.errors import DomainError
 from resolvers.party_playback import report_player_state, set_party_playback, snapshot
 from resolvers.party_runtime import party_topic
@@ -45,7 +49,7 @@ def frame(event: Event) -> str:
         party_id = event.topic.partition(":")[2]
         body = {"type": FRAMES.get(event.kind, f"party:{event.kind}"), "party_id": party_id}
         found = event.frames["ws"] = json.dumps(
-            {**body, **event.data, "version": event.version}, separators=(",", ":")
+            {**body, "seq": event.version, **event.data}, separators=(",", ":")
         )
     return found
 
@@ -150,9 +154,65 @@ async def playback(session: Session, message: dict[str, Any]) -> str | None:
     return None
 
 
+async def chat_send(session: Session, message: dict[str, Any]) -> str | None:
+    party_id = _party(message)
+    if party_id is None:
+        return error("BAD_USER_INPUT", "party_id must be a non-empty string", request="chat:send")
+    svc = session.services
+    reply_to = message.get("reply_to")
+    try:
+        await chat.send_message(
+            runtime=svc.parties,
+            limiter=svc.rate_limiter,
+            caller=session.caller,
+            party_id=party_id,
+            body=message.get("body"),
+            reply_to=reply_to if isinstance(reply_to, str) else None,
+        )
+    except DomainError as exc:
+        return error(exc.code, exc.message, party_id=party_id, request="chat:send", **exc.details)
+    return None
+
+
+async def chat_delete(session: Session, message: dict[str, Any]) -> str | None:
+    message_id = identifier(message, "message_id")
+    if message_id is None:
+        return error(
+            "BAD_USER_INPUT", "message_id must be a non-empty string", request="chat:delete"
+        )
+    try:
+        await chat.delete_message(
+            runtime=session.services.parties, caller=session.caller, message_id=message_id
+        )
+    except DomainError as exc:
+        return error(exc.code, exc.message, message_id=message_id, request="chat:delete")
+    return None
+
+
+async def react(session: Session, message: dict[str, Any]) -> str | None:
+    party_id = _party(message)
+    if party_id is None:
+        return error("BAD_USER_INPUT", "party_id must be a non-empty string", request="party:react")
+    svc = session.services
+    try:
+        await chat.react(
+            runtime=svc.parties,
+            limiter=svc.rate_limiter,
+            caller=session.caller,
+            party_id=party_id,
+            emoji=message.get("emoji"),
+        )
+    except DomainError as exc:
+        return error(exc.code, exc.message, party_id=party_id, request="party:react", **exc.details)
+    return None
+
+
 handlers: dict[str, Handler] = {
     "party:subscribe": subscribe,
     "party:unsubscribe": unsubscribe,
     "party:ready": ready,
     "party:playback": playback,
+    "chat:send": chat_send,
+    "chat:delete": chat_delete,
+    "party:react": react,
 }

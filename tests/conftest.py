@@ -26,6 +26,7 @@ PG_ADMIN_URL = os.environ.get(
     "COWATCH_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test"
 )
 TABLES = (
+    "chat_messages",
     "party_events",
     "party_members",
     "parties",

@@ -152,7 +152,7 @@ async def test_every_member_gets_every_event_once_in_order(server: LiveServer) -
             positions: list[float] = []
             while len(positions) < 20:
                 frame = await receive_json(conn)
-                versions.append(frame["version"])
+                versions.append(frame["seq"])
                 if frame["type"] == "party:playback":
                     positions.append(frame["timestamp"])
             assert versions == sorted(set(versions)) and positions == list(range(1, 21))
