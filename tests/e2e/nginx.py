@@ -33,7 +33,8 @@ http {{
     client_max_body_size 0;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
-        listen 127.0.0.1:{port};
+        listen 127.0.0.1:{port}{ssl};
+        {certificates}
         location / {{
             proxy_pass http://127.0.0.1:{upstream};
             {bind}
@@ -51,9 +52,25 @@ http {{
 """
 
 
+def self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
+    """A certificate for `name` and its key, made by the openssl command line."""
+    cert, key = tmp / f"{name}.crt", tmp / f"{name}.key"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+         "-keyout", str(key), "-out", str(cert), "-subj", f"/CN={name}",
+         "-addext", f"subjectAltName=DNS:{name}"],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key
+
+
 @contextmanager
-def nginx(upstream_port: int, tmp: Path, *, bind: str | None = None) -> Iterator[str]:
-    """nginx proxying to 127.0.0.1:`upstream_port`; yields its URL. `bind`: its source address."""
+def nginx(
+    upstream_port: int, tmp: Path, *, bind: str | None = None, tls: tuple[Path, Path] | None = None
+) -> Iterator[str]:
+    """nginx proxying to 127.0.0.1:`upstream_port`; yields its URL. `bind`: its source address;
+    `tls`: (certificate, key) to terminate HTTPS with."""
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -64,6 +81,8 @@ def nginx(upstream_port: int, tmp: Path, *, bind: str | None = None) -> Iterator
             port=port,
             upstream=upstream_port,
             bind=f"proxy_bind {bind};" if bind else "",
+            ssl=" ssl" if tls else "",
+            certificates=f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else "",
         )
     )
     process = subprocess.Popen(
@@ -83,7 +102,7 @@ def nginx(upstream_port: int, tmp: Path, *, bind: str | None = None) -> Iterator
                 if time.monotonic() > deadline:
                     raise
                 time.sleep(0.05)
-        yield f"http://127.0.0.1:{port}"
+        yield f"{'https' if tls else 'http'}://127.0.0.1:{port}"
     finally:
         process.terminate()
         process.wait(timeout=10)

@@ -18,8 +18,9 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser import PASSWORD, api_signup, await_transcoded, chromium, upload_clip
+from tests.e2e.nginx import CONFIG, nginx, self_signed
 from tests.media import make_clip
-from tests.servers import Server, cowatch_serve
+from tests.servers import ROOT, Server, cowatch_serve
 
 LAN = "192.168.1.5:8000"
 LOGIN = {"email": "lan@example.com", "password": PASSWORD}
@@ -126,11 +127,11 @@ def test_an_untrusted_proxy_header_is_ignored(tmp_path: Path) -> None:
         assert login_cookie(other, forged).startswith("HttpOnly; SameSite=Strict; Path=/")
 
 
-def test_a_browser_at_a_lan_name_signs_in_and_plays(server: Server, video_id: str) -> None:
-    """Chromium resolving `party.lan` to this machine: plain HTTP, not a local host."""
-    origin = f"http://party.lan:{server.port}"
+def sign_in_and_play(origin: str, video_id: str, *, secure: bool) -> None:
+    """Chromium resolving `party.lan` to this machine signs in at `origin`, keeps the cookie
+    (`secure` or not), loads the media from `origin` and follows the room over its socket."""
     with chromium(["--host-resolver-rules=MAP party.lan 127.0.0.1"]) as browser:
-        context = browser.new_context()
+        context = browser.new_context(ignore_https_errors=True)
         page = context.new_page()
         page.goto(f"{origin}/login?next=/watch/{video_id}")
         page.get_by_label("Email").fill(LOGIN["email"])
@@ -140,8 +141,37 @@ def test_a_browser_at_a_lan_name_signs_in_and_plays(server: Server, video_id: st
         # The cookie was kept: the page was rendered for the signed-in user.
         expect(page.get_by_role("button", name="Sign out")).to_be_visible()
         (cookie,) = [c for c in context.cookies() if c["name"] == "Authentication"]
-        assert cookie["domain"] == "party.lan" and not cookie["secure"], cookie
+        assert cookie["domain"] == "party.lan" and cookie["secure"] is secure, cookie
         video = page.locator("#video")
         expect(video).to_have_attribute("src", re.compile(rf"^{re.escape(origin)}/media/"))
         page.wait_for_function("document.getElementById('video').readyState >= 1")
+        # The GraphQL socket (ws:// or wss://, with the cookie) delivers the room's state.
+        expect(page.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
         context.close()
+
+
+def test_a_browser_at_a_lan_name_signs_in_and_plays(server: Server, video_id: str) -> None:
+    """Plain HTTP at a name that is not a local host: the cookie without `Secure`."""
+    sign_in_and_play(f"http://party.lan:{server.port}", video_id, secure=False)
+
+
+def test_a_browser_behind_an_https_proxy_signs_in_and_plays(
+    server: Server, video_id: str, tmp_path: Path
+) -> None:
+    """nginx terminating TLS on this machine (a trusted proxy): https:// addresses, the seed's
+    Secure cookie, wss:// sockets."""
+    with nginx(server.port, tmp_path, tls=self_signed(tmp_path, "party.lan")) as url:
+        port = urlsplit(url).port
+        sign_in_and_play(f"https://party.lan:{port}", video_id, secure=True)
+
+
+def test_the_readmes_proxy_settings_are_the_tested_ones() -> None:
+    """Every proxy directive the README shows is one the HTTPS test above ran nginx with."""
+    readme = (ROOT / "README.md").read_text()
+    (block,) = re.findall(r"```nginx\n(.*?)```", readme, re.S)
+    shown = [
+        line.strip() for line in block.splitlines() if line.strip().startswith(("proxy_", "map "))
+    ]
+    config = CONFIG.format(tmp="", port=443, upstream=8000, bind="", ssl="", certificates="")
+    tested = {" ".join(line.split()) for line in config.splitlines()}
+    assert shown and not [line for line in shown if " ".join(line.split()) not in tested], shown
