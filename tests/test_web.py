@@ -165,20 +165,30 @@ def test_feed_is_server_rendered_with_thumbnails(
     context.close()
 
 
-def test_anonymous_viewers_can_watch_but_are_asked_to_sign_in_to_sync(
-    browser: Browser, server: Server, video_id: str
+def test_anonymous_viewers_follow_the_room_read_only(
+    browser: Browser, server: Server, alice: Viewer, video_id: str
 ) -> None:
     context = browser.new_context(bypass_csp=True)
     anonymous = Viewer(username="anonymous", email="", token="", user_id="", context=context)
     page = anonymous.page()
     page.goto(f"{server.url}/watch/{video_id}")
-    expect(page.locator("#sync-indicator")).to_have_text("Not syncing: sign in to watch together")
+    expect(page.locator("#sync-indicator")).to_have_attribute("data-state", "in-sync")
     expect(page.get_by_role("link", name="Sign in").last).to_have_attribute(
         "href", f"/login?next=/watch/{video_id}"
     )
-    page.evaluate(f"{VIDEO}.play()")
-    page.wait_for_function(f"{VIDEO}.currentTime > 0.2")
-    no_page_errors(anonymous)
+    # A signed-in viewer seeks: the signed-out one follows.
+    a = open_watch(alice, server, video_id)
+    a.evaluate(f"{VIDEO}.currentTime = 2.0")
+    wait_near(page, 2.0)
+    expect(page.locator("#last-change")).to_have_text("alice moved to 0:02")
+    # The signed-out viewer's own seek is not shared, and the room puts it back.
+    version = a.evaluate(VERSION)
+    page.evaluate(f"{VIDEO}.currentTime = 5.0")
+    expect(page.locator("#last-change")).to_have_text("Sign in to control playback for everyone.")
+    wait_near(page, 2.0)
+    assert a.evaluate(VERSION) == version
+    no_page_errors(anonymous, alice)
+    a.close()
     context.close()
 
 

@@ -23,14 +23,17 @@ const lastChange = document.getElementById("last-change");
 const viewerId = document.body.dataset.viewerId || null;
 const signedIn = Boolean(document.body.dataset.viewer);
 
-// The handshake carries the session cookie: no token in connection_init.
+// The handshake carries the session cookie: no token in connection_init. Signed out, the socket
+// is anonymous: it follows the video's public room, read-only.
 const connectionParams = () => ({});
 
 let rejections = 0;
 let onConnected = () => {};
-const socket = signedIn
-  ? new GraphQLSocket({ url: graphqlSocketUrl(), connectionParams, onStatus: socketStatus })
-  : null;
+const socket = new GraphQLSocket({
+  url: graphqlSocketUrl(),
+  connectionParams,
+  onStatus: socketStatus,
+});
 
 function showIndicator(state, text, detail = "") {
   if (!indicator) return; // a page still transcoding has no player yet
@@ -56,7 +59,7 @@ function socketStatus(status) {
   }
 }
 
-if (root.dataset.status === "PROCESSING" && socket) {
+if (root.dataset.status === "PROCESSING" && signedIn) {
   showProcessing(socket, videoId, {
     bar: document.getElementById("transcode-progress"),
     text: document.getElementById("transcode-text"),
@@ -68,7 +71,7 @@ if (video) setUpPlayer();
 
 function setUpPlayer() {
   const clock = new ServerClock(async () => {
-    if (!socket?.connected) throw new Error("not connected");
+    if (!socket.connected) throw new Error("not connected");
     return (await socket.request(CLOCK)).serverClock;
   });
   const player = new SyncPlayer(video, {
@@ -79,10 +82,6 @@ function setUpPlayer() {
   });
   window.cowatch = { player, socket, clock };
   setUpControls(player);
-  if (!socket) {
-    showIndicator("error", "Not syncing: sign in to watch together");
-    return;
-  }
 
   let firstMessage = true;
   let stop = () => {};
@@ -136,7 +135,7 @@ function setUpPlayer() {
 
 /** The change goes over the socket when it is up: its one-way time is what the clock measured. */
 async function commit(variables) {
-  if (!socket?.connected) return (await gql(UPDATE, variables)).updateVideoTimestamp;
+  if (!socket.connected) return (await gql(UPDATE, variables)).updateVideoTimestamp;
   try {
     return (await socket.request(UPDATE, variables)).updateVideoTimestamp;
   } catch (errors) {
