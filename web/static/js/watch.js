@@ -13,6 +13,7 @@ const UPDATE = `mutation Seek($id: ID!, $timestamp: Float!, $playing: Boolean) {
 const CLOCK = "query Clock { serverClock { receivedAt sentAt } }";
 const WHO = "query Who($id: ID!) { user(id: $id) { username } }";
 const QUALITY_KEY = "cowatch.quality";
+const COMMIT_TIMEOUT_MS = 15000; // as long as the same change over HTTP may take
 const SKIP_S = 10;
 
 const root = document.getElementById("watch");
@@ -137,7 +138,7 @@ function setUpPlayer() {
 async function commit(variables) {
   if (!socket.connected) return (await gql(UPDATE, variables)).updateVideoTimestamp;
   try {
-    return (await socket.request(UPDATE, variables)).updateVideoTimestamp;
+    return (await socket.request(UPDATE, variables, COMMIT_TIMEOUT_MS)).updateVideoTimestamp;
   } catch (errors) {
     throw new GraphQLError(Array.isArray(errors) ? errors : [{ message: String(errors) }]);
   }
