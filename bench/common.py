@@ -59,6 +59,19 @@ def wait_healthy(url: str) -> None:
     raise RuntimeError(f"{url} did not come up")
 
 
+def cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) a process has used so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError("no VmRSS")
+
+
 def error_lines(log: Path) -> list[str]:
     return [line for line in log.read_text(errors="replace").splitlines() if "ERROR" in line]
 
@@ -90,11 +103,17 @@ async def drop_database(admin_url: str, database_url: str) -> None:
 
 
 async def viewer_with_videos(
-    url: str, database_url: str, titles: list[str], *, duration: float = 3600.0
+    url: str,
+    database_url: str,
+    titles: list[str],
+    *,
+    duration: float = 3600.0,
+    transcoded: bool = False,
 ) -> tuple[str, list[str]]:
-    """A signed-up user's token, and ready videos of theirs (rows written straight to the db)."""
+    """A signed-up user's token, and ready videos of theirs (rows written straight to the db;
+    `transcoded` marks them so, as a watch party needs)."""
     sys.path.insert(0, str(ROOT))
-    from models import Video
+    from models import Video, VideoStatus
     from models.db import Database
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
@@ -106,6 +125,9 @@ async def viewer_with_videos(
     videos = [
         Video(owner_id=login["user"]["id"], title=title, duration=duration) for title in titles
     ]
+    if transcoded:
+        for video in videos:
+            video.status = VideoStatus.TRANSCODED
     async with db.session() as session:
         session.add_all(videos)
         await session.commit()

@@ -49,6 +49,7 @@ from bench.common import (
     error_lines,
     free_port,
     raise_open_files,
+    rss_mb,
     start_cowatch,
     viewer_with_videos,
 )
@@ -157,13 +158,6 @@ class Subscriber(asyncio.Protocol):
             self.latencies.append(now_ms - float(sent.group(1)))
         if self.reached is not None and version >= self.watch_for and not self.reached.done():
             self.reached.set_result(None)
-
-
-def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS")
 
 
 async def connect_all(
