@@ -128,8 +128,11 @@ async def phase(
         pipes.append(ours)
         procs.append(proc)
     connected = time.monotonic()
-    for pipe in pipes:
-        assert await loop.run_in_executor(None, pipe.recv) == "ready"
+    answers = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
+    if any(answer != "ready" for answer in answers):
+        for proc in procs:
+            proc.kill()
+        raise RuntimeError(f"{target.name}: clients could not subscribe: {answers}")
     sockets = sum(len(paths) for _, paths in target.parties)
     print(
         f"  {target.name}: {sockets} sockets subscribed in {time.monotonic() - connected:.1f} s",

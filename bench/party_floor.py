@@ -80,6 +80,7 @@ class Room:
         return dumps(
             {
                 "type": kind,
+                "party_id": self.id,
                 **data,
                 "server_time": now,
                 "media_time": self.timestamp,
@@ -102,6 +103,7 @@ class Room:
         return dumps(
             {
                 "type": "party:snapshot",
+                "party_id": self.id,
                 "party": party,
                 "server_time": now,
                 "media_time": self.timestamp,
