@@ -17,11 +17,16 @@ Every member subscribes on `/ws` (`party:subscribe`); each second every party's 
 client processes on uvloop (`bench/party_clients.py`); a party's members sit in one client
 process, and with several servers member j of party i talks to server (i + j) mod N.
 
+With `--chat` (issue 14), every party also sends one `chat:send` per period, half a period after
+its change, from each member in turn; every member must receive it as `party:chat_message`.
+
 Reported per target: latency from the change to the last member's PLAYING `party:playback`
-(p50/p99/max; and to the last WAITING one), rounds that never completed, versions lost or out of
+(p50/p99/max; and to the last WAITING one), rounds that never completed, events lost or out of
 order (must be 0), error frames, each server's CPU (share of one core over the measured
-seconds) and RSS, the clients' CPU and how late they sent the changes. Exit status 0 only if
-nothing was lost, reordered or left incomplete and no server logged an error.
+seconds) and RSS, the clients' CPU and how late they sent the changes; with `--chat`, the
+latency from `chat:send` to the last member's frame and the messages some member never got.
+Exit status 0 only if nothing was lost, reordered or left incomplete and no server logged an
+error.
 """
 
 from __future__ import annotations
@@ -145,6 +150,7 @@ async def phase(
         seconds=args.seconds,
         rate=args.rate,
         drain=args.drain,
+        chat=args.chat,
     )
     for pipe in pipes:
         pipe.send(schedule)
@@ -198,6 +204,9 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
         "client_cpu": client_cpu,
         "lag_p99": percentile(lag, 0.99),
         "latencies": latencies,
+        "chats": sum(t.chats for t in result.tallies),
+        "chats_lost": sum(t.chats - t.chats_completed for t in result.tallies),
+        "chat_latencies": result.values("chat_latencies"),
     }
     print(
         f"    {row['target']:8} rounds {rounds} ({row['incomplete']} incomplete); "
@@ -212,6 +221,14 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
         + f"; clients CPU {client_cpu * 100:.0f} % (all), send lag p99 {row['lag_p99']:.1f} ms",
         flush=True,
     )
+    if args.chat:
+        chat = row["chat_latencies"]
+        print(
+            f"             chat: {row['chats']} messages, {row['chats_lost']} not received by "
+            f"every member; chat:send → last member p50 {percentile(chat, 0.5):.1f} ms, "
+            f"p99 {percentile(chat, 0.99):.1f} ms",
+            flush=True,
+        )
     return row
 
 
@@ -290,7 +307,9 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
         f"load average now {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}"
     )
     print(
-        f"{args.parties} parties x {args.members} members, {args.rate:g} change/party/s, "
+        f"{args.parties} parties x {args.members} members, {args.rate:g} change/party/s"
+        + (" and as many chat messages" if args.chat else "")
+        + ", "
         f"{len(targets[0].ports)} server process(es) per target, {args.client_procs} client "
         f"processes; {args.rounds} phase(s) of {args.seconds:g} s measured per target "
         f"(after {args.warmup:g} s warm-up each)"
@@ -301,6 +320,7 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
     )
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     pooled: dict[str, float] = {}
+    chat_rows: list[str] = []
     ok = True
     for name, phases in rows.items():
         latencies = [x for row in phases for x in row["latencies"]]
@@ -322,6 +342,17 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
             f"| {' + '.join(f'{c * 100:.0f} %' for c in cpu)} "
             f"| {' + '.join(f'{r:.0f} MB' for r in rss)} |"
         )
+        if args.chat:
+            chat = [x for row in phases for x in row["chat_latencies"]]
+            chats_lost = sum(row["chats_lost"] for row in phases)
+            ok = ok and not chats_lost
+            chat_rows.append(
+                f"| {name} | {sum(row['chats'] for row in phases):,} | {chats_lost} "
+                f"| {percentile(chat, 0.5):.1f} ms | {percentile(chat, 0.99):.1f} ms |"
+            )
+    if chat_rows:
+        print("\n| chat | messages | lost | p50 | p99 |\n|---|---:|---:|---:|---:|")
+        print("\n".join(chat_rows))
     if "floor" in pooled and "Cowatch" in pooled:
         print(f"\nCowatch p99 ÷ floor p99: {pooled['Cowatch'] / pooled['floor']:.2f}x")
     if summary is not None:
@@ -339,6 +370,9 @@ def main() -> int:
     parser.add_argument("--drain", type=float, default=10, help="wait for the last rounds")
     parser.add_argument("--rounds", type=int, default=2, help="phases per target")
     parser.add_argument("--client-procs", type=int, default=4)
+    parser.add_argument(
+        "--chat", action="store_true", help="one chat message per party per change, too"
+    )
     parser.add_argument("--only", choices=["floor", "Cowatch"], help="run one target alone")
     parser.add_argument("--ping-interval", type=float, default=0.5, help="party heartbeat (s)")
     parser.add_argument("--ping-timeout", type=float, default=1.0)
@@ -371,6 +405,7 @@ def main() -> int:
             "COWATCH_RATE_LIMIT_PARTY_JOIN": HIGH,
             "COWATCH_RATE_LIMIT_PLAYER_STATE": HIGH,
             "COWATCH_RATE_LIMIT_TIMESTAMP": HIGH,
+            "COWATCH_RATE_LIMIT_CHAT": HIGH,
             "COWATCH_WS_MESSAGE_RATE": "1000",
             "COWATCH_WS_MESSAGE_BURST": "10000",
             "COWATCH_PARTY_PING_INTERVAL_S": str(args.ping_interval),

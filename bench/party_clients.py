@@ -1,10 +1,12 @@
 """The members of bench/parties.py: one client process's share of the parties, on uvloop.
 
 Each member is a minimal RFC 6455 client (no per-message task; frames decoded by msgspec into
-the four fields it reads). It subscribes with `party:subscribe`, answers every WAITING
+the few fields it reads). It subscribes with `party:subscribe`, answers every WAITING
 `party:playback` with `party:ready` READY at the new position, answers pings, and checks that
-the versions it receives follow each other (the snapshot's version first). A party's first
-member is its host: on a fixed schedule it sends `party:playback` (a new position, playing).
+the party's event counters (`seq`) it receives follow each other, from the snapshot's on. A
+party's first member is its host: on a fixed schedule it sends `party:playback` (a new
+position, playing); with chat on, half a period later one member (each in turn) sends
+`chat:send`, and every member expects that `party:chat_message`.
 
 A round is one change: from the moment the host sends it to the moment the last member has
 the PLAYING `party:playback` for that position (and, for comparison, the last WAITING one).
@@ -31,12 +33,17 @@ BATCH = 50
 ZERO_MASK = b"\x00\x00\x00\x00"
 
 
+class Message(msgspec.Struct):
+    body: str = ""
+
+
 class Frame(msgspec.Struct):
     type: str
-    version: int | None = None
+    seq: int | None = None  # the party's event counter (a playback's `version` is the playhead's)
     state: str | None = None
     timestamp: float | None = None
     code: str | None = None
+    message: Message | None = None
 
 
 decode_frame = msgspec.json.Decoder(Frame).decode
@@ -63,6 +70,7 @@ class Schedule:
     seconds: float  # seconds of measured rounds
     rate: float  # changes per party per second
     drain: float  # seconds to wait for the last rounds
+    chat: bool  # one chat message per party per change, half a period after it
 
 
 @dataclass
@@ -72,6 +80,13 @@ class Round:
     waiting: int = 0
     waiting_last: float = 0.0
     playing: int = 0
+
+
+@dataclass
+class Chat:
+    sent: float
+    measured: bool
+    received: int = 0
 
 
 @dataclass
@@ -87,10 +102,13 @@ class Tally:
     closed: int = 0
     cpu_s: float = 0.0  # while the changes were sent (warm-up and measured seconds)
     lag: bytes = b""  # array("d"), ms: how late each change was sent
+    chats: int = 0  # measured chat messages sent
+    chats_completed: int = 0  # … that every member of the party received
+    chat_latencies: bytes = b""  # array("d"), ms: chat:send → last member's party:chat_message
 
 
 class Open:
-    """The measured rounds of this process still waiting for their last PLAYING."""
+    """The measured rounds (and chat messages) of this process not yet complete."""
 
     def __init__(self) -> None:
         self.count = 0
@@ -117,6 +135,9 @@ class Party:
         self.latencies: list[float] = []
         self.waits: list[float] = []
         self.measured = 0
+        self.chats: dict[str, Chat] = {}
+        self.chat_latencies: list[float] = []
+        self.chats_measured = 0
 
     def on_playback(self, frame: Frame, now: float) -> None:
         current = self.rounds.get(frame.timestamp or -1.0)
@@ -135,6 +156,17 @@ class Party:
                     self.open.closed_one()
                 del self.rounds[frame.timestamp or -1.0]
 
+    def on_chat(self, body: str, now: float) -> None:
+        current = self.chats.get(body)
+        if current is None:
+            return
+        current.received += 1
+        if current.received == len(self.members):
+            if current.measured:
+                self.chat_latencies.append((now - current.sent) * 1000)
+                self.open.closed_one()
+            del self.chats[body]
+
 
 class Member(asyncio.Protocol):
     """Just enough RFC 6455 for a party member."""
@@ -151,7 +183,7 @@ class Member(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.subscribed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.closed = False
-        self.last_version = -1
+        self.last_seq = -1
         self.received = 0
         self.lost = 0
         self.out_of_order = 0
@@ -216,18 +248,18 @@ class Member(asyncio.Protocol):
         if frame.type == "error":
             self.errors[frame.code or "?"] += 1
             return
-        if frame.version is None:
+        if frame.seq is None:
             return
         if frame.type == "party:snapshot" and not self.subscribed.done():
-            self.last_version = frame.version
+            self.last_seq = frame.seq
             self.subscribed.set_result(None)
             return
         self.received += 1
-        if frame.version == self.last_version + 1:
-            self.last_version = frame.version
-        elif frame.version > self.last_version:
-            self.lost += frame.version - self.last_version - 1
-            self.last_version = frame.version
+        if frame.seq == self.last_seq + 1:
+            self.last_seq = frame.seq
+        elif frame.seq > self.last_seq:
+            self.lost += frame.seq - self.last_seq - 1
+            self.last_seq = frame.seq
         else:
             self.out_of_order += 1
         if frame.type == "party:playback":
@@ -241,6 +273,8 @@ class Member(asyncio.Protocol):
                     }
                 )
             self.party.on_playback(frame, now)
+        elif frame.type == "party:chat_message" and frame.message is not None:
+            self.party.on_chat(frame.message.body, now)
 
     def close(self) -> None:
         if self.transport is not None:
@@ -270,35 +304,48 @@ def position(index: int) -> float:
     return float(1 + index % 3000)
 
 
+def send_change(party: Party, index: int, measured: bool) -> None:
+    value = position(index)
+    party.rounds[value] = Round(sent=time.monotonic(), measured=measured)
+    party.members[0].send_json(
+        {"type": "party:playback", "party_id": party.spec.id, "timestamp": value, "playing": True}
+    )
+    if measured:
+        party.measured += 1
+        party.open.count += 1
+
+
+def send_chat(party: Party, index: int, measured: bool) -> None:
+    """Round `index`'s chat message, from each member in turn."""
+    body = f"message {index} of {party.spec.id}"
+    party.chats[body] = Chat(sent=time.monotonic(), measured=measured)
+    sender = party.members[index % len(party.members)]
+    sender.send_json({"type": "chat:send", "party_id": party.spec.id, "body": body})
+    if measured:
+        party.chats_measured += 1
+        party.open.count += 1
+
+
 async def change_loop(parties: list[Party], schedule: Schedule) -> list[float]:
-    """Each host sends its changes on time; how late each one was (ms)."""
+    """Each host sends its changes (and each party its chat) on time; how late each was (ms)."""
     period = 1 / schedule.rate
     total = int((schedule.warmup + schedule.seconds) * schedule.rate)
     measured_from = int(schedule.warmup * schedule.rate)
+    sends = [send_change, send_chat] if schedule.chat else [send_change]
     due = sorted(
-        (schedule.start + (index + party.spec.offset) * period, index, ordinal, party)
+        (schedule.start + (index + party.spec.offset + kind / 2) * period, index, ordinal, kind)
         for ordinal, party in enumerate(parties)
         for index in range(total)
+        for kind in range(len(sends))
     )
     lag: list[float] = []
     at = 0
     while at < len(due):
         now = time.monotonic()
         while at < len(due) and due[at][0] <= now:
-            when, index, _ordinal, party = due[at]
-            value = position(index)
-            party.rounds[value] = Round(sent=time.monotonic(), measured=index >= measured_from)
-            party.members[0].send_json(
-                {
-                    "type": "party:playback",
-                    "party_id": party.spec.id,
-                    "timestamp": value,
-                    "playing": True,
-                }
-            )
+            when, index, ordinal, kind = due[at]
+            sends[kind](parties[ordinal], index, index >= measured_from)
             if index >= measured_from:
-                party.measured += 1
-                party.open.count += 1
                 lag.append((now - when) * 1000)
             at += 1
         if at < len(due):
@@ -340,6 +387,9 @@ async def run(pipe: Connection, specs: list[PartySpec]) -> None:
         closed=sum(1 for m in members if m.closed),
         cpu_s=cpu_s,
         lag=array("d", lag).tobytes(),
+        chats=sum(party.chats_measured for party in parties),
+        chats_completed=sum(len(party.chat_latencies) for party in parties),
+        chat_latencies=array("d", (x for p in parties for x in p.chat_latencies)).tobytes(),
     )
     pipe.send(tally)
     for member in members:

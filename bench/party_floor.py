@@ -4,11 +4,13 @@
 
 It speaks the same `/ws` messages as Cowatch (`party:subscribe`, `party:playback`, `party:ready`)
 and answers with frames of the same shapes, so the bench's clients cannot tell them apart:
-- `party:subscribe` → `party:snapshot` (the room, its members and playhead) at the room's version;
+- `party:subscribe` → `party:snapshot` (the room, its members and playhead) at the room's `seq`;
 - `party:playback` → `party:playback` WAITING to every member, waiting for all of them;
 - `party:ready` at the new position → `party:member_updated` to every member, and once the last
-  member is ready, `party:playback` PLAYING.
-Every frame carries the room's version, one more per frame, as Cowatch's topic versions do. The
+  member is ready, `party:playback` PLAYING;
+- `chat:send` → `party:chat_message` to every member.
+Every frame carries the room's event counter `seq`, one more per frame, as Cowatch's do (and a
+playback frame the playhead's own `version`, one more per change). The
 token in `/ws?token=…` is taken as the member's id: no sign-in, no rules, no storage.
 
 With `--redis`, every process publishes what its sockets say on the room's channel and applies
@@ -48,6 +50,7 @@ def dumps(value: Any) -> str:
 class Room:
     id: str
     seq: int = 0
+    version: int = 0
     timestamp: float = 0.0
     state: str = "PAUSED"
     server_time: int = 0
@@ -67,6 +70,7 @@ class Room:
             "playing": self.state == "PLAYING",
             "rate": 1.0,
             "server_time": self.server_time,
+            "version": self.version,
             "user_id": None,
             "member_id": self.changed_by,
             "state": self.state,
@@ -81,10 +85,10 @@ class Room:
             {
                 "type": kind,
                 "party_id": self.id,
+                "seq": self.seq,
                 **data,
                 "server_time": now,
                 "media_time": self.timestamp,
-                "version": self.seq,
             }
         )
 
@@ -104,10 +108,10 @@ class Room:
             {
                 "type": "party:snapshot",
                 "party_id": self.id,
+                "seq": self.seq,
                 "party": party,
                 "server_time": now,
                 "media_time": self.timestamp,
-                "version": self.seq,
             }
         )
 
@@ -164,6 +168,7 @@ class Floor:
                 return
             if kind == "change":
                 room.timestamp = float(op["timestamp"])
+                room.version += 1
                 room.changed_by = member_id
                 room.server_time = int(time.time() * 1000)
                 room.effective_at = None
@@ -179,6 +184,17 @@ class Floor:
                 member = room.members[member_id]
                 member["player"], member["position"] = "READY", float(op["position"])
                 frames.append(room.frame("party:member_updated", {"member": member}))
+            elif kind == "chat":
+                message = {
+                    "id": f"{member_id}-{room.seq}",
+                    "body": op["body"],
+                    "author": room.members.get(member_id) or member_fields(member_id),
+                    "reply_to": None,
+                    "media_time": room.timestamp,
+                    "created_at": "2026-01-01T00:00:00Z",
+                    "deleted": False,
+                }
+                frames.append(room.frame("party:chat_message", {"message": message}))
             if room.state == "WAITING" and not room.waiting:
                 room.state = "PLAYING"
                 room.server_time = room.effective_at = int(time.time() * 1000) + START_MARGIN_MS
@@ -211,6 +227,9 @@ def app(redis_url: str | None) -> Starlette:
                     await floor.submit(party_id, op)
                 elif kind == "party:ready" and party_id in joined:
                     op = {"op": "ready", "member": member_id, "position": message["position"]}
+                    await floor.submit(party_id, op)
+                elif kind == "chat:send" and party_id in joined:
+                    op = {"op": "chat", "member": member_id, "body": message["body"]}
                     await floor.submit(party_id, op)
         except WebSocketDisconnect:
             pass
