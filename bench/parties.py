@@ -92,6 +92,11 @@ class Phase:
         return out
 
 
+def ms(value: float) -> str:
+    """A latency; ∞ when the share above it never completed (superseded or still waiting)."""
+    return "∞" if value == float("inf") else f"{value:.1f} ms"
+
+
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
@@ -177,11 +182,12 @@ async def phase(
 
 
 def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
-    latencies = result.values("latencies")
-    waits = result.values("waiting")
-    lag = result.values("lag")
     rounds = sum(t.rounds for t in result.tallies)
     completed = sum(t.completed for t in result.tallies)
+    # A round that never completed counts as infinitely late, so p99 cannot hide it.
+    latencies = result.values("latencies") + [float("inf")] * (rounds - completed)
+    waits = result.values("waiting")
+    lag = result.values("lag")
     errors: Counter[str] = Counter()
     for tally in result.tallies:
         errors.update(tally.errors)
@@ -194,6 +200,7 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
         "p99": percentile(latencies, 0.99),
         "max": max(latencies, default=float("nan")),
         "wait_p99": percentile(waits, 0.99),
+        "waits": waits,
         "received": sum(t.received for t in result.tallies),
         "lost": sum(t.lost for t in result.tallies),
         "out_of_order": sum(t.out_of_order for t in result.tallies),
@@ -210,8 +217,8 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
     }
     print(
         f"    {row['target']:8} rounds {rounds} ({row['incomplete']} incomplete); "
-        f"change → last PLAYING p50 {row['p50']:.1f} ms, p99 {row['p99']:.1f} ms, "
-        f"max {row['max']:.1f} ms; → last WAITING p99 {row['wait_p99']:.1f} ms\n"
+        f"change → last PLAYING p50 {ms(row['p50'])}, p99 {ms(row['p99'])}, "
+        f"max {ms(row['max'])}; → last WAITING p99 {ms(row['wait_p99'])}\n"
         f"             frames {row['received']:,}, lost {row['lost']}, "
         f"out of order {row['out_of_order']}, errors {row['errors']}, "
         f"closed sockets {row['closed']}; server CPU "
@@ -222,11 +229,11 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
         flush=True,
     )
     if args.chat:
-        chat = row["chat_latencies"]
+        chat = row["chat_latencies"] + [float("inf")] * row["chats_lost"]
         print(
             f"             chat: {row['chats']} messages, {row['chats_lost']} not received by "
-            f"every member; chat:send → last member p50 {percentile(chat, 0.5):.1f} ms, "
-            f"p99 {percentile(chat, 0.99):.1f} ms",
+            f"every member; chat:send → last member p50 {ms(percentile(chat, 0.5))}, "
+            f"p99 {ms(percentile(chat, 0.99))}",
             flush=True,
         )
     return row
@@ -335,26 +342,33 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
         ok = ok and not (incomplete or lost or out_of_order)
         ok = ok and not any(row["errors"] or row["closed"] for row in phases)
         print(
-            f"| {name} | {percentile(latencies, 0.5):.1f} ms | {pooled[name]:.1f} ms "
-            f"| {max(latencies, default=float('nan')):.1f} ms "
-            f"| {percentile([row['wait_p99'] for row in phases], 0.5):.1f} ms "
+            f"| {name} | {ms(percentile(latencies, 0.5))} | {ms(pooled[name])} "
+            f"| {ms(max(latencies, default=float('nan')))} "
+            f"| {ms(percentile([x for row in phases for x in row['waits']], 0.99))} "
             f"| {rounds:,} ({incomplete}) | {lost} | {out_of_order} "
             f"| {' + '.join(f'{c * 100:.0f} %' for c in cpu)} "
             f"| {' + '.join(f'{r:.0f} MB' for r in rss)} |"
         )
         if args.chat:
-            chat = [x for row in phases for x in row["chat_latencies"]]
             chats_lost = sum(row["chats_lost"] for row in phases)
+            chat = [x for row in phases for x in row["chat_latencies"]]
+            chat += [float("inf")] * chats_lost
             ok = ok and not chats_lost
             chat_rows.append(
                 f"| {name} | {sum(row['chats'] for row in phases):,} | {chats_lost} "
-                f"| {percentile(chat, 0.5):.1f} ms | {percentile(chat, 0.99):.1f} ms |"
+                f"| {ms(percentile(chat, 0.5))} | {ms(percentile(chat, 0.99))} |"
             )
     if chat_rows:
         print("\n| chat | messages | lost | p50 | p99 |\n|---|---:|---:|---:|---:|")
         print("\n".join(chat_rows))
     if "floor" in pooled and "Cowatch" in pooled:
-        print(f"\nCowatch p99 ÷ floor p99: {pooled['Cowatch'] / pooled['floor']:.2f}x")
+        if float("inf") in (pooled["Cowatch"], pooled["floor"]):
+            print(
+                "\nCowatch p99 ÷ floor p99: not defined (over 1 % of some target's rounds "
+                "never completed: it did not keep up with the rate)"
+            )
+        else:
+            print(f"\nCowatch p99 ÷ floor p99: {pooled['Cowatch'] / pooled['floor']:.2f}x")
     if summary is not None:
         print(f"\npy-spy, Cowatch server 0 during the profiled round:\n{summary}")
     return 0 if ok else 1
