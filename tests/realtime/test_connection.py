@@ -38,6 +38,7 @@ async def server(settings: Settings) -> AsyncIterator[LiveServer]:
         "max_sockets_per_address": PER_ADDRESS,
         "cors_origins": "https://friend.example",
         "ws_max_message_bytes": 4096,
+        "graphql_max_bytes": 1024,
     }
     async with live_server(settings.model_copy(update=limits)) as live:
         yield live
@@ -274,3 +275,35 @@ async def test_every_operation_type_runs_on_both_graphql_protocols(
         # The socket is still open and working.
         event = await transport.subscribe("s", video_id)
         assert event["timestamp"] == 4
+
+
+WATCH = "subscription($id: ID!) { videoTimestamp(videoId: $id) { version } }"
+
+
+async def test_a_document_over_the_byte_cap_is_refused_for_its_operation_unparsed(
+    server: LiveServer, viewer: Account, video_id: str
+) -> None:
+    conn = await _transport(server, viewer.token)
+    try:
+        padded = 'subscription { videoTimestamp(videoId: "x") { version } } #' + "x" * 1200
+        await conn.send(
+            json.dumps({"id": "big", "type": "subscribe", "payload": {"query": padded}})
+        )
+        refused = await receive_json(conn)
+        assert refused["id"] == "big" and refused["type"] == "error", refused
+        assert refused["payload"][0]["extensions"]["code"] == "PAYLOAD_TOO_LARGE"
+        await conn.send(
+            json.dumps(
+                {
+                    "id": "ok",
+                    "type": "subscribe",
+                    "payload": {
+                        "query": WATCH,
+                        "variables": {"id": video_id},
+                    },
+                }
+            )
+        )
+        assert (await receive_json(conn))["id"] == "ok"
+    finally:
+        await conn.close()
