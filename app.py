@@ -27,6 +27,7 @@ from resolvers.hashing import PasswordHashing
 from resolvers.party_log import PartyTopics
 from resolvers.party_runtime import PartyRuntime
 from resolvers.playback import Playheads
+from resolvers.processing import ProcessingStates, SubscriptionCap
 from resolvers.ratelimit import open_rate_limiter
 from resolvers.services import Services
 from rest_compat import routes as rest_routes
@@ -99,14 +100,17 @@ def create_app(settings: Settings | None = None) -> Starlette:
         if swept:
             log.info("removed %d upload staging files left by stopped servers", swept)
         rate_limiter = open_rate_limiter(settings)
-        bus = Bus(settings.redis_url or "memory://", sources={"video": Playheads(db)})
+        bus = Bus(
+            settings.redis_url or "memory://",
+            sources={"video": Playheads(db), "processing": ProcessingStates(db)},
+        )
         parties = PartyRuntime(
             db=db, live=open_live_store(settings.redis_url), publisher=bus, settings=settings
         )
         bus.sources["party"] = PartyTopics(parties)
         await bus.start()
         hub = Hub(bus, Limits.from_settings(settings))
-        queue = await open_queue(settings, db=db, storage=storage)
+        queue = await open_queue(settings, db=db, storage=storage, publisher=bus)
         app.state.services = Services(
             settings=settings,
             db=db,
@@ -118,6 +122,9 @@ def create_app(settings: Settings | None = None) -> Starlette:
             queue=queue,
             hashing=PasswordHashing.from_settings(settings),
             parties=parties,
+            processing_subscriptions=SubscriptionCap(
+                settings.max_processing_subscriptions_per_user
+            ),
         )
         await parties.start()
         try:

@@ -48,6 +48,8 @@ class Settings(BaseSettings):
     #: wall-clock transcoding seconds one user's uploads may use in 24 h; past it, uploads are
     #: refused (429) until enough of the day's runs age out
     transcode_seconds_per_day: int = Field(default=6 * 3600, ge=1)
+    #: `videoProcessing` subscriptions one user may hold open at once, counted per process
+    max_processing_subscriptions_per_user: int = Field(default=10, ge=1)
     cors_origins: str = ""
     graphql_introspection: bool = True
     log_level: str = "info"

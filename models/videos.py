@@ -43,6 +43,8 @@ class Video(SQLModel, table=True):
         ),
     )
     progress: int = 0
+    #: grows by one at every change of status or progress: orders the `processing:<id>` events
+    processing_version: int = 0
     failure_reason: str | None = Field(default=None, max_length=500)
     source_key: str | None = Field(default=None, max_length=255)
     source_bytes: int = Field(default=0, sa_column=sa.Column(sa.BigInteger, nullable=False))

@@ -12,6 +12,7 @@ if TYPE_CHECKING:
     from realtime.connection import Hub
     from resolvers.hashing import PasswordHashing
     from resolvers.party_runtime import PartyRuntime
+    from resolvers.processing import SubscriptionCap
     from resolvers.ratelimit import RateLimiter
     from storage.base import Storage
     from workers.queue import JobQueue
@@ -31,3 +32,5 @@ class Services:
     hashing: PasswordHashing
     #: watch parties: their live state, events, presence and timers
     parties: PartyRuntime
+    #: open `videoProcessing` subscriptions per user in this process
+    processing_subscriptions: SubscriptionCap

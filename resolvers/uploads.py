@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import os
@@ -21,13 +20,11 @@ from models import User, Video, VideoStatus
 from models.db import Database
 from resolvers.errors import (
     BadInput,
-    NotFound,
     PayloadTooLarge,
     QuotaExceeded,
     RateLimited,
     Unavailable,
 )
-from resolvers.videos import find_video
 from storage.base import Storage
 from storage.keys import source_key, video_prefix
 from workers import budget, media
@@ -40,8 +37,6 @@ if TYPE_CHECKING:
 MAX_TITLE = 200
 MAX_DESCRIPTION = 5000
 MAX_CATEGORY = 50
-#: how often a progress subscription re-reads the row (the transcoder may be another machine)
-PROGRESS_POLL_S = 0.5
 NEW_FILE_GRACE_S = 3600
 
 
@@ -264,20 +259,3 @@ async def _forget(*, db: Database, storage: Storage, video: Video) -> None:
             await session.delete(row)
             await session.commit()
     await storage.delete_prefix(video_prefix(video.id))
-
-
-async def processing_updates(
-    *, db: Database, video_id: str, poll_s: float = PROGRESS_POLL_S
-) -> AsyncIterator[Video]:
-    """The video now, then whenever its status or progress changes, until it leaves PROCESSING."""
-    last: tuple[VideoStatus, int] | None = None
-    while True:
-        video = await find_video(db=db, video_id=video_id)
-        if video is None:
-            raise NotFound("video not found")
-        if (video.status, video.progress) != last:
-            last = (video.status, video.progress)
-            yield video
-        if video.status != VideoStatus.PROCESSING:
-            return
-        await asyncio.sleep(poll_s)

@@ -13,7 +13,7 @@ from models import Rendition as RenditionModel
 from models import Video as VideoModel
 from models import VideoStatus as VideoStatusEnum
 from models.base import as_utc
-from resolvers import uploads, videos
+from resolvers import processing, uploads, videos
 from resolvers.errors import BadInput
 from schema.context import Context
 from schema.enums import described_enum
@@ -218,13 +218,24 @@ class VideoUploadMutation:
 @strawberry.type
 class VideoProcessingSubscription:
     @strawberry.subscription(
-        description="The video's status and progress now and whenever they change, until done."
+        description=(
+            "The video's status and progress now and whenever they change, until done. Only "
+            "the uploader may subscribe (FORBIDDEN otherwise), at most "
+            "COWATCH_MAX_PROCESSING_SUBSCRIPTIONS_PER_USER at once per server (RATE_LIMITED)."
+        )
     )
     async def video_processing(
         self,
         info: strawberry.Info[Context],
         video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> AsyncGenerator[Video, None]:
-        updates = uploads.processing_updates(db=info.context.services.db, video_id=str(video_id))
+        services = info.context.services
+        updates = processing.processing_updates(
+            db=services.db,
+            bus=services.bus,
+            cap=services.processing_subscriptions,
+            viewer=await info.context.viewer(),
+            video_id=str(video_id),
+        )
         async for model in updates:
             yield Video.from_model(model)

@@ -21,7 +21,7 @@ from models import Rendition, Video, VideoStatus
 from models.db import Database
 from storage.base import Storage
 from storage.keys import rendition_key, source_key, thumbnail_key, video_prefix
-from workers import budget, media
+from workers import budget, media, progress
 from workers.processes import ProcessCrashed, run_in_process
 
 __all__ = ["rendition_key", "source_key", "thumbnail_key", "transcode_video", "unfinished"]
@@ -45,20 +45,47 @@ async def _job_dir(parent: Path | None) -> AsyncIterator[str]:
         await anyio.to_thread.run_sync(partial(shutil.rmtree, path, ignore_errors=True))
 
 
-async def _update(db: Database, video_id: str, **values: Any) -> None:
-    async with db.session() as session:
-        await session.exec(update(Video).where(col(Video.id) == video_id).values(**values))
+async def _update(ctx: dict[str, Any], video_id: str, **values: Any) -> None:
+    """Change the row and raise its processing version in one statement, then announce it."""
+    async with ctx["db"].session() as session:
+        row = (
+            await session.exec(
+                update(Video)
+                .where(col(Video.id) == video_id)
+                .values(**values, processing_version=col(Video.processing_version) + 1)
+                .returning(*_progress_columns())
+            )
+        ).one()
         await session.commit()
+    await progress.announce(ctx.get("publisher"), _progress_event(video_id, row))
 
 
-async def _fail(db: Database, storage: Storage, video_id: str, reason: str) -> None:
+def _progress_columns() -> tuple[Any, ...]:
+    """What a progress event carries, read back by the statement that changes it."""
+    return (
+        col(Video.processing_version),
+        col(Video.status),
+        col(Video.progress),
+        col(Video.failure_reason),
+    )
+
+
+def _progress_event(video_id: str, row: Any) -> Any:
+    version, status, percent, reason = row
+    return progress.progress_event(
+        video_id=video_id, version=version, status=status, progress=percent, failure_reason=reason
+    )
+
+
+async def _fail(ctx: dict[str, Any], video_id: str, reason: str) -> None:
+    storage: Storage = ctx["storage"]
     log.warning("video %s failed: %s", video_id, reason)
     # Lists this video's prefix only (item 9 of issue 10: never the whole store).
     for key in await storage.keys(video_prefix(video_id)):
         if key != source_key(video_id):
             await storage.delete(key)
     await _update(
-        db,
+        ctx,
         video_id,
         status=VideoStatus.FAILED,
         failure_reason=reason[:MAX_REASON],
@@ -67,7 +94,10 @@ async def _fail(db: Database, storage: Storage, video_id: str, reason: str) -> N
 
 
 async def _follow(
-    work: asyncio.Task[media.TranscodeResult], progress_file: Path, db: Database, video_id: str
+    work: asyncio.Task[media.TranscodeResult],
+    progress_file: Path,
+    ctx: dict[str, Any],
+    video_id: str,
 ) -> media.TranscodeResult:
     """Await the transcode, copying the child's progress file into the row as it moves."""
     shown = 0
@@ -81,13 +111,13 @@ async def _follow(
             continue
         if percent > shown:
             shown = min(percent, 99)
-            await _update(db, video_id, progress=shown)
+            await _update(ctx, video_id, progress=shown)
 
 
-async def _store(
-    db: Database, storage: Storage, video_id: str, result: media.TranscodeResult
-) -> None:
+async def _store(ctx: dict[str, Any], video_id: str, result: media.TranscodeResult) -> None:
     """Upload the outputs, then swap in the renditions and the metadata in one transaction."""
+    db: Database = ctx["db"]
+    storage: Storage = ctx["storage"]
     renditions = []
     for output in result.outputs:
         key = rendition_key(video_id, output.quality)
@@ -110,20 +140,25 @@ async def _store(
         # A retried job replaces what an earlier, interrupted run may have written.
         await session.exec(delete(Rendition).where(col(Rendition.video_id) == video_id))
         session.add_all(renditions)
-        await session.exec(
-            update(Video)
-            .where(col(Video.id) == video_id)
-            .values(
-                status=VideoStatus.TRANSCODED,
-                progress=100,
-                failure_reason=None,
-                thumbnail_key=thumb,
-                duration=result.duration,
-                width=result.width,
-                height=result.height,
+        row = (
+            await session.exec(
+                update(Video)
+                .where(col(Video.id) == video_id)
+                .values(
+                    status=VideoStatus.TRANSCODED,
+                    progress=100,
+                    failure_reason=None,
+                    thumbnail_key=thumb,
+                    duration=result.duration,
+                    width=result.width,
+                    height=result.height,
+                    processing_version=col(Video.processing_version) + 1,
+                )
+                .returning(*_progress_columns())
             )
-        )
+        ).one()
         await session.commit()
+    await progress.announce(ctx.get("publisher"), _progress_event(video_id, row))
 
 
 async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
@@ -132,14 +167,13 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
     Each run is recorded with its wall-clock seconds against the owner's daily budget.
     """
     db: Database = ctx["db"]
-    storage: Storage = ctx["storage"]
     async with db.session() as session:
         video = (await session.exec(select(Video).where(col(Video.id) == video_id))).first()
     if video is None or video.status != VideoStatus.PROCESSING or video.source_key is None:
         return "skipped"
     attempt = int(ctx.get("job_try", 1))
     if attempt > MAX_ATTEMPTS:
-        await _fail(db, storage, video_id, f"transcoding was interrupted {attempt - 1} times")
+        await _fail(ctx, video_id, f"transcoding was interrupted {attempt - 1} times")
         return VideoStatus.FAILED
     log.info("video %s: transcoding, try %d", video_id, attempt)
     run_id = await budget.start_run(db=db, owner_id=video.owner_id, video_id=video_id)
@@ -152,11 +186,10 @@ async def transcode_video(ctx: dict[str, Any], video_id: str) -> str:
 
 
 async def _attempt(ctx: dict[str, Any], video: Video, attempt: int) -> str:
-    db: Database = ctx["db"]
     storage: Storage = ctx["storage"]
     video_id, source_key = video.id, video.source_key
     assert source_key is not None
-    await _update(db, video_id, progress=0)
+    await _update(ctx, video_id, progress=0)
     timeout_s: float | None = ctx.get("timeout_s")
     try:
         # Our own deadline, under arq's: a job arq times out is failed for good without the
@@ -178,18 +211,18 @@ async def _attempt(ctx: dict[str, Any], video: Video, attempt: int) -> str:
                         )
                     )
                     try:
-                        result = await _follow(work, progress_file, db, video_id)
+                        result = await _follow(work, progress_file, ctx, video_id)
                     finally:
                         work.cancel()
-                await _store(db, storage, video_id, result)
+                await _store(ctx, video_id, result)
     except media.MediaError as exc:
-        await _fail(db, storage, video_id, str(exc))
+        await _fail(ctx, video_id, str(exc))
         return VideoStatus.FAILED
     except TimeoutError:
-        await _fail(db, storage, video_id, f"transcoding took longer than {timeout_s:.0f} s")
+        await _fail(ctx, video_id, f"transcoding took longer than {timeout_s:.0f} s")
         return VideoStatus.FAILED
     except ProcessCrashed as exc:
-        await _fail(db, storage, video_id, f"the transcoder crashed on this video ({exc})")
+        await _fail(ctx, video_id, f"the transcoder crashed on this video ({exc})")
         return VideoStatus.FAILED
     except Exception as exc:
         if "job_try" in ctx and attempt < MAX_ATTEMPTS:
@@ -197,7 +230,7 @@ async def _attempt(ctx: dict[str, Any], video: Video, attempt: int) -> str:
             raise Retry(defer=10 * attempt) from exc
         log.exception("video %s: transcoding failed", video_id)
         reason = f"internal error while transcoding: {type(exc).__name__}"
-        await _fail(db, storage, video_id, reason)
+        await _fail(ctx, video_id, reason)
         return VideoStatus.FAILED
     log.info("video %s transcoded", video_id)
     return VideoStatus.TRANSCODED

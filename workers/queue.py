@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
     from config import Settings
     from models.db import Database
+    from realtime.events import Publisher
     from storage.base import Storage
 
 log = logging.getLogger("cowatch.queue")
@@ -46,12 +47,14 @@ class InProcessQueue:
         concurrency: int,
         timeout_s: float | None = None,
         pixel_budget: int | None = None,
+        publisher: Publisher | None = None,
     ) -> None:
         self._ctx: dict[str, Any] = {
             "db": db,
             "storage": storage,
             "timeout_s": timeout_s,
             "pixel_budget": pixel_budget,
+            "publisher": publisher,  # the server's bus: progress reaches its subscribers
         }
         self._concurrency = concurrency
         #: owner -> their waiting videos in arrival order; the dict's order is the turn order
@@ -156,7 +159,9 @@ class ArqQueue:
         await self._redis.aclose()
 
 
-async def open_queue(settings: Settings, *, db: Database, storage: Storage) -> JobQueue:
+async def open_queue(
+    settings: Settings, *, db: Database, storage: Storage, publisher: Publisher | None = None
+) -> JobQueue:
     """arq when COWATCH_REDIS_URL is set, otherwise the in-process queue."""
     if settings.redis_url:
         return await ArqQueue.connect(settings)
@@ -166,6 +171,7 @@ async def open_queue(settings: Settings, *, db: Database, storage: Storage) -> J
         concurrency=settings.transcode_workers,
         timeout_s=settings.transcode_timeout_s,
         pixel_budget=settings.transcode_max_pixels,
+        publisher=publisher,
     )
     await queue.start()
     return queue

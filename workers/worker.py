@@ -13,6 +13,7 @@ from storage import open_storage
 from workers import fairness
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.lease import job_lease
+from workers.progress import BackendPublisher
 from workers.queue import TRANSCODE
 from workers.scratch import Scratch
 
@@ -41,10 +42,15 @@ def build_worker(settings: Settings, **overrides: Any) -> Worker:
         ctx["lease_s"] = settings.transcode_lease_s
         ctx["pixel_budget"] = settings.transcode_max_pixels
         ctx["queue_name"] = settings.transcode_queue
+        # Progress goes to the servers' buses through Redis; a worker listens to nothing.
+        ctx["publisher"] = BackendPublisher(str(settings.redis_url))
+        await ctx["publisher"].start()
         ctx["scratch"] = Scratch()
         ctx["scratch_dir"] = ctx["scratch"].path
 
     async def shutdown(ctx: dict[str, Any]) -> None:
+        if "publisher" in ctx:
+            await ctx["publisher"].close()
         if "scratch" in ctx:
             ctx["scratch"].close()
         if "storage" in ctx:
