@@ -7,12 +7,14 @@ import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+from sqlalchemy import case, literal
 from sqlmodel import col, or_, update
 
 from models import User, Video
 from models.db import Database
 from realtime.events import Event, Head, Publisher, topic
 from resolvers.errors import BadInput, NotFound
+from resolvers.party_rules import END_SLACK_S
 from resolvers.videos import find_video, now_ms
 
 MIN_RATE = 0.25
@@ -142,13 +144,16 @@ async def set_playback(
     """Move the shared playhead and tell every subscriber, on every process.
 
     One statement does it all: `UPDATE … SET version = version + 1 … WHERE id = :id AND the
-    timestamp is within the duration (a NULL duration, not transcoded yet, only bounds it
-    below) RETURNING …`. Concurrent seeks on any number of processes never share a version,
-    and a seek costs one round trip; only a refused one looks the video up to say why.
+    timestamp is at most END_SLACK_S past the duration (a NULL duration, not transcoded yet,
+    only bounds it below) RETURNING …`; a timestamp just past the end is stored as the end
+    (players report durations a few ms longer than the container's). Concurrent seeks on any
+    number of processes never share a version, and a seek costs one round trip; only a refused
+    one looks the video up to say why.
     """
     position, playing_flag, speed = validate(timestamp, playing, rate)
+    duration = col(Video.duration)
     values: dict[str, Any] = {
-        "playback_timestamp": position,
+        "playback_timestamp": case((duration < position, duration), else_=literal(position)),
         "playback_server_time": now_ms(),
         "playback_version": col(Video.playback_version) + 1,
         "playback_user_id": user.id,
@@ -161,7 +166,7 @@ async def set_playback(
         update(Video)
         .where(
             col(Video.id) == video_id,
-            or_(col(Video.duration).is_(None), col(Video.duration) >= position),
+            or_(duration.is_(None), duration + END_SLACK_S >= position),
         )
         .values(**values)
         .returning(

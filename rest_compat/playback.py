@@ -33,7 +33,7 @@ class TimeBody(BaseModel):
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     timestamp: object = Field(
-        description="Seconds, from 0 to the video's duration.",
+        description="Seconds, from 0 to the video's duration; up to 1 s past it is the end.",
         json_schema_extra=_documented(type="number", minimum=0),
     )
     video_id: str | None = Field(default=None, description="If sent, must be the URL's video id.")

@@ -69,7 +69,9 @@ class PlaybackMutation:
         video_id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
         timestamp: Annotated[
             float,
-            strawberry.argument(description="Seconds, from 0 to the video's duration."),
+            strawberry.argument(
+                description="Seconds, from 0 to the video's duration; up to 1 s past it is the end."
+            ),
         ],
         playing: Annotated[
             bool | None, strawberry.argument(description="Play or pause; null: unchanged.")

@@ -56,7 +56,7 @@ async def test_put_time_stores_the_state_and_returns_201(
     "body",
     [
         {"timestamp": -1},
-        {"timestamp": 120.01},
+        {"timestamp": 121.01},
         {"timestamp": "12"},
         {"timestamp": True},
         {"timestamp": None},
@@ -88,6 +88,24 @@ async def test_put_time_rejects_non_finite_numbers(
         headers={**account.headers, "content-type": "application/json"},
     )
     assert response.status_code == 400, response.text
+
+
+async def test_positions_up_to_a_second_past_the_end_are_the_end(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    """Players report durations a few ms long: "the end" is clamped, not refused (issue 13)."""
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=120.0)
+    url = f"/api/videos/{video.id}/time"
+    for sent, version in ((120.004, 1), (121.0, 2)):
+        response = await client.put(url, json={"timestamp": sent}, headers=account.headers)
+        assert response.status_code == 201, response.text
+        assert (response.json()["timestamp"], response.json()["version"]) == (120.0, version)
+    refused = await client.put(url, json={"timestamp": 121.001}, headers=account.headers)
+    assert refused.status_code == 400
+    assert "past the end" in refused.json()["error"]["message"]
+    stored = await playback.current_state(db=services.db, video_id=video.id)
+    assert (stored.timestamp, stored.version) == (120.0, 2)
 
 
 async def test_put_time_auth_and_missing_video(
@@ -128,8 +146,10 @@ async def test_mutation_sets_the_same_state(client: httpx.AsyncClient, services:
     assert event["videoId"] == video.id and event["timestamp"] == 30.25
     assert event["userId"] == account.user.id and event["playing"] is True
     assert event["version"] == 1 and event["serverTime"] > 0
-    past_end = await gql(client, MUTATION, {"id": video.id, "t": 61}, token=account.token)
+    past_end = await gql(client, MUTATION, {"id": video.id, "t": 61.5}, token=account.token)
     assert error_code(past_end) == "BAD_USER_INPUT"
+    at_end = await gql(client, MUTATION, {"id": video.id, "t": 60.75}, token=account.token)
+    assert at_end["data"]["updateVideoTimestamp"]["timestamp"] == 60.0
     missing = await gql(client, MUTATION, {"id": str(uuid.uuid4()), "t": 1}, token=account.token)
     assert error_code(missing) == "NOT_FOUND"
     anonymous = await gql(client, MUTATION, {"id": video.id, "t": 1})
