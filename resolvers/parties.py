@@ -301,8 +301,15 @@ async def _store_member(
 
 async def leave_party(*, runtime: PartyRuntime, caller: Caller, party_id: str) -> bool:
     member_id = actor(await runtime.get(party_id), caller)
-    await runtime.apply(party_id, lambda live: rules.leave(live, member_id, now_ms()))
+    applied = await runtime.apply(
+        party_id,
+        lambda live: (
+            rules.require_member(live, member_id),
+            rules.leave(live, member_id, now_ms()),
+        )[1],
+    )
     await _mark_member(runtime, member_id, left_at=utcnow())
+    await _sync_host(runtime, applied.live)
     return True
 
 
@@ -423,7 +430,12 @@ async def find_party(
         live = await runtime.get(party_id)
     except NotFound:
         return None
-    member = member_of(live, caller) if caller.member or caller.user else None
+    try:
+        member = member_of(live, caller) if caller.member or caller.user else None
+    except Forbidden:  # another party's member token
+        if live.visibility == PartyVisibility.PRIVATE:
+            return None  # an outsider: the same answer as for a party that does not exist
+        raise
     if member is None and live.visibility == PartyVisibility.PRIVATE:
         return None
     return PartyView(live=live, member=member)

@@ -50,6 +50,13 @@ async def require_caller(conn: HTTPConnection) -> User:
     return permissions.require_user(await caller(conn))
 
 
+async def party_caller(conn: HTTPConnection) -> auth.Caller:
+    """Who calls a party route: an account, a party member token, or nobody (no token)."""
+    svc = services(conn)
+    token = auth.token_from(headers=conn.headers, cookies=conn.cookies)
+    return await auth.identify(db=svc.db, secret=svc.jwt_secret, token=token)
+
+
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = ".".join(str(part) for part in first["loc"]) or "body"

@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from resolvers import errors
+from resolvers import errors, party_rules
 from resolvers.faults import is_unavailable
 
 log = logging.getLogger("cowatch.rest")
@@ -34,6 +34,9 @@ STATUS: dict[type[errors.DomainError], int] = {
     errors.RateLimited: 429,
     errors.AccountLocked: 429,
     errors.Unavailable: 503,
+    party_rules.BadPassword: 403,
+    party_rules.PartyFull: 409,
+    party_rules.PartyEnded: 410,
 }
 HTTP_CODES = {
     400: "BAD_REQUEST",

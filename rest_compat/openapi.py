@@ -34,9 +34,11 @@ DESCRIPTION = (
 ERRORS = {
     400: "validation error",
     401: "invalid, expired or revoked token, or wrong credentials",
-    403: "no token (the seed's rule) or not allowed",
+    403: "no token (the seed's rule) or not allowed; BAD_PASSWORD: a party's password is "
+    "wrong or missing",
     404: "not found",
-    409: "already taken",
+    409: "already taken; PARTY_FULL: the party has `max_members` members",
+    410: "PARTY_ENDED: the party is over",
     411: "the user already has a channel",
     413: "too large or over quota",
     429: "rate limited, or the account is locked; see Retry-After",

@@ -18,10 +18,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from models import User
-from rest_compat.common import require_caller
+from resolvers.auth import Caller
+from rest_compat.common import party_caller, require_caller
 
 Endpoint = Callable[[Request], Awaitable[Response]]
 UserEndpoint = Callable[[Request, User], Awaitable[Response]]
+CallerEndpoint = Callable[[Request, Caller], Awaitable[Response]]
 _OPERATION = "__cowatch_operation__"
 _SIGNED_IN = "__cowatch_requires_user__"
 
@@ -108,6 +110,18 @@ def requires_user(handler: UserEndpoint) -> Endpoint:
     @functools.wraps(handler)
     async def endpoint(request: Request) -> Response:
         return await handler(request, await require_caller(request))
+
+    setattr(endpoint, _SIGNED_IN, True)
+    return endpoint
+
+
+def requires_member(handler: CallerEndpoint) -> Endpoint:
+    """A party route: an account token or that party's member token (the resolver checks the
+    membership); none → 403, a bad one → 401, as for `@requires_user`."""
+
+    @functools.wraps(handler)
+    async def endpoint(request: Request) -> Response:
+        return await handler(request, await party_caller(request))
 
     setattr(endpoint, _SIGNED_IN, True)
     return endpoint

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from rest_compat import auth, channels, docs, openapi, playback, videos, ws
+from rest_compat import auth, channels, docs, openapi, parties, playback, videos, ws
 
 routes: list[BaseRoute] = [
     *auth.routes,
     *channels.routes,
     *videos.routes,
     *playback.routes,
+    *parties.routes,
     *ws.routes,
     *openapi.routes,
     *docs.routes,

@@ -44,6 +44,7 @@ class Context:
     connection_params: dict[str, Any] | None = None
     _viewer: User | None = field(default=None, repr=False)
     _viewer_loaded: bool = field(default=False, repr=False)
+    _caller: auth.Caller | None = field(default=None, repr=False)
 
     async def viewer(self) -> User | None:
         """The signed-in user, None when no token was sent; InvalidToken when a bad one was."""
@@ -54,6 +55,20 @@ class Context:
                 )
             self._viewer_loaded = True
         return self._viewer
+
+    async def caller(self) -> auth.Caller:
+        """Who calls a party operation: an account, a party member token, or nobody."""
+        if self._caller is None:
+            self._caller = await auth.identify(
+                db=self.services.db, secret=self.services.jwt_secret, token=self.token
+            )
+        return self._caller
+
+    @property
+    def address(self) -> str | None:
+        """The client's address (after a trusted proxy's rewrite), for per-address limits."""
+        client = self.request.client
+        return client.host if client else None
 
     def signed_in(self, user: User) -> None:
         """After login, the rest of the operation sees the new user as the viewer."""

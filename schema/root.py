@@ -13,13 +13,14 @@ from schema.channels import ChannelMutation, ChannelQuery
 from schema.documents import DocumentCache
 from schema.engine import CachedDocuments, self_check
 from schema.errors import DomainErrors
+from schema.parties import PartyMutation, PartyQuery, PartySubscription
 from schema.playback import PlaybackMutation, PlaybackQuery, PlaybackSubscription
 from schema.users import UserMutation, UserQuery
 from schema.videos import VideoProcessingSubscription, VideoQuery, VideoUploadMutation
 
 
 @strawberry.type(description="Reads. Anyone may call them unless a field says otherwise.")
-class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery):
+class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery, PartyQuery):
     pass
 
 
@@ -27,7 +28,7 @@ class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery):
     description="Changes. Signed-in means `Authorization: Bearer <token>` (or the "
     "Authentication cookie): none is UNAUTHENTICATED, as is a bad or expired one."
 )
-class Mutation(UserMutation, ChannelMutation, VideoUploadMutation, PlaybackMutation):
+class Mutation(UserMutation, ChannelMutation, VideoUploadMutation, PlaybackMutation, PartyMutation):
     pass
 
 
@@ -35,7 +36,7 @@ class Mutation(UserMutation, ChannelMutation, VideoUploadMutation, PlaybackMutat
     description="Live updates over a websocket at /graphql (graphql-transport-ws or the legacy "
     "graphql-ws); the socket must sign in with `Authorization` in `connection_init`."
 )
-class Subscription(VideoProcessingSubscription, PlaybackSubscription):
+class Subscription(VideoProcessingSubscription, PlaybackSubscription, PartySubscription):
     pass
 
 

@@ -85,7 +85,8 @@ async def test_the_checker_refuses_answers_the_document_does_not_allow(
 
 
 async def test_signed_in_routes_are_the_seeds(client: httpx.AsyncClient) -> None:
-    """`@requires_user` is the check and the description: the seed's protected routes, no more."""
+    """`@requires_user` / `@requires_member` are the check and the description: the seed's
+    protected routes and the party routes (all but joining, which guests do), no more."""
     paths = (await client.get("/openapi.json")).json()["paths"]
     secured = {
         (method.upper(), path)
@@ -99,4 +100,14 @@ async def test_signed_in_routes_are_the_seeds(client: httpx.AsyncClient) -> None
         ("GET", "/api/channels/{slug}"),
         ("POST", "/api/videos/upload"),
         ("PUT", "/api/videos/{video_id}/time"),
+        ("POST", "/api/parties"),
+        ("GET", "/api/parties/{party_id}"),
+        ("PATCH", "/api/parties/{party_id}"),
+        ("POST", "/api/parties/{party_id}/leave"),
+        ("POST", "/api/parties/{party_id}/end"),
+        ("PUT", "/api/parties/{party_id}/time"),
+        ("POST", "/api/parties/{party_id}/schedule"),
+        ("POST", "/api/parties/{party_id}/ready"),
+        ("PUT", "/api/parties/{party_id}/members/{member_id}/role"),
+        ("DELETE", "/api/parties/{party_id}/members/{member_id}"),
     }
