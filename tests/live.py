@@ -126,6 +126,21 @@ class GraphQLClient:
         )
         return await self.next_event(op_id)
 
+    async def start(self, op_id: str, query: str, variables: dict[str, Any]) -> None:
+        """Start any operation; its messages arrive through `next_message`."""
+        payload = {"query": query, "variables": variables}
+        kind = "start" if self.legacy else "subscribe"
+        await self.conn.send(json.dumps({"id": op_id, "type": kind, "payload": payload}))
+
+    async def next_data(self, op_id: str, field_name: str) -> dict[str, Any]:
+        """The next result of operation `op_id`: its root field's value (errors fail)."""
+        message = await self.next_message()
+        assert message.get("id") == op_id, message
+        assert message["type"] == ("data" if self.legacy else "next"), message
+        assert "errors" not in message["payload"], message
+        value: dict[str, Any] = message["payload"]["data"][field_name]
+        return value
+
     async def stop(self, op_id: str) -> None:
         kind = "stop" if self.legacy else "complete"
         await self.conn.send(json.dumps({"id": op_id, "type": kind}))
