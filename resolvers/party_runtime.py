@@ -150,7 +150,9 @@ class PartyRuntime:
                     topic=party_topic(party_id),
                     version=live.seq + index,
                     kind=change.kind,
-                    data={**change.data, "server_time": now, "media_time": media_time(live, now)},
+                    # An event's own fields win: a playhead's `server_time` is when its
+                    # `timestamp` holds (a start's is in the future), not when it was sent.
+                    data={"server_time": now, "media_time": media_time(live, now), **change.data},
                 )
                 for index, change in enumerate(changes, start=1)
             ]

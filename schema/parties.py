@@ -10,8 +10,9 @@ from collections.abc import AsyncGenerator
 from typing import Annotated
 
 import strawberry
+from starlette.websockets import WebSocket
 
-from realtime.delivery import Feed, Listener, unrendered
+from realtime.delivery import Feed, Listener, keepalive, unrendered
 from resolvers import parties, party_playback
 from resolvers.auth import Caller
 from resolvers.errors import DomainError
@@ -383,8 +384,8 @@ class PartyMutation:
 class PartySubscription:
     @strawberry.subscription(
         description="A party's events for its members: PartySnapshot first, then every event "
-        "in order; PartyEnded is the last, as is the caller's own MemberLeft when kicked. "
-        + CALLERS
+        "in order; PartyEnded is the last, as is the caller's own MemberLeft when kicked. The "
+        "member is online while a subscription of it (here or on /ws) is open. " + CALLERS
     )
     async def party_events(
         self, info: strawberry.Info[Context], party_id: PartyId
@@ -402,17 +403,34 @@ class PartySubscription:
                 runtime=services.parties, caller=caller, party_id=str(party_id)
             )
             listener.start(first)
-            while True:
-                await feed.event.wait()
-                feed.event.clear()
-                for event in feed.take():
-                    root = party_event(event)
-                    if root is not None:
-                        yield root
-                    if _last(root, member.id):
-                        return
+            latency = _heartbeat(info.context)
+            await services.parties.socket_opened(str(party_id), member.id, latency)
+            try:
+                while True:
+                    await feed.event.wait()
+                    feed.event.clear()
+                    for event in feed.take():
+                        root = party_event(event)
+                        if root is not None:
+                            yield root
+                        if _last(root, member.id):
+                            return
+            finally:
+                await services.parties.socket_closed(str(party_id), member.id)
         finally:
             await services.bus.unsubscribe(party_topic(str(party_id)), listener)
+
+
+def _heartbeat(context: Context) -> float | None:
+    """A party subscription makes its member online: ping its socket often enough to notice a
+    vanished tab (the server's keepalive, where it offers one); the socket's round trip (ms)."""
+    found = keepalive(context.request.scope) if isinstance(context.request, WebSocket) else None
+    if found is None:
+        return None
+    settings = context.services.settings
+    found.set(settings.party_ping_interval_s, settings.party_ping_timeout_s)
+    rtt = found.rtt()
+    return round(rtt * 1000, 1) if rtt else None
 
 
 def _last(root: PartyEventRoot | None, member_id: str) -> bool:

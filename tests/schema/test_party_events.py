@@ -45,6 +45,9 @@ async def test_party_events_start_with_a_snapshot_then_follow_the_party(
             async def next_event() -> dict[str, Any]:
                 return await socket.next_data("p", "partyEvents")
 
+            online = await next_event()  # the subscription makes its member online
+            assert online["__typename"] == "MemberUpdated"
+            assert (online["member"]["role"], online["member"]["online"]) == ("HOST", True)
             guest = await join(http, party["code"], displayName="Guest")
             joined = await next_event()
             assert joined["__typename"] == "MemberJoined"
