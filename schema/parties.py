@@ -34,7 +34,7 @@ from schema.party_types import (
     PlayerState,
     party_event,
 )
-from schema.permissions import signed_in
+from schema.permissions import signed_in, signed_in_or_member
 
 PartyId = Annotated[strawberry.ID, strawberry.argument(description="The party's id.")]
 MemberId = Annotated[
@@ -193,7 +193,8 @@ class PartyMutation:
 
     @strawberry.mutation(
         description="Leave the party (members). A leaving host hands over to the "
-        "longest-present cohost, else member with an account. " + CALLERS
+        "longest-present cohost, else member with an account. " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def leave_party(self, info: strawberry.Info[Context], party_id: PartyId) -> bool:
         return await parties.leave_party(
@@ -202,7 +203,10 @@ class PartyMutation:
             party_id=str(party_id),
         )
 
-    @strawberry.mutation(description="End the party for everyone (the host). " + CALLERS)
+    @strawberry.mutation(
+        description="End the party for everyone (the host). " + CALLERS,
+        extensions=signed_in_or_member(),
+    )
     async def end_party(self, info: strawberry.Info[Context], party_id: PartyId) -> Party:
         live = await parties.end_party(
             runtime=info.context.services.parties,
@@ -214,7 +218,8 @@ class PartyMutation:
     @strawberry.mutation(
         description="Move the playhead (members allowed by `control`, else FORBIDDEN). Playing "
         "waits for the members to be READY (WAITING), then starts everyone at `effectiveAt`; a "
-        "pause applies at once. " + CALLERS
+        "pause applies at once. " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def set_party_playback(
         self,
@@ -245,7 +250,8 @@ class PartyMutation:
 
     @strawberry.mutation(
         description="A premiere: hold PAUSED at `timestamp` until server time `at`, then every "
-        "member starts together (members allowed by `control`). " + CALLERS
+        "member starts together (members allowed by `control`). " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def schedule_party_play(
         self,
@@ -273,7 +279,8 @@ class PartyMutation:
     @strawberry.mutation(
         description="The caller's player is READY or BUFFERING at `position` (members); may "
         "release the ready barrier. RATE_LIMITED per member (COWATCH_RATE_LIMIT_PLAYER_STATE). "
-        + CALLERS
+        + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def report_player_state(
         self,
@@ -300,7 +307,8 @@ class PartyMutation:
 
     @strawberry.mutation(
         description="Change a member's role (the host). HOST hands the party over (the old "
-        "host becomes COHOST); guests may be COHOST or GUEST only. " + CALLERS
+        "host becomes COHOST); guests may be COHOST or GUEST only. " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def set_member_role(
         self,
@@ -323,7 +331,8 @@ class PartyMutation:
 
     @strawberry.mutation(
         description="Remove a member (the host): its sockets close and neither its account nor "
-        "its token may join again. " + CALLERS
+        "its token may join again. " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def kick_member(
         self, info: strawberry.Info[Context], party_id: PartyId, member_id: MemberId
@@ -337,7 +346,8 @@ class PartyMutation:
 
     @strawberry.mutation(
         description="Change the party's settings (the host); null leaves a setting as it is. "
-        "Members receive the party anew (PartySnapshot). " + CALLERS
+        "Members receive the party anew (PartySnapshot). " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def update_party(
         self,
@@ -385,7 +395,8 @@ class PartySubscription:
     @strawberry.subscription(
         description="A party's events for its members: PartySnapshot first, then every event "
         "in order; PartyEnded is the last, as is the caller's own MemberLeft when kicked. The "
-        "member is online while a subscription of it (here or on /ws) is open. " + CALLERS
+        "member is online while a subscription of it (here or on /ws) is open. " + CALLERS,
+        extensions=signed_in_or_member(),
     )
     async def party_events(
         self, info: strawberry.Info[Context], party_id: PartyId

@@ -1,7 +1,8 @@
 """Who may call what on the GraphQL face, declared on the field; the rules are resolvers/'.
 
 `SignedIn` is the GraphQL twin of REST's `@requires_user` (no token and a bad token are both
-UNAUTHENTICATED); `Self` hides a user's private fields from everyone but that user.
+UNAUTHENTICATED), `SignedInOrMember` of `@requires_member` (party calls also take a party member
+token); `Self` hides a user's private fields from everyone but that user.
 """
 
 from __future__ import annotations
@@ -29,6 +30,22 @@ class SignedIn(BasePermission):
         raise Unauthenticated(self.message)
 
 
+class SignedInOrMember(BasePermission):
+    """Party operations: an account token or a party member token (a guest's). Which party the
+    member token is good for, and what the caller may do there, the resolvers decide."""
+
+    message = permissions.SIGN_IN_REQUIRED
+
+    async def has_permission(
+        self, source: Any, info: strawberry.Info[Context], **kwargs: Any
+    ) -> bool:
+        caller = await info.context.caller()  # a bad token raises InvalidToken
+        return caller.user is not None or caller.member is not None
+
+    def on_unauthorized(self) -> None:
+        raise Unauthenticated(self.message)
+
+
 class Self(BasePermission):
     """Only the user themself (the source object is a `User` type)."""
 
@@ -43,6 +60,11 @@ class Self(BasePermission):
 def signed_in() -> list[FieldExtension]:
     """`extensions=signed_in()` on a field: refuse anyone not signed in."""
     return [PermissionExtension(permissions=[SignedIn()])]
+
+
+def signed_in_or_member() -> list[FieldExtension]:
+    """`extensions=signed_in_or_member()` on a party field: an account or a member token."""
+    return [PermissionExtension(permissions=[SignedInOrMember()])]
 
 
 def only_self() -> list[FieldExtension]:

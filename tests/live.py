@@ -22,6 +22,7 @@ from app import create_app
 from config import Settings
 from resolvers.services import Services
 from server import uvicorn_options
+from tests.parties import EVENTS as PARTY_EVENTS
 from tests.servers import Server, cowatch_serve
 
 #: A safety net so a broken test fails instead of hanging; never a speed assertion.
@@ -93,6 +94,27 @@ class WsClient:
     async def next(self) -> dict[str, Any]:
         return await receive_json(self.conn)
 
+    async def party_subscribe(self, party_id: str) -> dict[str, Any]:
+        """Subscribe to a party and return the `party:snapshot` that must come first."""
+        await self.send({"type": "party:subscribe", "party_id": party_id})
+        snapshot = await self.next()
+        assert snapshot["type"] == "party:snapshot", snapshot
+        return snapshot
+
+    async def party_ready(self, party_id: str, state: str, position: float) -> None:
+        await self.send(
+            {"type": "party:ready", "party_id": party_id, "state": state, "position": position}
+        )
+
+    async def next_of(
+        self, kind: str, where: Callable[[dict[str, Any]], bool] = lambda _frame: True
+    ) -> dict[str, Any]:
+        """The next frame of type `kind` that `where` accepts (frames before it are skipped)."""
+        while True:
+            frame = await self.next()
+            if frame["type"] == kind and where(frame):
+                return frame
+
 
 @asynccontextmanager
 async def ws_client(server_ws_url: str, token: str) -> AsyncIterator[WsClient]:
@@ -140,6 +162,25 @@ class GraphQLClient:
         assert "errors" not in message["payload"], message
         value: dict[str, Any] = message["payload"]["data"][field_name]
         return value
+
+    async def party_events(self, op_id: str, party_id: str) -> dict[str, Any]:
+        """Start `partyEvents` and return its first event (the PartySnapshot)."""
+        await self.start(op_id, PARTY_EVENTS, {"partyId": party_id})
+        first = await self.next_data(op_id, "partyEvents")
+        assert first["__typename"] == "PartySnapshot", first
+        return first
+
+    async def next_party_event(
+        self,
+        op_id: str,
+        typename: str,
+        where: Callable[[dict[str, Any]], bool] = lambda _event: True,
+    ) -> dict[str, Any]:
+        """The next `partyEvents` event of `typename` that `where` accepts (others skipped)."""
+        while True:
+            event = await self.next_data(op_id, "partyEvents")
+            if event["__typename"] == typename and where(event):
+                return event
 
     async def stop(self, op_id: str) -> None:
         kind = "stop" if self.legacy else "complete"

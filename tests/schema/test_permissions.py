@@ -8,7 +8,7 @@ import httpx
 from strawberry.permission import PermissionExtension
 
 from resolvers.services import Services
-from schema.permissions import SignedIn
+from schema.permissions import SignedIn, SignedInOrMember
 from schema.root import Mutation, Subscription, build_schema
 from tests.factories import error_code, gql, make_user
 
@@ -16,10 +16,10 @@ from tests.factories import error_code, gql, make_user
 PUBLIC_MUTATIONS = {"signup", "login"}
 
 
-def _declares_signed_in(field: object) -> bool:
+def _declares(field: object, kind: type[object] = SignedIn) -> bool:
     return any(
         isinstance(extension, PermissionExtension)
-        and any(isinstance(permission, SignedIn) for permission in extension.permissions)
+        and any(isinstance(permission, kind) for permission in extension.permissions)
         for extension in getattr(field, "extensions", ())
     )
 
@@ -32,10 +32,15 @@ def test_every_mutation_but_signup_and_login_declares_sign_in() -> None:
         for owner in owners
         for field in owner.__strawberry_definition__.fields
     }
-    declared = {name for name, field in fields.items() if _declares_signed_in(field)}
-    # A video's public room may be followed signed out (read-only: moving it needs sign-in).
-    public = {"video_processing", "video_timestamp", *PUBLIC_MUTATIONS}
-    assert declared == set(fields) - public
+    declared = {name for name, field in fields.items() if _declares(field)}
+    # Party calls take an account or a party member token (a guest's).
+    party = {name for name, field in fields.items() if _declares(field, SignedInOrMember)}
+    # A video's public room may be followed signed out (read-only: moving it needs sign-in);
+    # anyone with the code may join a party (guests get their member token from it).
+    public = {"video_processing", "video_timestamp", "join_party", *PUBLIC_MUTATIONS}
+    assert not declared & party
+    assert declared | party == set(fields) - public
+    assert "create_party" in declared and {"leave_party", "party_events"} <= party
 
 
 async def test_signed_in_fields_refuse_missing_and_bad_tokens_alike(
