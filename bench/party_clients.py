@@ -43,7 +43,7 @@ class Frame(msgspec.Struct):
     state: str | None = None
     timestamp: float | None = None
     code: str | None = None
-    message: Message | None = None
+    message: Message | str | None = None  # a chat message, or an error's text
 
 
 decode_frame = msgspec.json.Decoder(Frame).decode
@@ -204,7 +204,9 @@ class Member(asyncio.Protocol):
             header = bytes([0x80 | opcode, 0x80 | length])
         else:
             header = bytes([0x80 | opcode, 0x80 | 126]) + length.to_bytes(2, "big")
-        assert self.transport is not None
+        if self.transport is None or self.transport.is_closing():
+            self.errors["sent on a closed socket"] += 1
+            return
         self.transport.write(header + ZERO_MASK + payload)
 
     def send_json(self, message: dict[str, object]) -> None:
@@ -238,7 +240,9 @@ class Member(asyncio.Protocol):
                 self.on_text(payload, now)
             elif opcode == 9:  # the server's heartbeat: answer at once, as a browser does
                 self.send(payload, opcode=10)
-            elif opcode == 8:
+            elif opcode == 8:  # the server closes: keep its code and reason
+                code = int.from_bytes(payload[:2], "big") if len(payload) >= 2 else 1005
+                self.errors[f"closed {code} {payload[2:].decode(errors='replace')}"] += 1
                 self.closed = True
             at += offset + length
         del buffer[:at]
@@ -246,7 +250,7 @@ class Member(asyncio.Protocol):
     def on_text(self, payload: bytes, now: float) -> None:
         frame = decode_frame(payload)
         if frame.type == "error":
-            self.errors[frame.code or "?"] += 1
+            self.errors[f"{frame.code}: {frame.message}"[:120]] += 1
             return
         if frame.seq is None:
             return
@@ -273,7 +277,7 @@ class Member(asyncio.Protocol):
                     }
                 )
             self.party.on_playback(frame, now)
-        elif frame.type == "party:chat_message" and frame.message is not None:
+        elif frame.type == "party:chat_message" and isinstance(frame.message, Message):
             self.party.on_chat(frame.message.body, now)
 
     def close(self) -> None:
