@@ -23,6 +23,7 @@ from models.migrate import migrate
 from realtime.bus import Bus
 from realtime.connection import Hub, Limits
 from resolvers import uploads
+from resolvers.counts import CountCache
 from resolvers.hashing import PasswordHashing
 from resolvers.party_log import PartyTopics
 from resolvers.party_runtime import PartyRuntime
@@ -93,7 +94,11 @@ def create_app(settings: Settings | None = None) -> Starlette:
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        db = Database(settings.effective_database_url)
+        db = Database(
+            settings.effective_database_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+        )
         await migrate(db.engine)
         # Staging files left by a killed server; those of live servers sharing the dir stay.
         swept = await anyio.to_thread.run_sync(uploads.sweep_staging, settings.data_dir / "uploads")
@@ -125,6 +130,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
             processing_subscriptions=SubscriptionCap(
                 settings.max_processing_subscriptions_per_user
             ),
+            counts=CountCache(ttl_s=settings.feed_count_ttl_s),
         )
         await parties.start()
         try:
@@ -140,6 +146,7 @@ def create_app(settings: Settings | None = None) -> Starlette:
     schema = build_schema(
         extensions=security_extensions(settings),
         document_cache_bytes=settings.graphql_document_cache_bytes,
+        compiled_plans=settings.graphql_compiled_plans,
     )
     graphql = CowatchGraphQL(
         schema, graphql_ide="graphiql", multipart_uploads_enabled=True, settings=settings

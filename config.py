@@ -100,6 +100,14 @@ class Settings(BaseSettings):
     # Password hashing (argon2, 64 MiB each): at most this many at once, this many waiting.
     hash_concurrency: int = Field(default_factory=lambda: os.cpu_count() or 1, ge=1)
     hash_queue: int = Field(default=32, ge=0)
+    #: run queries whose documents compile by their plan (schema/compiled.py), not field by field
+    graphql_compiled_plans: bool = True
+    #: database connections kept open per process, and how many more may be opened at peaks
+    db_pool_size: int = Field(default=20, ge=1)
+    db_max_overflow: int = Field(default=20, ge=0)
+    #: how long the feed's count of videos (its total pages) may be served from memory, seconds:
+    #: a new or removed video changes the totals within this time (the pages themselves at once)
+    feed_count_ttl_s: float = Field(default=5.0, ge=0)
 
     # Watch parties.
     #: a party with nobody online for this long ends by itself (seconds)

@@ -9,6 +9,7 @@ from sqlmodel import select
 
 from models import Channel, User
 from models.db import Database
+from models.values import ChannelValue, select_of
 from resolvers.errors import AlreadyHasChannel, BadInput, Conflict, NotFound
 
 SLUG_RE = re.compile(r"^[a-z0-9_-]{3,50}$")
@@ -51,13 +52,16 @@ async def create_channel(
         return channel
 
 
-async def find_channel(*, db: Database, slug: str) -> Channel | None:
-    async with db.session() as session:
-        return (await session.exec(select(Channel).where(Channel.slug == slug))).first()
-
-
-async def get_channel(*, db: Database, slug: str) -> Channel:
-    channel = await find_channel(db=db, slug=slug)
+async def get_channel(*, db: Database, slug: str) -> ChannelValue:
+    channel = await read_channel(db=db, slug=slug)
     if channel is None:
         raise NotFound("channel not found")
     return channel
+
+
+async def read_channel(*, db: Database, slug: str) -> ChannelValue | None:
+    """A channel's readable columns by slug, without an ORM session."""
+    table = ChannelValue.table.__table__
+    async with db.read() as conn:
+        row = (await conn.execute(select_of(ChannelValue).where(table.c.slug == slug))).first()
+    return ChannelValue.from_row(row) if row is not None else None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from resolvers.counts import CountCache
 
 if TYPE_CHECKING:
     from config import Settings
@@ -34,3 +36,5 @@ class Services:
     parties: PartyRuntime
     #: open `videoProcessing` subscriptions per user in this process
     processing_subscriptions: SubscriptionCap
+    #: counts shown on every page (the feed's total), cached for a few seconds
+    counts: CountCache = field(default_factory=lambda: CountCache(ttl_s=5.0))

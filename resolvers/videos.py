@@ -9,11 +9,19 @@ from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import sqlalchemy as sa
 from sqlmodel import col, func, select, update
 
 from models import Channel, Rendition, User, Video, VideoStatus
 from models.db import Database
+from models.values import ChannelValue, RenditionValue, UserValue, VideoValue, select_of, split
+from resolvers.counts import CountCache
 from resolvers.errors import BadInput, NotFound
+
+VIDEOS = sa.inspect(Video).local_table
+USERS = sa.inspect(User).local_table
+CHANNELS = sa.inspect(Channel).local_table
+RENDITIONS = sa.inspect(Rendition).local_table
 
 MAX_LIMIT = 100
 #: keeps OFFSET inside a 64-bit integer on every backend (a fuzzer found the overflow)
@@ -24,10 +32,19 @@ CHANNEL_VIDEO_LIMIT = 100
 
 @dataclass(frozen=True)
 class FeedPage:
-    videos: list[Video]
-    creators: dict[str, User]
+    videos: list[VideoValue]
+    creators: dict[str, UserValue]
     total: int
     total_pages: int
+    current_page: int
+
+
+@dataclass(frozen=True)
+class FeedSlice:
+    """One page of videos and their creators, without the count (see `feed_total`)."""
+
+    videos: list[VideoValue]
+    creators: dict[str, UserValue]
     current_page: int
 
 
@@ -38,32 +55,68 @@ def validate_page(page: int, limit: int) -> None:
         raise BadInput(f"limit must be between 1 and {MAX_LIMIT}", field="limit")
 
 
-async def feed(*, db: Database, page: int, limit: int, category: str | None) -> FeedPage:
-    """Newest transcoded videos first; two statements whatever the page size."""
-    validate_page(page, limit)
+def _category(category: str | None) -> str | None:
     category = (category or "").strip() or None
     if category is not None and len(category) > MAX_CATEGORY:
         raise BadInput(f"category: at most {MAX_CATEGORY} characters", field="category")
-    where = [Video.status == VideoStatus.TRANSCODED]
+    return category
+
+
+def _feed_filter(category: str | None) -> list[sa.ColumnElement[bool]]:
+    where = [VIDEOS.c.status == VideoStatus.TRANSCODED]
     if category is not None:
-        where.append(Video.category == category)
-    async with db.session() as session:
-        total = (await session.exec(select(func.count()).select_from(Video).where(*where))).one()
-        rows = (
-            await session.exec(
-                select(Video, User)
-                .join(User, col(User.id) == col(Video.owner_id))
-                .where(*where)
-                .order_by(col(Video.created_at).desc(), col(Video.id).desc())
-                .offset((page - 1) * limit)
-                .limit(limit)
-            )
-        ).all()
+        where.append(VIDEOS.c.category == category)
+    return where
+
+
+async def feed_slice(*, db: Database, page: int, limit: int, category: str | None) -> FeedSlice:
+    """Newest transcoded videos first, with their creators: one statement, no ORM."""
+    validate_page(page, limit)
+    statement = (
+        select_of(VideoValue, UserValue)
+        .select_from(VIDEOS.join(USERS, USERS.c.id == VIDEOS.c.owner_id))
+        .where(*_feed_filter(_category(category)))
+        .order_by(VIDEOS.c.created_at.desc(), VIDEOS.c.id.desc())
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    async with db.read() as conn:
+        rows = (await conn.execute(statement)).all()
+    pairs = [split(row, VideoValue, UserValue) for row in rows]
+    return FeedSlice(
+        videos=[video for video, _ in pairs],
+        creators={user.id: user for _, user in pairs},
+        current_page=page,
+    )
+
+
+async def feed_total(*, db: Database, counts: CountCache, category: str | None) -> int:
+    """Transcoded videos in the feed (per category), counted at most every few seconds."""
+    category = _category(category)
+
+    async def count() -> int:
+        statement = sa.select(sa.func.count()).select_from(VIDEOS).where(*_feed_filter(category))
+        async with db.read() as conn:
+            return int((await conn.execute(statement)).scalar_one())
+
+    return await counts.get(("feed", category), count)
+
+
+def pages(total: int, limit: int) -> int:
+    return math.ceil(total / limit)
+
+
+async def feed(
+    *, db: Database, counts: CountCache, page: int, limit: int, category: str | None
+) -> FeedPage:
+    """A page of the feed and how many pages there are (the count from the count cache)."""
+    found = await feed_slice(db=db, page=page, limit=limit, category=category)
+    total = await feed_total(db=db, counts=counts, category=category)
     return FeedPage(
-        videos=[video for video, _ in rows],
-        creators={user.id: user for _, user in rows},
+        videos=found.videos,
+        creators=found.creators,
         total=total,
-        total_pages=math.ceil(total / limit),
+        total_pages=pages(total, limit),
         current_page=page,
     )
 
@@ -99,8 +152,8 @@ async def find_video(*, db: Database, video_id: str) -> Video | None:
         return await session.get(Video, video_id)
 
 
-async def get_video(*, db: Database, video_id: str) -> Video:
-    video = await find_video(db=db, video_id=video_id)
+async def get_video(*, db: Database, video_id: str) -> VideoValue:
+    video = await read_video(db=db, video_id=video_id)
     if video is None:
         raise NotFound("video not found")
     return video
@@ -115,58 +168,69 @@ async def record_view(*, db: Database, video_id: str) -> None:
         await session.commit()
 
 
-async def users_by_ids(*, db: Database, ids: Sequence[str]) -> list[User | None]:
-    async with db.session() as session:
-        rows = (await session.exec(select(User).where(col(User.id).in_(set(ids))))).all()
-    found = {user.id: user for user in rows}
+async def read_video(*, db: Database, video_id: str) -> VideoValue | None:
+    """A video's readable columns by id (any status); None for an unknown or malformed id."""
+    if not _is_uuid(video_id):
+        return None
+    statement = select_of(VideoValue).where(VIDEOS.c.id == video_id)
+    async with db.read() as conn:
+        row = (await conn.execute(statement)).first()
+    return VideoValue.from_row(row) if row is not None else None
+
+
+async def users_by_ids(*, db: Database, ids: Sequence[str]) -> list[UserValue | None]:
+    statement = select_of(UserValue).where(USERS.c.id.in_(set(ids)))
+    async with db.read() as conn:
+        found = {row[0]: UserValue.from_row(row) for row in await conn.execute(statement)}
     return [found.get(key) for key in ids]
 
 
-async def channels_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[Channel | None]:
-    async with db.session() as session:
-        rows = (
-            await session.exec(select(Channel).where(col(Channel.owner_id).in_(set(ids))))
-        ).all()
+async def channels_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[ChannelValue | None]:
+    statement = select_of(ChannelValue).where(CHANNELS.c.owner_id.in_(set(ids)))
+    async with db.read() as conn:
+        rows = [ChannelValue.from_row(row) for row in await conn.execute(statement)]
     found = {channel.owner_id: channel for channel in rows}
     return [found.get(key) for key in ids]
 
 
-async def videos_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[list[Video]]:
+async def videos_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[list[VideoValue]]:
     """Each owner's newest transcoded videos (at most CHANNEL_VIDEO_LIMIT each)."""
+    rank = (
+        sa.func.row_number()
+        .over(partition_by=VIDEOS.c.owner_id, order_by=VIDEOS.c.created_at.desc())
+        .label("rank")
+    )
     ranked = (
-        select(
-            Video,
-            func.row_number()
-            .over(partition_by=Video.owner_id, order_by=col(Video.created_at).desc())
-            .label("rank"),
-        )
-        .where(col(Video.owner_id).in_(set(ids)), Video.status == VideoStatus.TRANSCODED)
+        sa.select(*VideoValue.columns(), rank)
+        .where(VIDEOS.c.owner_id.in_(set(ids)), VIDEOS.c.status == VideoStatus.TRANSCODED)
         .subquery()
     )
-    query = (
-        select(Video)
-        .join(ranked, col(Video.id) == ranked.c.id)
+    width = len(VideoValue.columns())
+    statement = (
+        sa.select(*list(ranked.c)[:width])
         .where(ranked.c.rank <= CHANNEL_VIDEO_LIMIT)
-        .order_by(col(Video.created_at).desc())
+        .order_by(ranked.c.created_at.desc())
     )
-    async with db.session() as session:
-        rows = (await session.exec(query)).all()
-    grouped: dict[str, list[Video]] = defaultdict(list)
-    for video in rows:
+    async with db.read() as conn:
+        rows = (await conn.execute(statement)).all()
+    grouped: dict[str, list[VideoValue]] = defaultdict(list)
+    for row in rows:
+        video = VideoValue.from_row(row)
         grouped[video.owner_id].append(video)
     return [grouped.get(key, []) for key in ids]
 
 
-async def renditions_by_video_ids(*, db: Database, ids: Sequence[str]) -> list[list[Rendition]]:
-    async with db.session() as session:
-        rows = (
-            await session.exec(
-                select(Rendition)
-                .where(col(Rendition.video_id).in_(set(ids)))
-                .order_by(col(Rendition.height))
-            )
-        ).all()
-    grouped: dict[str, list[Rendition]] = defaultdict(list)
+async def renditions_by_video_ids(
+    *, db: Database, ids: Sequence[str]
+) -> list[list[RenditionValue]]:
+    statement = (
+        select_of(RenditionValue)
+        .where(RENDITIONS.c.video_id.in_(set(ids)))
+        .order_by(RENDITIONS.c.height)
+    )
+    async with db.read() as conn:
+        rows = [RenditionValue.from_row(row) for row in await conn.execute(statement)]
+    grouped: dict[str, list[RenditionValue]] = defaultdict(list)
     for rendition in rows:
         grouped[rendition.video_id].append(rendition)
     return [grouped.get(key, []) for key in ids]
@@ -176,7 +240,7 @@ def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
-def live_position(video: Video, at_ms: int | None = None) -> float:
+def live_position(video: Video | VideoValue, at_ms: int | None = None) -> float:
     """Where the shared playhead is now: stored position plus elapsed time while playing."""
     position = video.playback_timestamp
     if video.playback_playing and video.playback_server_time:

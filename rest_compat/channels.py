@@ -7,7 +7,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from models import Channel, User, Video
+from models import Channel, User
+from models.values import ChannelValue, VideoValue
 from resolvers import channels, videos
 from rest_compat.common import json_body, media_url, services
 from rest_compat.operations import JSON, Shape, operation, requires_user
@@ -42,7 +43,7 @@ class ChannelDetails(ChannelOut):
     videos: list[VideoSummary] = Field(description="The newest transcoded videos, at most 100.")
 
 
-def channel_fields(channel: Channel) -> dict[str, object]:
+def channel_fields(channel: Channel | ChannelValue) -> dict[str, object]:
     return {
         "id": channel.id,
         "name": channel.name,
@@ -71,7 +72,7 @@ async def create_channel(request: Request, owner: User) -> Response:
     return JSON(ChannelOut(**channel_fields(channel)), status_code=201)
 
 
-async def _video_summary(request: Request, video: Video) -> VideoSummary:
+async def _video_summary(request: Request, video: VideoValue) -> VideoSummary:
     key = video.thumbnail_key
     thumbnail = await media_url(request, key) if key else None
     return VideoSummary(id=video.id, title=video.title, thumbnail_url=thumbnail)

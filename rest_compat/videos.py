@@ -11,8 +11,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from models import User, Video, VideoStatus
-from models.base import as_utc
+from models import User, VideoStatus
+from models.values import UserValue, VideoValue
 from resolvers import uploads, videos
 from resolvers.errors import BadInput
 from rest_compat.common import media_url, public_base, services
@@ -127,12 +127,12 @@ def _int_param(request: Request, name: str, default: int) -> int:
         raise BadInput(f"{name} must be an integer", field=name) from exc
 
 
-def creator_out(user: User) -> dict[str, str]:
+def creator_out(user: UserValue) -> dict[str, str]:
     return {"id": user.id, "username": user.username}
 
 
-def iso(video: Video) -> str:
-    return as_utc(video.created_at).isoformat().replace("+00:00", "Z")
+def iso(video: VideoValue) -> str:
+    return video.created_at.isoformat().replace("+00:00", "Z")
 
 
 @operation("newest transcoded videos", ok=(200, Feed), errors=(400,), query=FeedQuery)
@@ -140,6 +140,7 @@ async def feed(request: Request) -> Response:
     svc = services(request)
     page = await videos.feed(
         db=svc.db,
+        counts=svc.counts,
         page=_int_param(request, "page", 1),
         limit=_int_param(request, "limit", 20),
         category=request.query_params.get("category"),

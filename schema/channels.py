@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from models import Channel as ChannelModel
+from models.values import ChannelValue
 from resolvers import channels
-from schema.context import Context
+from schema.context import Context, soon
 from schema.permissions import signed_in
 
 if TYPE_CHECKING:
@@ -25,10 +26,10 @@ class Channel:
     name: str = strawberry.field(description="1 to 100 characters.")
     description: str = strawberry.field(description="Up to 5,000 characters; may be empty.")
     subscriber_count: int = strawberry.field(description="Users subscribed to the channel.")
-    _model: strawberry.Private[ChannelModel]
+    _model: strawberry.Private[ChannelModel | ChannelValue]
 
     @classmethod
-    def from_model(cls, model: ChannelModel) -> Channel:
+    def from_model(cls, model: ChannelModel | ChannelValue) -> Channel:
         return cls(
             id=strawberry.ID(model.id),
             slug=model.slug,
@@ -38,24 +39,26 @@ class Channel:
             _model=model,
         )
 
+    @classmethod
+    def of(cls, model: ChannelModel | ChannelValue | None) -> Channel | None:
+        return cls.from_model(model) if model is not None else None
+
     @strawberry.field(description="The owner's newest transcoded videos (at most 100).")
-    async def videos(
+    def videos(
         self, info: strawberry.Info[Context]
     ) -> list[Annotated[Video, strawberry.lazy("schema.videos")]]:
         from schema.videos import Video
 
-        models = await info.context.loaders.videos_by_owner.load(self._model.owner_id)
-        return [Video.from_model(model) for model in models]
+        loaded = info.context.loaders.videos_by_owner.load(self._model.owner_id)
+        return soon(loaded, lambda found: [Video.from_model(video) for video in found])
 
     @strawberry.field(description="The user whose channel it is.")
-    async def owner(
+    def owner(
         self, info: strawberry.Info[Context]
     ) -> Annotated[User, strawberry.lazy("schema.users")]:
         from schema.users import User
 
-        model = await info.context.loaders.users.load(self._model.owner_id)
-        assert model is not None  # owner_id is a foreign key
-        return User.from_model(model)
+        return soon(info.context.loaders.users.load(self._model.owner_id), User.of)
 
 
 @strawberry.type
@@ -66,8 +69,7 @@ class ChannelQuery:
         info: strawberry.Info[Context],
         slug: Annotated[str, strawberry.argument(description="The channel's slug.")],
     ) -> Channel | None:
-        model = await channels.find_channel(db=info.context.services.db, slug=slug)
-        return Channel.from_model(model) if model else None
+        return Channel.of(await channels.read_channel(db=info.context.services.db, slug=slug))
 
 
 @strawberry.type

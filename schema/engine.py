@@ -1,30 +1,37 @@
 """What the read path relies on in Strawberry beyond its documented API, in one place.
 
-`CachedDocuments` serves parsing and validation from `schema.documents`. It relies on three
-behaviours of Strawberry's operation pipeline (strawberry-graphql 0.341, pinned below 0.342):
+`CachedDocuments` serves parsing and validation from `schema.documents`; `CompiledPlans` runs
+queries by their compiled plan (`schema.compiled`). They rely on four behaviours of Strawberry's
+operation pipeline (strawberry-graphql 0.341, pinned below 0.342) and on graphql-core 3.3's
+type classes (pinned below 3.4):
 
 1. an `on_parse` hook that sets `execution_context.graphql_document` before yielding skips
    parsing (documented for parser caches);
 2. `execution_context.pre_execution_errors` set (to a list) before validation skips
    validation, and is then what validation would have returned;
-3. `ExecutionContext` takes extra attributes (the operation's `Document` rides on it).
+3. `ExecutionContext` takes extra attributes (the operation's `Document` rides on it);
+4. an `on_execute` hook that sets `execution_context.result` before yielding skips execution;
+   resolvers are `StrawberryField.base_resolver.wrapped_func`, plain fields read
+   `python_name`.
 
 `self_check()` runs at start-up against the installed Strawberry: it executes a valid and an
 invalid document twice each through a tiny schema and fails loudly if the second answers differ
-from the first or parsing/validation ran again.
+from the first, parsing/validation ran again, or a compiled query was executed twice.
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Coroutine, Iterator
 from typing import Any
 
 import strawberry
+from graphql import ExecutionResult as GraphQLExecutionResult
 from graphql.validation import ValidationContext, ValidationRule
 from strawberry.extensions import AddValidationRules, SchemaExtension
 from strawberry.types import ExecutionContext
 
+from schema.compiled import Plan, Unsupported, coerce_variables, compile_plan, run
 from schema.documents import Document, DocumentCache, copy_errors, persisted_query_text
 
 _DOCUMENT = "cowatch_document"
@@ -77,6 +84,36 @@ class CachedDocuments(SchemaExtension):
             document.validation = copy_errors(context.pre_execution_errors)
 
 
+class CompiledPlans(SchemaExtension):
+    """Queries whose document compiles run by their plan; the rest (and any failure) as before."""
+
+    async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
+        context = self.execution_context
+        document = current_document(context)
+        if document is not None and context.result is None and not context.pre_execution_errors:
+            name = context.operation_name
+            plan: Plan | None = document.plan(
+                ("compiled", name), lambda d: compile_plan(context.schema, d.ast, name)
+            )
+            if plan is not None:
+                data = await _run(plan, context)
+                if data is not None:
+                    context.result = GraphQLExecutionResult(data=data)
+        yield
+
+
+async def _run(plan: Plan, context: ExecutionContext) -> dict[str, Any] | None:
+    try:
+        variables = coerce_variables(plan, context.variables or {})
+        return await run(
+            plan, context=context.context, root_value=context.root_value, variables=variables
+        )
+    except Unsupported:
+        return None
+    except Exception:  # the general path runs it again and reports the error its own way
+        return None
+
+
 @functools.cache
 def self_check() -> None:
     """Fail at start-up when the installed Strawberry breaks what CachedDocuments relies on."""
@@ -87,10 +124,13 @@ def self_check() -> None:
             super().__init__(context)
             runs["validations"] += 1
 
+    calls: list[str] = []
+
     @strawberry.type
     class Query:
         @strawberry.field
-        def ok(self) -> bool:
+        def ok(self, info: strawberry.Info) -> bool:
+            calls.append(type(info).__module__)
             return True
 
     class Quiet(strawberry.Schema):
@@ -100,13 +140,17 @@ def self_check() -> None:
     cache = DocumentCache(max_bytes=4096)
     probe = Quiet(
         query=Query,
-        extensions=[lambda: AddValidationRules([Counted]), lambda: CachedDocuments(cache=cache)],
+        extensions=[
+            lambda: AddValidationRules([Counted]),
+            lambda: CachedDocuments(cache=cache),
+            CompiledPlans,
+        ],
     )
     for text in ("{ ok }", "{ missing }"):
         before = runs["validations"]
         answers: list[Any] = []
         for _ in range(2):
-            result = probe.execute_sync(text)
+            result = _without_loop(probe.execute(text))
             answers.append((result.data, [e.formatted for e in result.errors or ()]))
         document = cache.lookup(text)
         if (
@@ -114,12 +158,23 @@ def self_check() -> None:
             or document is None
             or document.validation is None
             or runs["validations"] != before + 1
+            or calls != ["schema.compiled"] * 2  # compiled, and each query run once
         ):
             raise RuntimeError(
                 f"strawberry-graphql {strawberry_version()} no longer skips parsing and "
                 "validation for cached documents as schema/engine.py expects; "
                 "check its pipeline and the pin in pyproject.toml"
             )
+
+
+def _without_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine that never waits for I/O (the probe's), inside or outside a loop."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("the self-check's probe waited for I/O")
 
 
 def strawberry_version() -> str:

@@ -11,7 +11,7 @@ from strawberry.types import ExecutionContext
 
 from schema.channels import ChannelMutation, ChannelQuery
 from schema.documents import DocumentCache
-from schema.engine import CachedDocuments, self_check
+from schema.engine import CachedDocuments, CompiledPlans, self_check
 from schema.errors import DomainErrors
 from schema.parties import PartyMutation, PartyQuery, PartySubscription
 from schema.playback import PlaybackMutation, PlaybackQuery, PlaybackSubscription
@@ -58,6 +58,7 @@ def build_schema(
     *,
     extensions: list[type[SchemaExtension] | Any] | None = None,
     document_cache_bytes: int = DOCUMENT_CACHE_BYTES,
+    compiled_plans: bool = True,
 ) -> CowatchSchema:
     """The schema; its extensions run in order, and the document cache comes last (see engine)."""
     self_check()
@@ -70,6 +71,7 @@ def build_schema(
             DomainErrors,
             *(extensions or []),
             lambda: CachedDocuments(cache=documents),
+            *([CompiledPlans] if compiled_plans else []),
         ],
     )
     schema.documents = documents

@@ -7,9 +7,10 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 
 from models import User as UserModel
+from models.values import UserValue
 from resolvers import auth
 from resolvers.lockout import Lockout
-from schema.context import Context
+from schema.context import Context, soon
 from schema.permissions import only_self, signed_in
 
 if TYPE_CHECKING:
@@ -20,27 +21,34 @@ if TYPE_CHECKING:
 class User:
     id: strawberry.ID = strawberry.field(description="The user's UUID.")
     username: str = strawberry.field(description="3 to 30 letters, digits or underscores.")
-    _model: strawberry.Private[UserModel]
+    _model: strawberry.Private[UserModel | UserValue]
 
     @classmethod
-    def from_model(cls, model: UserModel) -> User:
+    def from_model(cls, model: UserModel | UserValue) -> User:
         return cls(id=strawberry.ID(model.id), username=model.username, _model=model)
+
+    @classmethod
+    def of(cls, model: UserModel | UserValue | None) -> User:
+        assert model is not None  # every owner_id is a foreign key to users
+        return cls.from_model(model)
 
     @strawberry.field(
         description="The sign-in email: only to the user themself, else null.",
         extensions=only_self(),
     )
-    def email(self) -> str | None:
-        return self._model.email
+    async def email(self, info: strawberry.Info[Context]) -> str | None:
+        if isinstance(self._model, UserModel):
+            return self._model.email
+        viewer = await info.context.viewer()  # a public UserValue: the viewer is this user
+        return viewer.email if viewer is not None and viewer.id == self._model.id else None
 
     @strawberry.field(description="The user's one channel; null if they have not made it.")
-    async def channel(
+    def channel(
         self, info: strawberry.Info[Context]
     ) -> Annotated[Channel, strawberry.lazy("schema.channels")] | None:
         from schema.channels import Channel
 
-        model = await info.context.loaders.channel_by_owner.load(self._model.id)
-        return Channel.from_model(model) if model else None
+        return soon(info.context.loaders.channel_by_owner.load(self._model.id), Channel.of)
 
 
 @strawberry.type(description="What a successful login returns.")

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from datetime import datetime
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, cast
 
 import strawberry
 from strawberry.file_uploads import Upload
 
-from models import Rendition as RenditionModel
 from models import Video as VideoModel
 from models import VideoStatus as VideoStatusEnum
 from models.base import as_utc
+from models.values import RenditionValue, VideoValue
 from resolvers import processing, uploads, videos
 from resolvers.errors import BadInput
-from schema.context import Context
+from schema.context import Context, soon
 from schema.enums import described_enum
 from schema.permissions import signed_in
 
@@ -43,14 +43,20 @@ class Rendition:
     _key: strawberry.Private[str]
 
     @classmethod
-    def from_model(cls, model: RenditionModel) -> Rendition:
+    def from_value(cls, value: RenditionValue) -> Rendition:
         return cls(
-            quality=model.quality, width=model.width, height=model.height, _key=model.storage_key
+            quality=value.quality, width=value.width, height=value.height, _key=value.storage_key
         )
 
     @strawberry.field(description="Where to fetch the MP4 (supports HTTP Range requests).")
-    async def url(self, info: strawberry.Info[Context]) -> str:
-        return await info.context.media_url(self._key)
+    def url(self, info: strawberry.Info[Context]) -> str:
+        return media_url(info.context, self._key)
+
+
+def media_url(context: Context, key: str) -> str:
+    """A stored object's URL: made here when the storage needs no I/O for it (local disk),
+    else an awaitable of it (a presigned S3 URL), which graphql-core awaits."""
+    return context.media_url_now(key) or cast(str, context.media_url(key))
 
 
 @strawberry.type(description="An uploaded video: public to everyone, signed in or not.")
@@ -75,10 +81,10 @@ class Video:
     failure_reason: str | None = strawberry.field(
         description="Why transcoding failed (FAILED only); null otherwise."
     )
-    _model: strawberry.Private[VideoModel]
+    _model: strawberry.Private[VideoModel | VideoValue]
 
     @classmethod
-    def from_model(cls, model: VideoModel) -> Video:
+    def from_model(cls, model: VideoModel | VideoValue) -> Video:
         return cls(
             id=strawberry.ID(model.id),
             title=model.title,
@@ -100,43 +106,57 @@ class Video:
         return videos.live_position(self._model)
 
     @strawberry.field(description="A JPEG frame of the video; null until transcoded.")
-    async def thumbnail_url(self, info: strawberry.Info[Context]) -> str | None:
+    def thumbnail_url(self, info: strawberry.Info[Context]) -> str | None:
         key = self._model.thumbnail_key
-        return await info.context.media_url(key) if key else None
+        return media_url(info.context, key) if key else None
 
     @strawberry.field(description="The user who uploaded it.")
-    async def creator(
+    def creator(
         self, info: strawberry.Info[Context]
     ) -> Annotated[User, strawberry.lazy("schema.users")]:
         from schema.users import User
 
-        model = await info.context.loaders.users.load(self._model.owner_id)
-        assert model is not None  # owner_id is a foreign key
-        return User.from_model(model)
+        return soon(info.context.loaders.users.load(self._model.owner_id), User.of)
 
     @strawberry.field(description="The uploader's channel; null if they have none.")
-    async def channel(
+    def channel(
         self, info: strawberry.Info[Context]
     ) -> Annotated[Channel, strawberry.lazy("schema.channels")] | None:
         from schema.channels import Channel
 
-        model = await info.context.loaders.channel_by_owner.load(self._model.owner_id)
-        return Channel.from_model(model) if model else None
+        return soon(info.context.loaders.channel_by_owner.load(self._model.owner_id), Channel.of)
 
     @strawberry.field(description="Playable renditions, smallest first (empty until transcoded).")
-    async def renditions(self, info: strawberry.Info[Context]) -> list[Rendition]:
+    def renditions(self, info: strawberry.Info[Context]) -> list[Rendition]:
         if self._model.status != VideoStatusEnum.TRANSCODED:
             return []
-        models = await info.context.loaders.renditions.load(self._model.id)
-        return [Rendition.from_model(model) for model in models]
+        loaded = info.context.loaders.renditions.load(self._model.id)
+        return soon(loaded, lambda found: [Rendition.from_value(value) for value in found])
 
 
 @strawberry.type(description="One page of the feed.")
 class FeedPage:
     videos: list[Video] = strawberry.field(description="At most `limit` videos, newest first.")
-    total_pages: int = strawberry.field(description="Pages of `limit` videos; 0 when empty.")
     current_page: int = strawberry.field(description="The page asked for (1-based).")
-    total: int = strawberry.field(description="Transcoded videos matching the filter.")
+    _limit: strawberry.Private[int]
+    _category: strawberry.Private[str | None]
+
+    async def _total(self, info: strawberry.Info[Context]) -> int:
+        services = info.context.services
+        return await videos.feed_total(
+            db=services.db, counts=services.counts, category=self._category
+        )
+
+    @strawberry.field(description="Pages of `limit` videos; 0 when empty.")
+    async def total_pages(self, info: strawberry.Info[Context]) -> int:
+        return videos.pages(await self._total(info), self._limit)
+
+    @strawberry.field(
+        description="Transcoded videos matching the filter (counted only when asked for, "
+        "and at most every COWATCH_FEED_COUNT_TTL_S seconds)."
+    )
+    async def total(self, info: strawberry.Info[Context]) -> int:
+        return await self._total(info)
 
 
 @strawberry.type
@@ -154,16 +174,16 @@ class VideoQuery:
             strawberry.argument(description="Only this category (exact, up to 50 characters)."),
         ] = None,
     ) -> FeedPage:
-        result = await videos.feed(
+        found = await videos.feed_slice(
             db=info.context.services.db, page=page, limit=limit, category=category
         )
-        for user in result.creators.values():
+        for user in found.creators.values():
             info.context.loaders.users.prime(user.id, user)
         return FeedPage(
-            videos=[Video.from_model(model) for model in result.videos],
-            total_pages=result.total_pages,
-            current_page=result.current_page,
-            total=result.total,
+            videos=[Video.from_model(value) for value in found.videos],
+            current_page=found.current_page,
+            _limit=limit,
+            _category=category,
         )
 
     @strawberry.field(description="A video by id, in any status; null if there is none.")
@@ -172,8 +192,8 @@ class VideoQuery:
         info: strawberry.Info[Context],
         id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> Video | None:
-        model = await videos.find_video(db=info.context.services.db, video_id=str(id))
-        return Video.from_model(model) if model else None
+        value = await videos.read_video(db=info.context.services.db, video_id=str(id))
+        return Video.from_model(value) if value else None
 
 
 @strawberry.type

@@ -112,6 +112,9 @@ class LocalStorage:
     async def url(self, key: str) -> str:
         """The path of published media, served by rest_compat/media.py (ValueError otherwise);
         faces put the public origin in front (resolvers/urls.py), the app knows where it is."""
+        return self.url_now(key)
+
+    def url_now(self, key: str) -> str:
         return f"/media/{check_published(check_key(key))}"
 
     async def ping(self) -> None:

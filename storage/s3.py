@@ -241,6 +241,10 @@ class S3Storage:
         )
         return url
 
+    def url_now(self, key: str) -> str | None:
+        """Presigning may refresh credentials (I/O): always through `url`."""
+        return None
+
     async def ping(self) -> None:
         client = await self._client()
         await client.head_bucket(Bucket=self.bucket)

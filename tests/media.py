@@ -21,7 +21,8 @@ import pytest
 from moto.server import ThreadedMotoServer
 
 from config import Settings
-from models import Rendition, Video, VideoStatus
+from models import Video, VideoStatus
+from models.values import RenditionValue
 from resolvers.services import Services
 from storage.s3 import S3Storage
 from workers.queue import InProcessQueue
@@ -182,7 +183,7 @@ async def wait_for_status(services: Services, video_id: str) -> Video:
         await asyncio.sleep(0.2)  # a job in another process: no event to await
 
 
-async def renditions(services: Services, video_id: str) -> list[Rendition]:
+async def renditions(services: Services, video_id: str) -> list[RenditionValue]:
     from resolvers.videos import renditions_by_video_ids
 
     (found,) = await renditions_by_video_ids(db=services.db, ids=[video_id])

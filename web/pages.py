@@ -14,6 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from models import User, Video, VideoStatus
 from models.base import as_utc
+from models.values import UserValue, VideoValue
 from resolvers import auth, urls, videos
 from resolvers.errors import BadInput, DomainError, InvalidToken
 from resolvers.services import Services
@@ -116,7 +117,9 @@ def page_links(current: int, total: int) -> list[int | None]:
     return links
 
 
-async def card(request: Request, video: Video, creator: User | None) -> dict[str, Any]:
+async def card(
+    request: Request, video: Video | VideoValue, creator: UserValue | None
+) -> dict[str, Any]:
     thumbnail = await media_url(request, video.thumbnail_key) if video.thumbnail_key else None
     return {
         "id": video.id,
@@ -136,7 +139,9 @@ async def feed(request: Request) -> Response:
     page = _page_number(request.query_params.get("page"))
     category = (request.query_params.get("category") or "").strip() or None
     try:
-        result = await videos.feed(db=svc.db, page=page, limit=PAGE_SIZE, category=category)
+        result = await videos.feed(
+            db=svc.db, counts=svc.counts, page=page, limit=PAGE_SIZE, category=category
+        )
     except BadInput as exc:
         return await render(request, "error.html", {"message": exc.message}, 400)
     cards = [
