@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -14,6 +15,36 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+#: a pooled connection idle longer than this is pinged before use (see `_ping_if_idle`)
+PING_AFTER_IDLE_S = 10.0
+
+
+def _ping_if_idle(engine: AsyncEngine) -> None:
+    """Pessimistic disconnect handling for idle connections only.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout, and for asyncpg a ping is three round
+    trips (BEGIN, `;`, ROLLBACK): more than the read it guards. A connection returned less than
+    PING_AFTER_IDLE_S ago was just working; an older one is pinged, and one that fails is
+    replaced before anyone uses it. A server restart is still noticed at once: the first
+    disconnect error invalidates every connection opened before it.
+    """
+    sync_engine = engine.sync_engine
+
+    def checkin(_dbapi_connection: Any, record: Any) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    def checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < PING_AFTER_IDLE_S:
+            return
+        try:
+            sync_engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            raise exc.DisconnectionError() from error
+
+    event.listen(sync_engine, "checkin", checkin)
+    event.listen(sync_engine, "checkout", checkout)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
@@ -38,7 +69,6 @@ class Database:
             kwargs["connect_args"] = {"timeout": 30}
         else:
             kwargs.update(
-                pool_pre_ping=True,
                 pool_size=pool_size,
                 max_overflow=max_overflow,
                 pool_recycle=1800,
@@ -54,6 +84,8 @@ class Database:
         )
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+        else:
+            _ping_if_idle(self.engine)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
