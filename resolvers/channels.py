@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -59,9 +60,13 @@ async def get_channel(*, db: Database, slug: str) -> ChannelValue:
     return channel
 
 
+_CHANNEL = select_of(ChannelValue).where(
+    ChannelValue.table.__table__.c.slug == sa.bindparam("slug")
+)
+
+
 async def read_channel(*, db: Database, slug: str) -> ChannelValue | None:
     """A channel's readable columns by slug, without an ORM session."""
-    table = ChannelValue.table.__table__
     async with db.read() as conn:
-        row = (await conn.execute(select_of(ChannelValue).where(table.c.slug == slug))).first()
+        row = (await conn.execute(_CHANNEL, {"slug": slug})).first()
     return ChannelValue.from_row(row) if row is not None else None

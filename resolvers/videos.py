@@ -62,26 +62,30 @@ def _category(category: str | None) -> str | None:
     return category
 
 
-def _feed_filter(category: str | None) -> list[sa.ColumnElement[bool]]:
-    where = [VIDEOS.c.status == VideoStatus.TRANSCODED]
-    if category is not None:
-        where.append(VIDEOS.c.category == category)
-    return where
+# Reads are built once with bound parameters: a call only binds values (no statement to build).
+_TRANSCODED = VIDEOS.c.status == VideoStatus.TRANSCODED
+_IN_CATEGORY = VIDEOS.c.category == sa.bindparam("category")
+_FEED = (
+    select_of(VideoValue, UserValue)
+    .select_from(VIDEOS.join(USERS, USERS.c.id == VIDEOS.c.owner_id))
+    .where(_TRANSCODED)
+    .order_by(VIDEOS.c.created_at.desc(), VIDEOS.c.id.desc())
+    .offset(sa.bindparam("offset"))
+    .limit(sa.bindparam("limit"))
+)
+_FEED_IN_CATEGORY = _FEED.where(_IN_CATEGORY)
+_COUNT = sa.select(sa.func.count()).select_from(VIDEOS).where(_TRANSCODED)
+_COUNT_IN_CATEGORY = _COUNT.where(_IN_CATEGORY)
 
 
 async def feed_slice(*, db: Database, page: int, limit: int, category: str | None) -> FeedSlice:
     """Newest transcoded videos first, with their creators: one statement, no ORM."""
     validate_page(page, limit)
-    statement = (
-        select_of(VideoValue, UserValue)
-        .select_from(VIDEOS.join(USERS, USERS.c.id == VIDEOS.c.owner_id))
-        .where(*_feed_filter(_category(category)))
-        .order_by(VIDEOS.c.created_at.desc(), VIDEOS.c.id.desc())
-        .offset((page - 1) * limit)
-        .limit(limit)
-    )
+    category = _category(category)
+    statement = _FEED if category is None else _FEED_IN_CATEGORY
+    params = {"offset": (page - 1) * limit, "limit": limit, "category": category}
     async with db.read() as conn:
-        rows = (await conn.execute(statement)).all()
+        rows = (await conn.execute(statement, params)).all()
     pairs = [split(row, VideoValue, UserValue) for row in rows]
     return FeedSlice(
         videos=[video for video, _ in pairs],
@@ -95,9 +99,9 @@ async def feed_total(*, db: Database, counts: CountCache, category: str | None) 
     category = _category(category)
 
     async def count() -> int:
-        statement = sa.select(sa.func.count()).select_from(VIDEOS).where(*_feed_filter(category))
+        statement = _COUNT if category is None else _COUNT_IN_CATEGORY
         async with db.read() as conn:
-            return int((await conn.execute(statement)).scalar_one())
+            return int((await conn.execute(statement, {"category": category})).scalar_one())
 
     return await counts.get(("feed", category), count)
 
@@ -168,54 +172,62 @@ async def record_view(*, db: Database, video_id: str) -> None:
         await session.commit()
 
 
+_VIDEO = select_of(VideoValue).where(VIDEOS.c.id == sa.bindparam("id"))
+_USERS = select_of(UserValue).where(USERS.c.id.in_(sa.bindparam("ids", expanding=True)))
+_CHANNELS = select_of(ChannelValue).where(
+    CHANNELS.c.owner_id.in_(sa.bindparam("ids", expanding=True))
+)
+_RENDITIONS = (
+    select_of(RenditionValue)
+    .where(RENDITIONS.c.video_id.in_(sa.bindparam("ids", expanding=True)))
+    .order_by(RENDITIONS.c.height)
+)
+_RANKED = (
+    sa.select(
+        *VideoValue.columns(),
+        sa.func.row_number()
+        .over(partition_by=VIDEOS.c.owner_id, order_by=VIDEOS.c.created_at.desc())
+        .label("rank"),
+    )
+    .where(VIDEOS.c.owner_id.in_(sa.bindparam("ids", expanding=True)), _TRANSCODED)
+    .subquery()
+)
+_OWNERS_VIDEOS = (
+    sa.select(*list(_RANKED.c)[: len(VideoValue.columns())])
+    .where(_RANKED.c.rank <= CHANNEL_VIDEO_LIMIT)
+    .order_by(_RANKED.c.created_at.desc())
+)
+
+
 async def read_video(*, db: Database, video_id: str) -> VideoValue | None:
     """A video's readable columns by id (any status); None for an unknown or malformed id."""
     if not _is_uuid(video_id):
         return None
-    statement = select_of(VideoValue).where(VIDEOS.c.id == video_id)
     async with db.read() as conn:
-        row = (await conn.execute(statement)).first()
+        row = (await conn.execute(_VIDEO, {"id": video_id})).first()
     return VideoValue.from_row(row) if row is not None else None
 
 
 async def users_by_ids(*, db: Database, ids: Sequence[str]) -> list[UserValue | None]:
-    statement = select_of(UserValue).where(USERS.c.id.in_(set(ids)))
     async with db.read() as conn:
-        found = {row[0]: UserValue.from_row(row) for row in await conn.execute(statement)}
+        rows = await conn.execute(_USERS, {"ids": list(set(ids))})
+        found = {row[0]: UserValue.from_row(row) for row in rows}
     return [found.get(key) for key in ids]
 
 
 async def channels_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[ChannelValue | None]:
-    statement = select_of(ChannelValue).where(CHANNELS.c.owner_id.in_(set(ids)))
     async with db.read() as conn:
-        rows = [ChannelValue.from_row(row) for row in await conn.execute(statement)]
-    found = {channel.owner_id: channel for channel in rows}
+        rows = await conn.execute(_CHANNELS, {"ids": list(set(ids))})
+        found = {channel.owner_id: channel for channel in map(ChannelValue.from_row, rows)}
     return [found.get(key) for key in ids]
 
 
 async def videos_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[list[VideoValue]]:
     """Each owner's newest transcoded videos (at most CHANNEL_VIDEO_LIMIT each)."""
-    rank = (
-        sa.func.row_number()
-        .over(partition_by=VIDEOS.c.owner_id, order_by=VIDEOS.c.created_at.desc())
-        .label("rank")
-    )
-    ranked = (
-        sa.select(*VideoValue.columns(), rank)
-        .where(VIDEOS.c.owner_id.in_(set(ids)), VIDEOS.c.status == VideoStatus.TRANSCODED)
-        .subquery()
-    )
-    width = len(VideoValue.columns())
-    statement = (
-        sa.select(*list(ranked.c)[:width])
-        .where(ranked.c.rank <= CHANNEL_VIDEO_LIMIT)
-        .order_by(ranked.c.created_at.desc())
-    )
     async with db.read() as conn:
-        rows = (await conn.execute(statement)).all()
+        rows = (await conn.execute(_OWNERS_VIDEOS, {"ids": list(set(ids))})).all()
     grouped: dict[str, list[VideoValue]] = defaultdict(list)
-    for row in rows:
-        video = VideoValue.from_row(row)
+    for video in map(VideoValue.from_row, rows):
         grouped[video.owner_id].append(video)
     return [grouped.get(key, []) for key in ids]
 
@@ -223,16 +235,11 @@ async def videos_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[list[
 async def renditions_by_video_ids(
     *, db: Database, ids: Sequence[str]
 ) -> list[list[RenditionValue]]:
-    statement = (
-        select_of(RenditionValue)
-        .where(RENDITIONS.c.video_id.in_(set(ids)))
-        .order_by(RENDITIONS.c.height)
-    )
     async with db.read() as conn:
-        rows = [RenditionValue.from_row(row) for row in await conn.execute(statement)]
-    grouped: dict[str, list[RenditionValue]] = defaultdict(list)
-    for rendition in rows:
-        grouped[rendition.video_id].append(rendition)
+        rows = await conn.execute(_RENDITIONS, {"ids": list(set(ids))})
+        grouped: dict[str, list[RenditionValue]] = defaultdict(list)
+        for rendition in map(RenditionValue.from_row, rows):
+            grouped[rendition.video_id].append(rendition)
     return [grouped.get(key, []) for key in ids]
 
 
