@@ -131,4 +131,5 @@ async def test_random_documents_answer_alike_compiled_or_not(
         assert answers[0].content == answers[1].content, (query, variables)
         document = cache.lookup(query)
         compiled += bool(document and document.plans.get(("compiled", "Q")))
-    assert compiled > DOCUMENTS // 2, compiled  # most of them ran compiled
+    # many ran compiled (not those with directives, User.email's permission, bad variables)
+    assert compiled >= DOCUMENTS // 5, compiled
