@@ -7,7 +7,8 @@ import time
 import uuid
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import sqlalchemy as sa
 from sqlmodel import col, func, select, update
@@ -46,6 +47,8 @@ class FeedSlice:
     videos: list[VideoValue]
     creators: dict[str, UserValue]
     current_page: int
+    #: by owner id, when asked for (None: the owner has no channel)
+    channels: dict[str, ChannelValue | None] = field(default_factory=dict)
 
 
 def validate_page(page: int, limit: int) -> None:
@@ -65,32 +68,56 @@ def _category(category: str | None) -> str | None:
 # Reads are built once with bound parameters: a call only binds values (no statement to build).
 _TRANSCODED = VIDEOS.c.status == VideoStatus.TRANSCODED
 _IN_CATEGORY = VIDEOS.c.category == sa.bindparam("category")
-_FEED = (
-    select_of(VideoValue, UserValue)
-    .select_from(VIDEOS.join(USERS, USERS.c.id == VIDEOS.c.owner_id))
-    .where(_TRANSCODED)
-    .order_by(VIDEOS.c.created_at.desc(), VIDEOS.c.id.desc())
-    .offset(sa.bindparam("offset"))
-    .limit(sa.bindparam("limit"))
-)
-_FEED_IN_CATEGORY = _FEED.where(_IN_CATEGORY)
+_WITH_OWNER = VIDEOS.join(USERS, USERS.c.id == VIDEOS.c.owner_id)
+_WITH_CHANNEL = _WITH_OWNER.outerjoin(CHANNELS, CHANNELS.c.owner_id == VIDEOS.c.owner_id)
+
+
+def _feed_statement(*, channels: bool, category: bool) -> sa.Select[Any]:
+    values = (VideoValue, UserValue, ChannelValue) if channels else (VideoValue, UserValue)
+    statement = (
+        select_of(*values)
+        .select_from(_WITH_CHANNEL if channels else _WITH_OWNER)
+        .where(_TRANSCODED, *([_IN_CATEGORY] if category else []))
+        .order_by(VIDEOS.c.created_at.desc(), VIDEOS.c.id.desc())
+        .offset(sa.bindparam("offset"))
+        .limit(sa.bindparam("limit"))
+    )
+    return statement
+
+
+_FEEDS = {
+    (channels, category): _feed_statement(channels=channels, category=category)
+    for channels in (False, True)
+    for category in (False, True)
+}
 _COUNT = sa.select(sa.func.count()).select_from(VIDEOS).where(_TRANSCODED)
 _COUNT_IN_CATEGORY = _COUNT.where(_IN_CATEGORY)
 
 
-async def feed_slice(*, db: Database, page: int, limit: int, category: str | None) -> FeedSlice:
-    """Newest transcoded videos first, with their creators: one statement, no ORM."""
+async def feed_slice(
+    *, db: Database, page: int, limit: int, category: str | None, channels: bool = False
+) -> FeedSlice:
+    """Newest transcoded videos first, with their creators (and, if asked, the creators'
+    channels): one statement, no ORM."""
     validate_page(page, limit)
     category = _category(category)
-    statement = _FEED if category is None else _FEED_IN_CATEGORY
+    statement = _FEEDS[(channels, category is not None)]
     params = {"offset": (page - 1) * limit, "limit": limit, "category": category}
     async with db.read() as conn:
         rows = (await conn.execute(statement, params)).all()
-    pairs = [split(row, VideoValue, UserValue) for row in rows]
+    if not channels:
+        pairs = [split(row, VideoValue, UserValue) for row in rows]
+        return FeedSlice(
+            videos=[video for video, _ in pairs],
+            creators={user.id: user for _, user in pairs},
+            current_page=page,
+        )
+    triples = [split(row, VideoValue, UserValue, ChannelValue) for row in rows]
     return FeedSlice(
-        videos=[video for video, _ in pairs],
-        creators={user.id: user for _, user in pairs},
+        videos=[video for video, _, _ in triples],
+        creators={user.id: user for _, user, _ in triples},
         current_page=page,
+        channels={user.id: channel if channel.id else None for _, user, channel in triples},
     )
 
 
@@ -206,6 +233,27 @@ async def read_video(*, db: Database, video_id: str) -> VideoValue | None:
     async with db.read() as conn:
         row = (await conn.execute(_VIDEO, {"id": video_id})).first()
     return VideoValue.from_row(row) if row is not None else None
+
+
+_VIDEO_WITH_OWNER = (
+    select_of(VideoValue, UserValue, ChannelValue)
+    .select_from(_WITH_CHANNEL)
+    .where(VIDEOS.c.id == sa.bindparam("id"))
+)
+
+
+async def read_video_with_owner(
+    *, db: Database, video_id: str
+) -> tuple[VideoValue, UserValue, ChannelValue | None] | None:
+    """A video with its creator and the creator's channel, in one statement."""
+    if not _is_uuid(video_id):
+        return None
+    async with db.read() as conn:
+        row = (await conn.execute(_VIDEO_WITH_OWNER, {"id": video_id})).first()
+    if row is None:
+        return None
+    video, user, channel = split(row, VideoValue, UserValue, ChannelValue)
+    return video, user, channel if channel.id else None
 
 
 async def users_by_ids(*, db: Database, ids: Sequence[str]) -> list[UserValue | None]:

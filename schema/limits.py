@@ -27,6 +27,7 @@ from graphql import (
 )
 from graphql.language import ArgumentNode, Visitor
 from strawberry.extensions import (
+    AddValidationRules,
     DisableIntrospection,
     MaskErrors,
     MaxAliasesLimiter,
@@ -229,10 +230,15 @@ class HideSuggestions(MaskErrors):
 
 def security_extensions(settings: Settings) -> list[Callable[[], SchemaExtension] | type]:
     """Extension factories (never shared instances) for build_schema(extensions=...)."""
+    # The depth and alias rules are validation rule classes, stateless: built once here (the
+    # limiters build a new class per instance), added to each operation's validation.
+    rules = [
+        *QueryDepthLimiter(max_depth=settings.graphql_max_depth).validation_rules,
+        *MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases).validation_rules,
+    ]
     extensions: list[Callable[[], SchemaExtension] | type] = [
         lambda: MaxTokensLimiter(max_token_count=settings.graphql_max_tokens),
-        lambda: QueryDepthLimiter(max_depth=settings.graphql_max_depth),
-        lambda: MaxAliasesLimiter(max_alias_count=settings.graphql_max_aliases),
+        lambda: AddValidationRules(rules),
         RateLimitOperations,
         lambda: ListLimitCap(cap=settings.graphql_max_list_limit),
     ]

@@ -175,10 +175,13 @@ class VideoQuery:
         ] = None,
     ) -> FeedPage:
         found = await videos.feed_slice(
-            db=info.context.services.db, page=page, limit=limit, category=category
+            db=info.context.services.db, page=page, limit=limit, category=category, channels=True
         )
+        loaders = info.context.loaders
         for user in found.creators.values():
-            info.context.loaders.users.prime(user.id, user)
+            loaders.users.prime(user.id, user)
+        for owner_id, channel in found.channels.items():
+            loaders.channel_by_owner.prime(owner_id, channel)
         return FeedPage(
             videos=[Video.from_model(value) for value in found.videos],
             current_page=found.current_page,
@@ -192,8 +195,14 @@ class VideoQuery:
         info: strawberry.Info[Context],
         id: Annotated[strawberry.ID, strawberry.argument(description="The video's UUID.")],
     ) -> Video | None:
-        value = await videos.read_video(db=info.context.services.db, video_id=str(id))
-        return Video.from_model(value) if value else None
+        found = await videos.read_video_with_owner(db=info.context.services.db, video_id=str(id))
+        if found is None:
+            return None
+        video, user, channel = found
+        loaders = info.context.loaders
+        loaders.users.prime(user.id, user)
+        loaders.channel_by_owner.prime(user.id, channel)
+        return Video.from_model(video)
 
 
 @strawberry.type
