@@ -12,6 +12,7 @@ from realtime.events import Event
 from resolvers import playback
 from schema.context import Context
 from schema.permissions import signed_in
+from schema.shared import SharedField, register
 
 
 @strawberry.type(description="The shared playback state of a video after a change.")
@@ -108,3 +109,6 @@ class PlaybackSubscription:
         async with aclosing(info.context.services.bus.watch(topic)) as events:
             async for event in events:
                 yield TimestampEvent.from_event(event)
+
+
+register("videoTimestamp", SharedField("videoId", playback.video_topic, TimestampEvent.from_event))

@@ -20,7 +20,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import version
 from typing import Any
@@ -34,16 +34,20 @@ from graphql import (
     IntValueNode,
     OperationType,
     StringValueNode,
+    TypeInfo,
+    TypeInfoVisitor,
     VariableNode,
+    Visitor,
     get_operation_ast,
+    visit,
 )
+from strawberry.schema.schema_converter import GraphQLCoreConverter
 
 from realtime.events import Event
-from resolvers.playback import video_topic
-from schema.documents import Document, DocumentCache
-from schema.playback import TimestampEvent
+from schema.documents import Document
 
 log = logging.getLogger("cowatch.graphql.shared")
+DEFINITION_BACKREF = GraphQLCoreConverter.DEFINITION_BACKREF
 MASKED = {"message": "Unexpected error.", "extensions": {"code": "INTERNAL_SERVER_ERROR"}}
 #: graphql-core releases the fast per-event path is tested with (pyproject.toml pins them).
 TESTED_GRAPHQL_CORE = ((3, 3), (3, 4))
@@ -51,17 +55,26 @@ TESTED_GRAPHQL_CORE = ((3, 3), (3, 4))
 
 @dataclass(frozen=True)
 class SharedField:
-    """A subscription field served from a topic: its argument names the topic."""
+    """A subscription field served from a topic: its argument names the topic.
+
+    A topic whose newest event is its whole state (a playhead) starts each subscriber with that
+    state; a log topic (a party) needs `snapshot`: the subscriber's first event, read for it
+    after it joined the room (a DomainError refuses it), with the version it stands at.
+    """
 
     argument: str
     topic: Callable[[str], str]
     #: the value the field resolves to for one event (what the Strawberry resolver yields)
     root: Callable[[Event], Any]
+    snapshot: Callable[[Any, str], Awaitable[Event]] | None = None
 
 
-SHARED: dict[str, SharedField] = {
-    "videoTimestamp": SharedField("videoId", video_topic, TimestampEvent.from_event),
-}
+#: Topic-backed subscription fields by GraphQL name; schema modules register theirs.
+SHARED: dict[str, SharedField] = {}
+
+
+def register(name: str, field: SharedField) -> None:
+    SHARED[name] = field
 
 
 def problems() -> list[str]:
@@ -170,17 +183,49 @@ class Plan:
         return self.field.topic(value) if isinstance(value, str) and value else None
 
 
-def plan(documents: DocumentCache, query: str, operation_name: str | None) -> Plan | None:
+def plan(schema: Any, query: str, operation_name: str | None) -> Plan | None:
     """The shared plan of a document, planned once per document in the schema's document cache
     (the same parse Strawberry's pipeline then uses), or None when it cannot be served shared."""
     try:
-        document = documents.get_or_parse(query)
+        document = schema.documents.get_or_parse(query)
     except GraphQLError:
         return None
-    return document.plan(("shared", operation_name), lambda d: _make_plan(d, operation_name))
+    inner = graphql_schema(schema)
+    return document.plan(("shared", operation_name), lambda d: _make_plan(inner, d, operation_name))
 
 
-def _make_plan(document: Document, operation_name: str | None) -> Plan | None:
+def _may_await(definition: Any) -> bool:
+    return bool(getattr(definition, "is_async", False) or getattr(definition, "extensions", None))
+
+
+def plain_selections(schema: GraphQLSchema, document: DocumentNode) -> bool:
+    """True when every field below the subscription's root is read straight from its event's
+    data: no async resolver and no field extension (a permission check may await), so one
+    synchronous execution per event can serve every subscriber of the document."""
+    info = TypeInfo(schema)
+    unsafe: list[str] = []
+    depth = 0
+
+    class Check(Visitor):
+        def enter_field(self, node: FieldNode, *_args: Any) -> None:
+            nonlocal depth
+            depth += 1
+            field = info.get_field_def()
+            definition = (field.extensions or {}).get(DEFINITION_BACKREF) if field else None
+            if depth > 1 and definition is not None and _may_await(definition):
+                unsafe.append(node.name.value)
+
+        def leave_field(self, *_args: Any) -> None:
+            nonlocal depth
+            depth -= 1
+
+    visit(document, TypeInfoVisitor(info, Check()))
+    return not unsafe
+
+
+def _make_plan(
+    schema: GraphQLSchema, document: Document, operation_name: str | None
+) -> Plan | None:
     operation = get_operation_ast(document.ast, operation_name)
     if operation is None or operation.operation != OperationType.SUBSCRIPTION:
         return None
@@ -193,6 +238,6 @@ def _make_plan(document: Document, operation_name: str | None) -> Plan | None:
     if shared is None or root.directives or len(arguments) != 1:
         return None
     argument = arguments[0]
-    if argument.name.value != shared.argument:
+    if argument.name.value != shared.argument or not plain_selections(schema, document.ast):
         return None
     return Plan(key=document.sha256, document=document.ast, field=shared, argument=argument.value)

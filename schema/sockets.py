@@ -304,7 +304,7 @@ class Session:
     ) -> bool:
         """Serve this subscription from the bus; False to let Strawberry handle it."""
         sockets = self.sockets
-        found = plan(sockets.schema.documents, query, operation_name)
+        found = plan(sockets.schema, query, operation_name)
         topic = found.topic(variables) if found else None
         if found is None or topic is None:
             return False
@@ -332,10 +332,16 @@ class Session:
             listener = await self.connection.subscribe(op_id, topic, render, active=False)
         except (DomainError, ConnectionError):
             return False
-        if not await self.first_result_is_clean(query, variables, operation_name):
+        first = None
+        try:
+            if not await self.first_result_is_clean(query, variables, operation_name):
+                raise LookupError("not served shared")
+            if found.field.snapshot is not None:
+                first = await found.field.snapshot(self.operation_context(), topic)
+        except (DomainError, LookupError):
             await self.connection.unsubscribe(op_id)
             return False
-        listener.start()
+        listener.start(first)
         return True
 
     async def first_result_is_clean(

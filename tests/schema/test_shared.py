@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import AsyncGenerator
 
 import pytest
+import strawberry
 from graphql import parse
 
 from realtime.events import Event
@@ -49,10 +51,46 @@ def test_the_fast_and_the_public_executor_give_the_same_bytes(
 
 def test_a_shared_plan_is_made_once_per_document_in_the_schemas_cache() -> None:
     schema = build_schema()
-    found = shared.plan(schema.documents, DOCUMENT, None)
+    found = shared.plan(schema, DOCUMENT, None)
     assert found is not None and found.topic({"id": "v"}) == "video:v"
-    assert shared.plan(schema.documents, DOCUMENT, None) is found  # parsed and planned once
+    assert shared.plan(schema, DOCUMENT, None) is found  # parsed and planned once
     assert schema.documents.lookup(DOCUMENT) is not None  # the parse Strawberry will reuse
-    assert shared.plan(schema.documents, "subscription { x(videoId: 1) { id } }", None) is None
-    assert shared.plan(schema.documents, "{ me { id } }", None) is None
-    assert shared.plan(schema.documents, "not graphql {", None) is None
+    assert shared.plan(schema, "subscription { x(videoId: 1) { id } }", None) is None
+    assert shared.plan(schema, "{ me { id } }", None) is None
+    assert shared.plan(schema, "not graphql {", None) is None
+
+
+@strawberry.type
+class Author:
+    name: str
+
+    @strawberry.field
+    async def followers(self) -> int:
+        return 0
+
+
+@strawberry.type
+class Said:
+    text: str
+    author: Author
+
+
+@strawberry.type
+class Query:
+    ok: bool = True
+
+
+@strawberry.type
+class Subscription:
+    @strawberry.subscription
+    async def said(self, room: str) -> AsyncGenerator[Said, None]:
+        yield Said(text="hi", author=Author(name="a"))
+
+
+def test_only_documents_read_straight_from_event_data_are_shared() -> None:
+    schema = strawberry.Schema(query=Query, subscription=Subscription)
+    inner = shared.graphql_schema(schema)
+    plain = parse('subscription { said(room: "r") { text author { name } } }')
+    awaits = parse('subscription { said(room: "r") { text author { followers } } }')
+    assert shared.plain_selections(inner, plain)
+    assert not shared.plain_selections(inner, awaits)
