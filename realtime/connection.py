@@ -22,7 +22,7 @@ import asyncio
 import logging
 import time
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -120,6 +120,17 @@ class Hub:
         # no room at all); the lock orders the joins and leaves of that one subscription.
         self._signed_in = 0
         self._listening = asyncio.Lock()
+        self._changed = asyncio.Event()
+
+    def _counts_changed(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    async def until(self, check: Callable[[], bool]) -> None:
+        """Return once `check()` holds, re-checked whenever a socket is counted or let go
+        (tests await the server's own bookkeeping instead of guessing when it is done)."""
+        while not check():
+            await self._changed.wait()
 
     def revoked(self, event: Event) -> None:
         doomed: set[Connection] = set()
@@ -138,6 +149,7 @@ class Hub:
         if principal.user_id is not None:
             self._users.setdefault(principal.user_id, set()).add(connection)
             self.per_user[principal.user_id] += 1
+        self._counts_changed()
         async with self._listening:
             if self._signed_in == 0:
                 await self.bus.subscribe(SESSIONS_TOPIC, self._revocations)
@@ -152,6 +164,7 @@ class Hub:
                     del table[key]
         if principal.user_id is not None:
             _decrement(self.per_user, principal.user_id)
+        self._counts_changed()
         async with self._listening:
             self._signed_in -= 1
             if self._signed_in == 0:
@@ -219,6 +232,7 @@ class Connection:
             return False
         hub.per_address[self.address] += 1
         self._counted = True
+        hub._counts_changed()
         return True
 
     async def sign_in(self, principal: Principal) -> bool:
@@ -336,6 +350,7 @@ class Connection:
         if self._counted:
             _decrement(self.hub.per_address, self.address)
             self._counted = False
+            self.hub._counts_changed()
         if self._closing is not None and self._closing is not asyncio.current_task():
             with suppress(asyncio.CancelledError):
                 await self._closing

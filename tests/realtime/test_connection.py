@@ -112,13 +112,20 @@ async def test_a_socket_closes_when_its_token_expires(
 async def test_sockets_per_user_and_per_address_are_capped(
     server: LiveServer, viewer: Account
 ) -> None:
+    hub = server.services.hub
     others = [await make_user(server.services) for _ in range(2)]
+
+    async def signed_in(user: Account, count: int) -> None:
+        # A /ws client is open once the handshake ends; the server signs it in just after.
+        await hub.until(lambda: hub.per_user[user.user.id] == count)
+
     async with (
         ws_client(server.ws_url, viewer.token),
         ws_client(server.ws_url, viewer.token),
         ws_client(server.ws_url, viewer.token),
         graphql_client(server.ws_url, viewer.token),
     ):
+        await signed_in(viewer, PER_USER)
         # The user's fifth socket is refused, whichever face it uses.
         async with connect(f"{server.ws_url}/ws?token={viewer.token}") as fourth:
             assert await closed_code(fourth) == CLOSE_TOO_MANY_SOCKETS
@@ -126,15 +133,18 @@ async def test_sockets_per_user_and_per_address_are_capped(
             init = {"Authorization": f"Bearer {viewer.token}"}
             await fourth.send(json.dumps({"type": "connection_init", "payload": init}))
             assert await closed_code(fourth) == CLOSE_TOO_MANY_SOCKETS
+        await hub.until(lambda: sum(hub.per_address.values()) == PER_USER)
         # Other users from the same address fill it up to its cap; then even they are refused.
         async with (
             ws_client(server.ws_url, others[0].token),
             ws_client(server.ws_url, others[0].token),
             ws_client(server.ws_url, others[1].token),
             ws_client(server.ws_url, others[1].token),
-            connect(f"{server.ws_url}/ws?token={others[1].token}") as extra,
         ):
-            assert await closed_code(extra) == CLOSE_TOO_MANY_SOCKETS
+            await hub.until(lambda: sum(hub.per_address.values()) == PER_ADDRESS)
+            async with connect(f"{server.ws_url}/ws?token={others[1].token}") as extra:
+                assert await closed_code(extra) == CLOSE_TOO_MANY_SOCKETS
+    await hub.until(lambda: not hub.per_address and not hub.per_user)
     # Every count is given back when the sockets close.
     async with ws_client(server.ws_url, viewer.token) as again:
         await again.send({"type": "video:subscribe", "video_id": "x"})
