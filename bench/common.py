@@ -118,9 +118,13 @@ async def viewer_with_videos(
 
     name = f"bench_{uuid.uuid4().hex[:8]}"
     creds = {"email": f"{name}@example.com", "password": "cowatch bench password"}
-    async with httpx.AsyncClient(base_url=url) as http:
-        await http.post("/api/auth/signup", json={**creds, "username": name})
-        login = (await http.post("/api/auth/login", json=creds)).json()
+    # Generous timeouts: argon2 on a loaded 2-core machine can take seconds.
+    async with httpx.AsyncClient(base_url=url, timeout=60) as http:
+        signup = await http.post("/api/auth/signup", json={**creds, "username": name})
+        assert signup.status_code == 201, f"signup: {signup.status_code} {signup.text}"
+        answer = await http.post("/api/auth/login", json=creds)
+        assert answer.status_code == 200, f"login: {answer.status_code} {answer.text}"
+        login = answer.json()
     db = Database(database_url)
     videos = [
         Video(owner_id=login["user"]["id"], title=title, duration=duration) for title in titles
