@@ -18,6 +18,7 @@ routes: list[BaseRoute] = [
     Route("/logout", pages.logout, methods=["POST"], name="logout"),
     Route("/upload", pages.upload, methods=["GET"], name="upload"),
     Route("/watch/{video_id}", pages.watch, methods=["GET"], name="watch"),
+    Route("/p/{code}", pages.party_invite, methods=["GET"], name="party_invite"),
     Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
 ]
 

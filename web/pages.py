@@ -227,3 +227,13 @@ async def watch(request: Request) -> Response:
             "selected": preferred or (renditions[-1] if renditions else None),
         },
     )
+
+
+async def party_invite(request: Request) -> Response:
+    """An invite link: the page that joins (a name, a password) and opens the party's watch page.
+
+    Nothing about the party is looked up here: an unknown code and a PRIVATE party's look alike
+    until joinParty answers.
+    """
+    code = str(request.path_params["code"])
+    return await render(request, "party_join.html", {"code": code})

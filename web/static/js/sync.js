@@ -243,7 +243,15 @@ export class SyncPlayer extends EventTarget {
     if (!s || this.holding || video.readyState < HAVE_METADATA) return this.report(null);
     const want = this.expected();
     const atEnd = Number.isFinite(this.duration) && want >= this.duration - 0.05;
-    if (s.playing && video.paused && !atEnd) return this.start();
+    if (s.playing && video.paused && !atEnd) {
+      // A start announced ahead (a party's effectiveAt): stand on its frame until then.
+      const early = s.serverTime - this.clock.now() - this.steering.lags.start * 1000;
+      if (early <= 0) return this.start();
+      clearTimeout(this.startTimer);
+      this.startTimer = setTimeout(() => this.tick(), early);
+      if (!video.seeking && Math.abs(video.currentTime - s.timestamp) > EXACT) this.seek(s.timestamp);
+      return this.report(video.currentTime - s.timestamp);
+    }
     if (!s.playing && !video.paused) {
       video.pause();
       this.landPaused = true;
@@ -376,6 +384,7 @@ export class SyncPlayer extends EventTarget {
 
   stop() {
     clearInterval(this.timer);
+    clearTimeout(this.startTimer);
     saveLearned(this.steering.learned());
   }
 }

@@ -2,6 +2,8 @@
 import { GraphQLError, formatTime, gql } from "./api.js";
 import { ServerClock } from "./clock.js";
 import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
+import { PartyRoom } from "./party.js";
+import { api } from "./partyapi.js";
 import { showProcessing } from "./processing.js";
 import { IN_SYNC, plusMinus, SyncPlayer } from "./sync.js";
 
@@ -23,6 +25,8 @@ const indicator = document.getElementById("sync-indicator");
 const lastChange = document.getElementById("last-change");
 const viewerId = document.body.dataset.viewerId || null;
 const signedIn = Boolean(document.body.dataset.viewer);
+// Inside a watch party (its invite link lands here): the party's playhead, not the video's room.
+const partyId = new URLSearchParams(location.search).get("party");
 
 // The handshake carries the session cookie: no token in connection_init. Signed out, the socket
 // is anonymous: it follows the video's public room, read-only.
@@ -41,6 +45,20 @@ function showIndicator(state, text, detail = "") {
   indicator.dataset.state = state;
   if (indicator.textContent !== text) indicator.textContent = text;
   indicator.title = detail;
+}
+
+function showDrift(detail) {
+  if (!socket.connected) return showIndicator("offline", "Reconnecting…");
+  if (detail.drift === null) return showIndicator("connecting", "Connecting…");
+  const size = Math.abs(detail.drift);
+  const { spreadMs, clockMs, roundTripMs } = detail.accuracy;
+  const where =
+    `${Math.round(size * 1000)} ms ${detail.drift < 0 ? "behind" : "ahead"}; ` +
+    `clock ±${clockMs.toFixed(1)} ms, round trip ${Math.round(roundTripMs)} ms`;
+  indicator.dataset.drift = detail.drift.toFixed(3);
+  indicator.dataset.accuracy = spreadMs.toFixed(1);
+  if (size < IN_SYNC) showIndicator("in-sync", `In sync ${plusMinus(spreadMs)}`, where);
+  else showIndicator("catching-up", "Catching up", where);
 }
 
 function socketStatus(status) {
@@ -75,14 +93,19 @@ function setUpPlayer() {
     if (!socket.connected) throw new Error("not connected");
     return (await socket.request(CLOCK)).serverClock;
   });
+  const room = partyId ? new PartyRoom({ partyId, video, clock, viewerId }) : null;
   const player = new SyncPlayer(video, {
     clock,
     duration: Number(root.dataset.duration) || NaN,
-    canControl: () => signedIn,
-    commit: (timestamp, playing) => commit({ id: videoId, timestamp, playing }),
+    canControl: () => (room ? room.canControl() : signedIn),
+    commit: room
+      ? (timestamp, playing) => room.commit(timestamp, playing)
+      : (timestamp, playing) => commit({ id: videoId, timestamp, playing }),
   });
-  window.cowatch = { player, socket, clock };
+  window.cowatch = { player, socket, clock, room };
   setUpControls(player);
+  if (room) return setUpParty(room, player, clock);
+  setUpPartyForm();
 
   let firstMessage = true;
   let stop = () => {};
@@ -119,18 +142,57 @@ function setUpPlayer() {
   player.addEventListener("denied", () => {
     lastChange.textContent = "Sign in to control playback for everyone.";
   });
-  player.addEventListener("drift", ({ detail }) => {
-    if (!socket.connected) return showIndicator("offline", "Reconnecting…");
-    if (detail.drift === null) return showIndicator("connecting", "Connecting…");
-    const size = Math.abs(detail.drift);
-    const { spreadMs, clockMs, roundTripMs } = detail.accuracy;
-    const where =
-      `${Math.round(size * 1000)} ms ${detail.drift < 0 ? "behind" : "ahead"}; ` +
-      `clock ±${clockMs.toFixed(1)} ms, round trip ${Math.round(roundTripMs)} ms`;
-    indicator.dataset.drift = detail.drift.toFixed(3);
-    indicator.dataset.accuracy = spreadMs.toFixed(1);
-    if (size < IN_SYNC) showIndicator("in-sync", `In sync ${plusMinus(spreadMs)}`, where);
-    else showIndicator("catching-up", "Catching up", where);
+  player.addEventListener("drift", ({ detail }) => showDrift(detail));
+}
+
+/** The page follows a party: its socket for the playhead, the GraphQL one for the clock only. */
+function setUpParty(room, player, clock) {
+  onConnected = () => clock.start().then(() => player.tick());
+  room.attach(player);
+  room.start();
+  player.addEventListener("failed", ({ detail }) => {
+    lastChange.textContent = `Not shared: ${detail.error.message}`;
+    room.resync();
+  });
+  player.addEventListener("denied", () => {
+    lastChange.textContent = "Only the host and cohosts control playback in this party.";
+  });
+  room.addEventListener("over", () => showIndicator("error", "Not syncing: not in the party"));
+  room.addEventListener("status", ({ detail }) => {
+    if (detail.status === "disconnected") showIndicator("offline", "Reconnecting…");
+  });
+  player.addEventListener("drift", ({ detail }) => showDrift(detail));
+}
+
+/** "Watch party": a signed-in viewer starts one around this video and lands inside it. */
+function setUpPartyForm() {
+  const open = document.getElementById("party-open");
+  const form = document.getElementById("party-form");
+  if (!open || !form) return;
+  open.addEventListener("click", () => {
+    form.hidden = !form.hidden;
+    open.setAttribute("aria-expanded", String(!form.hidden));
+  });
+  const error = document.getElementById("party-error");
+  form.addEventListener("submit", async (event) => {
+    event.preventDefault();
+    if (!form.reportValidity()) return;
+    const data = Object.fromEntries(new FormData(form));
+    const button = form.querySelector("button[type=submit]");
+    button.disabled = true;
+    error.textContent = "";
+    try {
+      const party = await api("POST", "/api/parties", {
+        video_id: videoId,
+        visibility: data.visibility,
+        control: data.control,
+        password: data.password || null,
+      });
+      location.assign(`/watch/${videoId}?party=${encodeURIComponent(party.id)}`);
+    } catch (failure) {
+      error.textContent = failure.message;
+      button.disabled = false;
+    }
   });
 }
 

@@ -1,0 +1,240 @@
+"""Watch parties in a real browser: a host starts one, a guest follows the invite link, the ready
+barrier holds both until the last member is ready, then both play together; the host kicks."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Page, expect
+from websockets.sync.client import ClientConnection, connect
+
+from tests.browser import Viewer, api_signup, await_transcoded, chromium, upload_clip
+from tests.media import make_clip
+from tests.servers import ROOT, Server, cowatch_serve
+
+OUTPUT = ROOT / "test-output"
+VIDEO = "document.getElementById('video')"
+TOLERANCE = 0.3  # s: as the watch page's own browser tests
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("party-web")
+    env = {
+        "COWATCH_DATA_DIR": str(root / "data"),
+        # The barrier waits for a member the test holds back: it must not give up on its own.
+        "COWATCH_PARTY_READY_TIMEOUT_S": "60",
+    }
+    for name in ("COWATCH_DATABASE_URL", "COWATCH_REDIS_URL", "COWATCH_STORAGE_URL"):
+        env[name] = ""
+    with cowatch_serve(env, root) as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with chromium() as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_clip(tmp_path_factory.mktemp("clip") / "pattern.mp4", 640, 480, seconds=7, fps=25)
+
+
+def context_for(browser: Browser, server: Server, token: str | None = None) -> BrowserContext:
+    # bypass_csp: wait_for_function evaluates its predicate, which our CSP forbids in pages.
+    context = browser.new_context(viewport={"width": 1100, "height": 800}, bypass_csp=True)
+    if token:
+        context.add_cookies([{"name": "Authentication", "value": token, "url": server.url}])
+    return context
+
+
+@pytest.fixture(scope="module")
+def host(browser: Browser, server: Server) -> Iterator[Viewer]:
+    email, token, user_id = api_signup(server.url, "hannah")
+    viewer = Viewer("hannah", email, token, user_id, context_for(browser, server, token))
+    yield viewer
+    viewer.context.close()
+
+
+@pytest.fixture(scope="module")
+def video_id(server: Server, host: Viewer, clip: Path) -> str:
+    video = upload_clip(server.url, host.token, clip, "Party pattern")
+    await_transcoded(server.ws_url, host.token, video)
+    return video
+
+
+def start_party(viewer: Viewer, server: Server, video_id: str, control: str = "Host") -> Page:
+    """The host's page inside a new party (created with the watch page's own form)."""
+    page = viewer.page()
+    page.goto(f"{server.url}/watch/{video_id}")
+    page.get_by_role("button", name="Watch party").click()
+    page.get_by_label("Who controls playback").select_option(label=f"{control} and cohosts")
+    page.get_by_role("button", name="Start the party").click()
+    page.wait_for_url(re.compile(r"\?party="))
+    expect(page.get_by_label("Invite link")).to_have_value(re.compile(r"/p/[\w-]+$"))
+    return page
+
+
+def join_as_guest(browser: Browser, invite: str, name: str) -> tuple[Viewer, Page]:
+    context = browser.new_context(viewport={"width": 1100, "height": 800}, bypass_csp=True)
+    guest = Viewer(username=name, email="", token="", user_id="", context=context)
+    page = guest.page()
+    page.goto(invite)
+    page.get_by_label("Your name").fill(name)
+    page.get_by_role("button", name="Join").click()
+    page.wait_for_url(re.compile(r"/watch/.+\?party="))
+    return guest, page
+
+
+def member_row(page: Page, name: str) -> Any:
+    return page.locator("#members li").filter(has=page.locator(".name", has_text=name))
+
+
+def frames_until(socket: ClientConnection, kind: str) -> dict[str, Any]:
+    while True:
+        frame = json.loads(socket.recv(timeout=20))
+        assert frame["type"] != "error", frame
+        if frame["type"] == kind:
+            return frame
+
+
+def no_page_errors(*viewers: Viewer) -> None:
+    errors = [error for viewer in viewers for error in viewer.errors]
+    assert not errors, (errors, [viewer.console for viewer in viewers])
+
+
+def test_a_guest_joins_by_link_waits_at_the_barrier_plays_together_and_is_kicked(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    page = start_party(host, server, video_id)
+    invite = page.get_by_label("Invite link").input_value()
+    party_id = page.evaluate("new URLSearchParams(location.search).get('party')")
+    expect(member_row(page, "hannah")).to_contain_text("host")
+
+    # A guest opens the link: a name prompt, then the watch page inside the party. The name
+    # is shown as text, markup and all.
+    guest, guest_page = join_as_guest(browser, invite, "Gwen <i>")
+    gwen = member_row(page, "Gwen <i>")
+    expect(gwen).to_contain_text("guest")
+    expect(gwen).to_have_attribute("data-online", "true")
+    expect(gwen).to_have_attribute("data-player", "READY")
+    expect(member_row(guest_page, "hannah")).to_contain_text("host")
+    expect(guest_page.locator("#host-controls")).to_be_hidden()
+    assert guest_page.locator("#members i").count() == 0
+
+    # A third member, over /ws from here, holds the barrier until the test lets it go.
+    joined = httpx.post(
+        f"{server.url}/api/parties/join",
+        json={"code": invite.rsplit("/", 1)[1], "display_name": "Slow"},
+    )
+    assert joined.status_code == 200, joined.text
+    token = joined.json()["member_token"]
+    with connect(f"{server.ws_url}/ws?token={token}", open_timeout=10) as slow:
+        slow.send(json.dumps({"type": "party:subscribe", "party_id": party_id}))
+        frames_until(slow, "party:snapshot")
+        ready = {"type": "party:ready", "party_id": party_id, "position": 0}
+        slow.send(json.dumps({**ready, "state": "BUFFERING"}))
+        expect(member_row(page, "Slow")).to_have_attribute("data-player", "BUFFERING")
+
+        page.get_by_role("button", name="Play").click()
+        for p in (page, guest_page):
+            expect(p.locator("#party-waiting")).to_have_text("Waiting for 1…")
+            expect(p.locator("#party-waiting")).to_have_attribute("title", "Slow")
+            assert p.evaluate(f"{VIDEO}.paused")
+
+        slow.send(json.dumps({**ready, "state": "READY"}))
+        started = frames_until(slow, "party:playback")
+        while started["state"] != "PLAYING":
+            started = frames_until(slow, "party:playback")
+        for p in (page, guest_page):
+            expect(p.locator("#party-waiting")).to_be_hidden()
+            # Both pages start the same position at the same effectiveAt and stay on it.
+            p.wait_for_function(
+                f"""(at) => window.cowatch.room.playback.effective_at === at
+                    && !{VIDEO}.paused && {VIDEO}.currentTime > 0.5""",
+                arg=started["effective_at"],
+            )
+            p.wait_for_function(
+                "(t) => window.cowatch.player.drift !== null"
+                " && Math.abs(window.cowatch.player.drift) < t",
+                arg=TOLERANCE,
+            )
+
+    # The guest may not steer a HOST party: its own seek is undone and said so.
+    guest_page.evaluate(f"{VIDEO}.currentTime = 5.5")
+    expect(guest_page.locator("#last-change")).to_have_text(
+        "Only the host and cohosts control playback in this party."
+    )
+
+    # The host makes the guest a cohost: every member's list says so.
+    page.get_by_role("button", name="Make cohost: Gwen <i>").click()
+    expect(gwen).to_contain_text("cohost")
+    expect(member_row(guest_page, "Gwen <i>")).to_contain_text("cohost")
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=OUTPUT / "party-host.png")
+
+    # The host kicks the guest: gone from the list, and the guest's page says so.
+    page.get_by_role("button", name="Kick Gwen <i>").click()
+    expect(gwen).to_have_count(0)
+    expect(guest_page.locator("#party-notice")).to_have_text(
+        "The host removed you from this party."
+    )
+    assert guest_page.evaluate("Object.keys(sessionStorage)") == []
+    no_page_errors(host, guest)
+    guest.context.close()
+    page.close()
+
+
+def test_a_premiere_counts_down_for_every_member(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    page = start_party(host, server, video_id)
+    invite = page.get_by_label("Invite link").input_value()
+    guest, guest_page = join_as_guest(browser, invite, "Pat")
+    page.get_by_label("Premiere: start everyone in").fill("2")
+    page.get_by_role("button", name="Schedule").click()
+    for p in (page, guest_page):
+        expect(p.locator("#party-countdown")).to_have_text(re.compile(r"^Starts in [12]:\d\d$"))
+    # The host ends the party: everyone's page says so.
+    page.get_by_role("button", name="End the party").click()
+    for p in (page, guest_page):
+        expect(p.locator("#party-notice")).to_have_text("This party has ended.")
+        expect(p.locator("#party-countdown")).to_be_hidden()
+    no_page_errors(host, guest)
+    guest.context.close()
+    page.close()
+
+
+def test_a_password_party_asks_guests_for_it(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    created = httpx.post(
+        f"{server.url}/api/parties",
+        headers={"Authorization": f"Bearer {host.token}"},
+        json={"video_id": video_id, "visibility": "PRIVATE", "password": "open sesame"},
+    )
+    assert created.status_code == 201, created.text
+    context = browser.new_context(bypass_csp=True)
+    guest = Viewer(username="Quinn", email="", token="", user_id="", context=context)
+    page = guest.page()
+    page.goto(created.json()["invite_url"])
+    page.get_by_label("Your name").fill("Quinn")
+    page.get_by_role("button", name="Join").click()
+    expect(page.get_by_role("alert")).to_have_text("This party needs its password.")
+    page.get_by_label("Party password").fill("wrong")
+    page.get_by_role("button", name="Join").click()
+    expect(page.get_by_role("alert")).to_have_text("the password is wrong")
+    page.get_by_label("Party password").fill("open sesame")
+    page.get_by_role("button", name="Join").click()
+    page.wait_for_url(re.compile(r"\?party="))
+    expect(member_row(page, "Quinn")).to_contain_text("guest")
+    no_page_errors(guest)
+    context.close()
