@@ -18,6 +18,7 @@ from tests.servers import Server, cowatch_serve
 
 MiB = 1024 * 1024
 UPLOAD_CAP = 4 * MiB
+UPLOADS_PER_HOUR = 20
 BOUNDARY = "cowatch-test-boundary"
 MULTIPART = {"Content-Type": f"multipart/form-data; boundary={BOUNDARY}"}
 UPLOAD = 'mutation($file: Upload!) { uploadVideo(file: $file, title: "t") { id } }'
@@ -35,23 +36,28 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "COWATCH_REDIS_URL": "",
         "COWATCH_STORAGE_URL": "",
         "COWATCH_MAX_UPLOAD_BYTES": str(UPLOAD_CAP),
+        "COWATCH_RATE_LIMIT_UPLOAD": f"{UPLOADS_PER_HOUR}/hour",
         "TMPDIR": str(tmp / "tmp"),
     }
     with cowatch_serve(env, tmp) as running:
         yield running
 
 
-@pytest.fixture(scope="module")
-def token(server: Server) -> str:
+def sign_up(server: Server, name: str) -> str:
     account = {
-        "email": "up@example.com",
+        "email": f"{name}@example.com",
         "password": "intake test password",
-        "username": "uploader",
+        "username": name,
     }
     assert httpx.post(f"{server.url}/api/auth/signup", json=account).status_code == 201
     response = httpx.post(f"{server.url}/api/auth/login", json=account)
     assert response.status_code == 200, response.text
     return str(response.json()["access_token"])
+
+
+@pytest.fixture(scope="module")
+def token(server: Server) -> str:
+    return sign_up(server, "uploader")
 
 
 def staged(server: Server) -> list[Path]:
@@ -207,6 +213,42 @@ async def test_the_map_is_enforced_before_the_file_is_read(
     code, text = graphql_error(answer.json())
     assert code == "BAD_USER_INPUT"
     assert text.startswith(message), text
+    assert staged(server) == []
+
+
+async def test_a_caller_over_the_upload_rate_limit_is_refused_before_the_body_is_read(
+    server: Server,
+) -> None:
+    """The rate limit is checked at intake: the over-limit caller's 900 MiB are not read."""
+    headers = {**MULTIPART, "Authorization": f"Bearer {sign_up(server, 'busy')}"}
+    refused_at_map = [
+        ("operations", None, b'{"query": "{ __typename }", "variables": {"a": null}}'),
+        ("map", None, b'{"0": ["variables.a"], "1": ["variables.b"]}'),
+    ]
+    for _ in range(UPLOADS_PER_HOUR):  # each is counted at intake, then refused at its map
+        answer = await send(
+            f"{server.url}/graphql", headers=headers, chunks=multipart(refused_at_map, BOUNDARY)
+        )
+        assert answer.status == 400, answer.body
+    pid = server.process.pid
+    rss, written = rss_bytes(pid), process_io(pid)["wchar"]
+    megabyte = bytes(MiB)
+    parts: list[tuple[str, str | None, bytes]] = [
+        ("operations", None, json.dumps({"query": UPLOAD, "variables": {"file": None}}).encode()),
+        ("map", None, ONE_FILE_MAP),
+    ]
+    parts += [("0", "a.mp4", megabyte)] + [(f"f{i}", f"f{i}.bin", megabyte) for i in range(899)]
+
+    answer = await send(f"{server.url}/graphql", headers=headers, chunks=multipart(parts, BOUNDARY))
+
+    assert answer.status == 429, answer.body  # refused at intake, before GraphQL runs
+    code, message = graphql_error(answer.json())
+    assert code == "RATE_LIMITED", message
+    assert answer.headers.get("retry-after"), answer.headers
+    assert not answer.sent_all
+    assert answer.sent < 100 * MiB
+    assert rss_bytes(pid) - rss < 32 * MiB
+    assert process_io(pid)["wchar"] - written < MiB
     assert staged(server) == []
 
 
