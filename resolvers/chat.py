@@ -14,12 +14,13 @@ import json
 import logging
 import unicodedata
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import func, insert, update
 from sqlmodel import col, select
 
-from models.base import new_id, utcnow
+from models.base import as_utc, new_id, utcnow
 from models.chat import ChatMessage
 from models.parties import PartyEvent
 from realtime.events import Event
@@ -68,7 +69,7 @@ def _summary(row: ChatMessage) -> dict[str, Any]:
         "author": json.loads(row.author),
         "reply_to": None,
         "media_time": row.media_time,
-        "created_at": row.created_at.isoformat().replace("+00:00", "Z"),
+        "created_at": as_utc(row.created_at).isoformat().replace("+00:00", "Z"),
         "deleted": row.deleted_at is not None,
     }
 
@@ -113,7 +114,8 @@ async def send_message(
                     body=text,
                     reply_to_id=replied["id"] if replied else None,
                     media_time=message["media_time"],
-                    created_at=utcnow(),
+                    # the moment members were told, so history and live agree
+                    created_at=datetime.fromisoformat(message["created_at"]),
                 )
             )
 
@@ -144,7 +146,9 @@ async def delete_message(*, runtime: PartyRuntime, caller: Caller, message_id: s
         row = await session.get(ChatMessage, message_id) if isinstance(message_id, str) else None
     if row is None:
         raise NotFound("message not found")
-    if row.deleted_at is not None:
+    if row.deleted_at is not None:  # already gone: still only for those who could delete it
+        live = await runtime.get(row.party_id)
+        rules.delete_message(live, actor(live, caller), message_id=row.id, author_id=row.member_id)
         return True
     await runtime.apply(
         row.party_id,
@@ -199,7 +203,6 @@ class Page:
     items: list[dict[str, Any]]
     cursors: list[str]
     has_next: bool
-    total: int | None = None
 
 
 def cursor(seq: int) -> str:
@@ -246,19 +249,60 @@ async def messages(
         rows = list(
             (await session.exec(query.order_by(col(ChatMessage.seq).desc()).limit(limit + 1))).all()
         )
-        parents = {row.reply_to_id for row in rows if row.reply_to_id}
-        found = (
-            (await session.exec(select(ChatMessage).where(col(ChatMessage.id).in_(parents)))).all()
-            if parents
-            else []
-        )
-    replies = {row.id: row for row in found}
     page = rows[:limit]
+    replies = await _parents(runtime, {row.reply_to_id for row in page if row.reply_to_id})
     return Page(
         items=[message_fields(row, replies) for row in page],
         cursors=[cursor(row.seq) for row in page],
         has_next=len(rows) > limit,
     )
+
+
+async def count_messages(*, runtime: PartyRuntime, party_id: str) -> int:
+    """How many messages the party's history holds (deleted ones keep their place)."""
+    async with runtime.db.session() as session:
+        query = select(func.count()).where(ChatMessage.party_id == party_id)
+        return int((await session.exec(query)).one())
+
+
+async def message_page(
+    *, runtime: PartyRuntime, caller: Caller, party_id: str, page: int, limit: int
+) -> tuple[list[dict[str, Any]], int]:
+    """REST's numbered pages of the history, newest first: the page's messages and the total."""
+    await require_view(runtime=runtime, caller=caller, party_id=party_id)
+    if not 1 <= limit <= MAX_PAGE:
+        raise BadInput(f"limit must be between 1 and {MAX_PAGE}", field="limit")
+    if page < 1:
+        raise BadInput("page must be 1 or more", field="page")
+    query = (
+        select(ChatMessage)
+        .where(ChatMessage.party_id == party_id)
+        .order_by(col(ChatMessage.seq).desc())
+        .offset((page - 1) * limit)
+        .limit(limit)
+    )
+    async with runtime.db.session() as session:
+        rows = list((await session.exec(query)).all())
+    replies = await _parents(runtime, {row.reply_to_id for row in rows if row.reply_to_id})
+    total = await count_messages(runtime=runtime, party_id=party_id)
+    return [message_fields(row, replies) for row in rows], total
+
+
+async def _parents(runtime: PartyRuntime, ids: set[str]) -> dict[str, ChatMessage]:
+    """The replied-to messages as they are now (a deleted one has lost its text)."""
+    if not ids:
+        return {}
+    async with runtime.db.session() as session:
+        found = (await session.exec(select(ChatMessage).where(col(ChatMessage.id).in_(ids)))).all()
+    return {row.id: row for row in found}
+
+
+async def count_events(*, runtime: PartyRuntime, party_id: str) -> int:
+    """How many events the party's log holds."""
+    await runtime.writer.flush()
+    async with runtime.db.session() as session:
+        query = select(func.count()).where(PartyEvent.party_id == party_id)
+        return int((await session.exec(query)).one())
 
 
 async def events(
@@ -276,17 +320,30 @@ async def events(
             (await session.exec(query.order_by(col(PartyEvent.seq)).limit(limit + 1))).all()
         )
     page = rows[:limit]
+    items = [
+        {
+            "seq": row.seq,
+            "kind": row.kind,
+            "data": json.loads(row.data),
+            "server_time": row.server_time,
+            "media_time": row.media_time,
+        }
+        for row in page
+    ]
+    # A reply carries the message it answered as it was when sent: show that one as it is now
+    # (a deletion since then took its text away).
+    answered = [item["data"]["message"]["reply_to"] for item in items if _is_reply(item)]
+    parents = await _parents(runtime, {reply["id"] for reply in answered})
+    for reply in answered:
+        if reply["id"] in parents:
+            reply.update(_summary(parents[reply["id"]]))
     return Page(
-        items=[
-            {
-                "seq": row.seq,
-                "kind": row.kind,
-                "data": json.loads(row.data),
-                "server_time": row.server_time,
-                "media_time": row.media_time,
-            }
-            for row in page
-        ],
+        items=items,
         cursors=[cursor(row.seq) for row in page],
         has_next=len(rows) > limit,
     )
+
+
+def _is_reply(item: dict[str, Any]) -> bool:
+    message = item["data"].get("message") if item["kind"] == "chat_message" else None
+    return isinstance(message, dict) and isinstance(message.get("reply_to"), dict)

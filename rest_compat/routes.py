@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from starlette.routing import BaseRoute
 
-from rest_compat import auth, channels, docs, openapi, parties, playback, videos, ws
+from rest_compat import auth, channels, chat, docs, openapi, parties, playback, videos, ws
 
 routes: list[BaseRoute] = [
     *auth.routes,
@@ -12,6 +12,7 @@ routes: list[BaseRoute] = [
     *videos.routes,
     *playback.routes,
     *parties.routes,
+    *chat.routes,
     *ws.routes,
     *openapi.routes,
     *docs.routes,

@@ -21,12 +21,21 @@ from models.parties import PartyState as PartyStateEnum
 from models.parties import PartyVisibility as PartyVisibilityEnum
 from models.parties import PlayerState as PlayerStateEnum
 from realtime.events import Event
-from resolvers import urls, videos
+from resolvers import chat, urls, videos
 from resolvers.errors import Forbidden
+from schema.chat_types import (
+    ChatMessage,
+    ChatMessageAdded,
+    ChatMessageConnection,
+    ChatMessageDeleted,
+    Reaction,
+    ReactionAdded,
+)
 from schema.context import Context
 from schema.enums import described_enum
 
 if TYPE_CHECKING:
+    from schema.party_log import PartyEventConnection
     from schema.users import User
     from schema.videos import Video
 
@@ -273,6 +282,62 @@ class Party:
             raise Forbidden(MEMBERS_ONLY)
         return PartyPlayback.from_fields(self._fields["playback"])
 
+    @strawberry.field(
+        description="The chat's history, newest first (members only; a member who joined late "
+        "sees it all). Deleted messages keep their place without their text."
+    )
+    async def messages(
+        self,
+        info: strawberry.Info[Context],
+        first: Annotated[
+            int | None, strawberry.argument(description="0 to 100 messages; default 20.")
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="An edge's cursor: the messages older than it."),
+        ] = None,
+    ) -> ChatMessageConnection:
+        runtime = info.context.services.parties
+        page = await chat.messages(
+            runtime=runtime,
+            caller=await info.context.caller(),
+            party_id=self.id,
+            first=first,
+            after=after,
+        )
+        return ChatMessageConnection.from_page(
+            page, lambda: chat.count_messages(runtime=runtime, party_id=self.id)
+        )
+
+    @strawberry.field(
+        description="The party's log, oldest first, with each event's server time and media "
+        "time (members only): what a replay plays back."
+    )
+    async def events(
+        self,
+        info: strawberry.Info[Context],
+        first: Annotated[
+            int | None, strawberry.argument(description="0 to 100 events; default 20.")
+        ] = None,
+        after: Annotated[
+            str | None,
+            strawberry.argument(description="An edge's cursor: the events after it."),
+        ] = None,
+    ) -> Annotated[PartyEventConnection, strawberry.lazy("schema.party_log")]:
+        from schema.party_log import PartyEventConnection
+
+        runtime = info.context.services.parties
+        page = await chat.events(
+            runtime=runtime,
+            caller=await info.context.caller(),
+            party_id=self.id,
+            first=first,
+            after=after,
+        )
+        return PartyEventConnection.from_page(
+            self.id, page, lambda: chat.count_events(runtime=runtime, party_id=self.id)
+        )
+
 
 @strawberry.type(description="What `joinParty` returns.")
 class PartyJoin:
@@ -324,15 +389,23 @@ class PartyEnded:
     party_id: strawberry.ID = strawberry.field(description="The party that ended.")
 
 
+PartyEventRoot = (
+    PartySnapshot
+    | PlaybackChanged
+    | MemberJoined
+    | MemberLeft
+    | MemberUpdated
+    | ChatMessageAdded
+    | ChatMessageDeleted
+    | ReactionAdded
+    | PartyEnded
+)
 PartyEvent = Annotated[
-    PartySnapshot | PlaybackChanged | MemberJoined | MemberLeft | MemberUpdated | PartyEnded,
+    PartyEventRoot,
     strawberry.union(
         "PartyEvent", description="One event of a party, as `partyEvents` delivers it."
     ),
 ]
-PartyEventRoot = (
-    PartySnapshot | PlaybackChanged | MemberJoined | MemberLeft | MemberUpdated | PartyEnded
-)
 
 
 def party_event(event: Event) -> PartyEventRoot | None:
@@ -349,6 +422,12 @@ def party_event(event: Event) -> PartyEventRoot | None:
         return MemberLeft(member=PartyMember.from_fields(data["member"]), kicked=data["kicked"])
     if kind == "member_updated":
         return MemberUpdated(member=PartyMember.from_fields(data["member"]))
+    if kind == "chat_message":
+        return ChatMessageAdded(message=ChatMessage.from_fields(data["message"]))
+    if kind == "chat_deleted":
+        return ChatMessageDeleted(message_id=strawberry.ID(data["message_id"]))
+    if kind == "reaction":
+        return ReactionAdded(reaction=Reaction.from_fields(data["reaction"]))
     if kind == "party_ended":
         return PartyEnded(party_id=strawberry.ID(data["party_id"]))
     return None

@@ -10,6 +10,7 @@ from strawberry.extensions import SchemaExtension
 from strawberry.types import ExecutionContext
 
 from schema.channels import ChannelMutation, ChannelQuery
+from schema.chat import ChatMutation
 from schema.documents import DocumentCache
 from schema.engine import CachedDocuments, CompiledPlans, self_check
 from schema.errors import DomainErrors
@@ -28,7 +29,14 @@ class Query(UserQuery, ChannelQuery, VideoQuery, PlaybackQuery, PartyQuery):
     description="Changes. Signed-in means `Authorization: Bearer <token>` (or the "
     "Authentication cookie): none is UNAUTHENTICATED, as is a bad or expired one."
 )
-class Mutation(UserMutation, ChannelMutation, VideoUploadMutation, PlaybackMutation, PartyMutation):
+class Mutation(
+    UserMutation,
+    ChannelMutation,
+    VideoUploadMutation,
+    PlaybackMutation,
+    PartyMutation,
+    ChatMutation,
+):
     pass
 
 

@@ -21,6 +21,13 @@ PARTY = (
     f"playback {{ {PLAYBACK} }}"
 )
 
+AUTHOR = "id displayName role"
+MESSAGE = (
+    f"id body author {{ {AUTHOR} }} mediaTime createdAt deleted "
+    f"replyTo {{ id body author {{ {AUTHOR} }} mediaTime createdAt deleted }}"
+)
+REACTION = f"emoji author {{ {AUTHOR} }} mediaTime createdAt"
+
 CREATE = f"""
 mutation Create($videoId: ID!, $name: String, $visibility: PartyVisibility, $control: PartyControl,
                 $password: String, $maxMembers: Int) {{
@@ -64,6 +71,9 @@ subscription Events($partyId: ID!) {{
     ... on MemberJoined {{ member {{ {MEMBER} }} }}
     ... on MemberLeft {{ member {{ {MEMBER} }} kicked }}
     ... on MemberUpdated {{ member {{ {MEMBER} }} }}
+    ... on ChatMessageAdded {{ message {{ {MESSAGE} }} }}
+    ... on ChatMessageDeleted {{ messageId }}
+    ... on ReactionAdded {{ reaction {{ {REACTION} }} }}
     ... on PartyEnded {{ partyId }}
   }}
 }}
@@ -94,3 +104,65 @@ async def join(
 ) -> dict[str, Any]:
     joined: dict[str, Any] = (await ok(client, JOIN, {"code": code, **options}, token))["joinParty"]
     return joined
+
+
+SEND = f"""
+mutation Send($partyId: ID!, $body: String!, $replyTo: ID) {{
+  sendChatMessage(partyId: $partyId, body: $body, replyTo: $replyTo) {{ {MESSAGE} }}
+}}
+"""
+DELETE = "mutation Delete($id: ID!) { deleteChatMessage(id: $id) }"
+REACT = f"""
+mutation React($partyId: ID!, $emoji: String!) {{
+  react(partyId: $partyId, emoji: $emoji) {{ {REACTION} }}
+}}
+"""
+CHAT_SWITCH = """
+mutation Chat($partyId: ID!, $on: Boolean!) {
+  updateParty(partyId: $partyId, chatEnabled: $on) { chatEnabled }
+}
+"""
+MESSAGES = f"""
+query Messages($id: ID!, $first: Int, $after: String) {{
+  party(id: $id) {{
+    messages(first: $first, after: $after) {{
+      totalCount pageInfo {{ hasNextPage endCursor }} edges {{ cursor node {{ {MESSAGE} }} }}
+    }}
+  }}
+}}
+"""
+LOG = f"""
+query Log($id: ID!, $first: Int, $after: String) {{
+  party(id: $id) {{
+    events(first: $first, after: $after) {{
+      totalCount pageInfo {{ hasNextPage endCursor }}
+      edges {{
+        cursor seq serverTime mediaTime
+        node {{
+          __typename
+          ... on PartySnapshot {{
+            party {{ {SETTINGS} members {{ {MEMBER} }} playback {{ {PLAYBACK} }} }}
+          }}
+          ... on PlaybackChanged {{ playback {{ {PLAYBACK} }} }}
+          ... on MemberJoined {{ member {{ {MEMBER} }} }}
+          ... on MemberLeft {{ member {{ {MEMBER} }} kicked }}
+          ... on MemberUpdated {{ member {{ {MEMBER} }} }}
+          ... on ChatMessageAdded {{ message {{ {MESSAGE} }} }}
+          ... on ChatMessageDeleted {{ messageId }}
+          ... on ReactionAdded {{ reaction {{ {REACTION} }} }}
+          ... on PartyEnded {{ partyId }}
+        }}
+      }}
+    }}
+  }}
+}}
+"""
+
+
+async def errors_of(
+    client: httpx.AsyncClient, query: str, variables: dict[str, Any], token: str | None = None
+) -> list[str]:
+    """A GraphQL operation that must fail: its error codes."""
+    body = await gql(client, query, variables, token=token)
+    assert body.get("errors"), body
+    return [error["extensions"]["code"] for error in body["errors"]]

@@ -110,4 +110,6 @@ async def test_signed_in_routes_are_the_seeds(client: httpx.AsyncClient) -> None
         ("POST", "/api/parties/{party_id}/ready"),
         ("PUT", "/api/parties/{party_id}/members/{member_id}/role"),
         ("DELETE", "/api/parties/{party_id}/members/{member_id}"),
+        ("GET", "/api/parties/{party_id}/messages"),
+        ("POST", "/api/parties/{party_id}/messages"),
     }
