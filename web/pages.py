@@ -17,9 +17,12 @@ from models.base import as_utc
 from models.values import UserValue, VideoValue
 from resolvers import auth, urls, videos
 from resolvers.errors import BadInput, DomainError, InvalidToken
+from resolvers.party_rules import REACTIONS
 from resolvers.services import Services
 
 PAGE_SIZE = 12
+#: what each reaction button says to a screen reader, in REACTIONS' order
+REACTION_NAMES = ("thumbs up", "heart", "laughing", "surprised", "sad", "applause", "fire", "party")
 MAX_PAGE = 10_000
 
 templates = Jinja2Templates(directory=Path(__file__).resolve().parent / "templates")
@@ -225,6 +228,7 @@ async def watch(request: Request) -> Response:
             "duration": video.duration,
             "renditions": renditions,
             "selected": preferred or (renditions[-1] if renditions else None),
+            "reactions": list(zip(REACTIONS, REACTION_NAMES, strict=True)),
         },
     )
 

@@ -1,5 +1,7 @@
 """Watch parties in a real browser: a host starts one, a guest follows the invite link, the ready
-barrier holds both until the last member is ready, then both play together; the host kicks."""
+barrier holds both until the last member is ready, then both play together; the host kicks.
+Chat beside the player: messages both ways, markup shown as text, replies, deletes, reactions
+over the video, and the history a late joiner pages through."""
 
 from __future__ import annotations
 
@@ -30,6 +32,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
         "COWATCH_DATA_DIR": str(root / "data"),
         # The barrier waits for a member the test holds back: it must not give up on its own.
         "COWATCH_PARTY_READY_TIMEOUT_S": "60",
+        # The history test posts more than a page of messages at once.
+        "COWATCH_RATE_LIMIT_CHAT": "100/5 seconds",
     }
     for name in ("COWATCH_DATABASE_URL", "COWATCH_REDIS_URL", "COWATCH_STORAGE_URL"):
         env[name] = ""
@@ -238,3 +242,116 @@ def test_a_password_party_asks_guests_for_it(
     expect(member_row(page, "Quinn")).to_contain_text("guest")
     no_page_errors(guest)
     context.close()
+
+
+SCRIPT = '<script>window.pwned = 1</script><img src=x onerror="window.pwned = 2">'
+
+
+def message(page: Page, text: str) -> Any:
+    return page.locator("#chat-log li").filter(has=page.locator(".body", has_text=text))
+
+
+def say(page: Page, text: str) -> None:
+    page.get_by_label("Message", exact=True).fill(text)
+    page.get_by_label("Message", exact=True).press("Enter")
+
+
+def test_members_chat_reply_delete_and_react_with_markup_shown_as_text(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    page = start_party(host, server, video_id)
+    invite = page.get_by_label("Invite link").input_value()
+    guest, guest_page = join_as_guest(browser, invite, "Gwen")
+
+    say(guest_page, "hello from Gwen")
+    expect(message(page, "hello from Gwen")).to_contain_text("Gwen")
+    expect(message(guest_page, "hello from Gwen")).to_have_count(1)
+
+    # Markup in a message is text: shown as typed, nothing runs, no element is made of it.
+    say(page, SCRIPT)
+    for p in (page, guest_page):
+        expect(message(p, "window.pwned")).to_have_count(1)
+        expect(message(p, "window.pwned").locator(".body")).to_have_text(SCRIPT)
+        assert p.locator("#chat-log script, #chat-log img").count() == 0
+        assert p.evaluate("window.pwned") is None
+
+    # A reply quotes its message; times are buttons for the host only.
+    message(guest_page, "window.pwned").get_by_role("button", name="Reply to hannah").click()
+    say(guest_page, "nice try")
+    reply = message(page, "nice try")
+    expect(reply.locator(".quote")).to_have_text(f"↪ hannah: {SCRIPT}")
+    expect(reply.get_by_role("button", name=re.compile(r"^Go to \d:\d\d$"))).to_have_count(1)
+    expect(message(guest_page, "nice try").locator(".time")).to_have_count(1)
+    assert (
+        message(guest_page, "nice try").get_by_role("button", name=re.compile("Go to")).count() == 0
+    )
+
+    # The host deletes the guest's first message: its place stays, its text goes, for both.
+    message(page, "hello from Gwen").get_by_role("button", name="Delete message from Gwen").click()
+    for p in (page, guest_page):
+        expect(message(p, "hello from Gwen")).to_have_count(0)
+        expect(p.locator("#chat-log li.deleted")).to_have_text(re.compile("Message deleted"))
+
+    # A reaction floats over the other member's video.
+    page.evaluate(
+        """() => {
+            window.floated = [];
+            new MutationObserver((changes) => changes.forEach((c) => c.addedNodes.forEach(
+                (n) => window.floated.push([n.textContent, n.dataset.author])
+            ))).observe(document.getElementById("reaction-layer"), { childList: true });
+        }"""
+    )
+    guest_page.get_by_role("button", name="React heart").click()
+    page.wait_for_function("window.floated.length === 1")
+    assert page.evaluate("window.floated") == [["❤️", "Gwen"]]
+
+    guest_page.screenshot(path=OUTPUT / "party-chat.png")
+
+    # The host turns chat off: the guest's box says so.
+    page.get_by_label("Chat on").uncheck()
+    expect(guest_page.get_by_label("Message", exact=True)).to_be_disabled()
+    expect(guest_page.get_by_label("Message", exact=True)).to_have_attribute(
+        "placeholder", "The host turned chat off"
+    )
+    no_page_errors(host, guest)
+    guest.context.close()
+    page.close()
+
+
+def test_a_late_joiner_pages_through_the_history(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    page = start_party(host, server, video_id)
+    invite = page.get_by_label("Invite link").input_value()
+    party_id = page.evaluate("new URLSearchParams(location.search).get('party')")
+    joined = httpx.post(
+        f"{server.url}/api/parties/join",
+        json={"code": invite.rsplit("/", 1)[1], "display_name": "Bot"},
+    )
+    token = joined.json()["member_token"]
+    with connect(f"{server.ws_url}/ws?token={token}", open_timeout=10) as bot:
+        bot.send(json.dumps({"type": "party:subscribe", "party_id": party_id}))
+        frames_until(bot, "party:snapshot")
+        for n in range(1, 26):
+            bot.send(json.dumps({"type": "chat:send", "party_id": party_id, "body": f"line {n}"}))
+        for _ in range(25):
+            frames_until(bot, "party:chat_message")
+    guest, guest_page = join_as_guest(browser, invite, "Late")
+    guest_page.set_viewport_size({"width": 390, "height": 844})  # a phone: chat below the player
+    log = guest_page.locator("#chat-log li")
+    expect(log).to_have_count(20)
+    expect(log.first.locator(".body")).to_have_text("line 6")
+    expect(log.last.locator(".body")).to_have_text("line 25")
+    guest_page.get_by_role("button", name="Earlier messages").click()
+    expect(log).to_have_count(25)
+    expect(log.first.locator(".body")).to_have_text("line 1")
+    expect(guest_page.get_by_role("button", name="Earlier messages")).to_be_hidden()
+    guest_page.screenshot(path=OUTPUT / "party-phone.png", full_page=True)
+    box, player = (
+        guest_page.locator("#chat-log").bounding_box(),
+        guest_page.locator("#video").bounding_box(),
+    )
+    assert box and player and box["y"] > player["y"] + player["height"]
+    no_page_errors(guest)
+    guest.context.close()
+    page.close()

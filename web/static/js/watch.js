@@ -2,6 +2,7 @@
 import { GraphQLError, formatTime, gql } from "./api.js";
 import { ServerClock } from "./clock.js";
 import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
+import { PartyChat } from "./chat.js";
 import { PartyRoom } from "./party.js";
 import { api } from "./partyapi.js";
 import { showProcessing } from "./processing.js";
@@ -149,6 +150,7 @@ function setUpPlayer() {
 function setUpParty(room, player, clock) {
   onConnected = () => clock.start().then(() => player.tick());
   room.attach(player);
+  window.cowatch.chat = new PartyChat(room);
   room.start();
   player.addEventListener("failed", ({ detail }) => {
     lastChange.textContent = `Not shared: ${detail.error.message}`;
