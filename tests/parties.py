@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
 from tests.factories import gql
+
+if TYPE_CHECKING:
+    from tests.live import GraphQLClient, WsClient
 
 MEMBER = "id displayName role user { id username } online player position latencyMs joinedAt"
 PLAYBACK = (
@@ -166,3 +171,99 @@ async def errors_of(
     body = await gql(client, query, variables, token=token)
     assert body.get("errors"), body
     return [error["extensions"]["code"] for error in body["errors"]]
+
+
+@dataclass
+class WsFollower:
+    """A member on `/ws`: frames as they come (snake_case)."""
+
+    client: WsClient
+    party_id: str
+
+    async def playback(self) -> dict[str, Any]:
+        """The next playhead change (other frames before it are skipped)."""
+        frame = await self.client.next_of("party:playback")
+        return {**frame, "waiting_for": [m["id"] for m in frame["waiting_for"]]}
+
+    async def member(self, kind: str, member_id: str, **match: Any) -> dict[str, Any]:
+        """The next `party:member_<kind>` about `member_id` whose member fields match."""
+        frame = await self.client.next_of(
+            f"party:member_{kind}",
+            lambda f: (
+                f["member"]["id"] == member_id
+                and all(f["member"].get(k) == v for k, v in match.items())
+            ),
+        )
+        return {**frame["member"], "kicked": frame.get("kicked"), "frame": frame}
+
+    async def members(self, kind: str, ids: Iterable[str], **match: Any) -> dict[str, Any]:
+        """The next `party:member_<kind>` about each of `ids` whose fields match, in whatever
+        order they come (changes made on different sockets have no order between them)."""
+        wanted, found = set(ids), {}
+        while wanted:
+            frame = await self.client.next_of(
+                f"party:member_{kind}",
+                lambda f: (
+                    f["member"]["id"] in wanted
+                    and all(f["member"].get(k) == v for k, v in match.items())
+                ),
+            )
+            wanted.discard(frame["member"]["id"])
+            found[frame["member"]["id"]] = {**frame["member"], "frame": frame}
+        return found
+
+    async def ready(self, state: str, position: float) -> None:
+        await self.client.party_ready(self.party_id, state, position)
+
+
+TYPENAMES = {"joined": "MemberJoined", "left": "MemberLeft", "updated": "MemberUpdated"}
+
+
+@dataclass
+class GraphQLFollower:
+    """A member on a GraphQL socket (`partyEvents`), its events in the `/ws` frames' terms."""
+
+    client: GraphQLClient
+    op_id: str
+
+    async def playback(self) -> dict[str, Any]:
+        event = await self.client.next_party_event(self.op_id, "PlaybackChanged")
+        p = event["playback"]
+        return {
+            "timestamp": p["timestamp"],
+            "playing": p["playing"],
+            "version": p["version"],
+            "state": p["state"],
+            "effective_at": p["effectiveAt"],
+            "server_time": p["serverTime"],
+            "member_id": p["memberId"],
+            "user_id": p["userId"],
+            "waiting_for": [m["id"] for m in p["waitingFor"]],
+        }
+
+    async def member(self, kind: str, member_id: str, **match: Any) -> dict[str, Any]:
+        event = await self.client.next_party_event(
+            self.op_id,
+            TYPENAMES[kind],
+            lambda e: (
+                e["member"]["id"] == member_id
+                and all(e["member"].get(k) == v for k, v in match.items())
+            ),
+        )
+        return {**event["member"], "kicked": event.get("kicked")}
+
+    async def members(self, kind: str, ids: Iterable[str], **match: Any) -> dict[str, Any]:
+        """As `WsFollower.members`."""
+        wanted, found = set(ids), {}
+        while wanted:
+            event = await self.client.next_party_event(
+                self.op_id,
+                TYPENAMES[kind],
+                lambda e: (
+                    e["member"]["id"] in wanted
+                    and all(e["member"].get(k) == v for k, v in match.items())
+                ),
+            )
+            wanted.discard(event["member"]["id"])
+            found[event["member"]["id"]] = event["member"]
+        return found

@@ -34,13 +34,22 @@ from tests.factories import error_code, gql, make_user, make_videos
 from tests.live import (
     GraphQLClient,
     LiveServer,
-    WsClient,
     graphql_client,
     live_server,
     receive_json,
     ws_client,
 )
-from tests.parties import EVENTS, JOIN, PARTY_BY, REPORT, SEEK, SETTINGS_BY, ok
+from tests.parties import (
+    EVENTS,
+    JOIN,
+    PARTY_BY,
+    REPORT,
+    SEEK,
+    SETTINGS_BY,
+    GraphQLFollower,
+    WsFollower,
+    ok,
+)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -199,70 +208,6 @@ async def make_trio(server: LiveServer, http: httpx.AsyncClient, **body: Any) ->
 
 
 @dataclass
-class WsFollower:
-    """A member on `/ws`: frames as they come (snake_case)."""
-
-    client: WsClient
-    party_id: str
-
-    async def playback(self) -> dict[str, Any]:
-        """The next playhead change (other frames before it are skipped)."""
-        frame = await self.client.next_of("party:playback")
-        return {**frame, "waiting_for": [m["id"] for m in frame["waiting_for"]]}
-
-    async def member(self, kind: str, member_id: str, **match: Any) -> dict[str, Any]:
-        """The next `party:member_<kind>` about `member_id` whose member fields match."""
-        frame = await self.client.next_of(
-            f"party:member_{kind}",
-            lambda f: (
-                f["member"]["id"] == member_id
-                and all(f["member"].get(k) == v for k, v in match.items())
-            ),
-        )
-        return {**frame["member"], "kicked": frame.get("kicked"), "frame": frame}
-
-    async def ready(self, state: str, position: float) -> None:
-        await self.client.party_ready(self.party_id, state, position)
-
-
-TYPENAMES = {"joined": "MemberJoined", "left": "MemberLeft", "updated": "MemberUpdated"}
-
-
-@dataclass
-class GraphQLFollower:
-    """A member on a GraphQL socket (`partyEvents`), its events in the `/ws` frames' terms."""
-
-    client: GraphQLClient
-    op_id: str
-
-    async def playback(self) -> dict[str, Any]:
-        event = await self.client.next_party_event(self.op_id, "PlaybackChanged")
-        p = event["playback"]
-        return {
-            "timestamp": p["timestamp"],
-            "playing": p["playing"],
-            "version": p["version"],
-            "state": p["state"],
-            "effective_at": p["effectiveAt"],
-            "server_time": p["serverTime"],
-            "member_id": p["memberId"],
-            "user_id": p["userId"],
-            "waiting_for": [m["id"] for m in p["waitingFor"]],
-        }
-
-    async def member(self, kind: str, member_id: str, **match: Any) -> dict[str, Any]:
-        event = await self.client.next_party_event(
-            self.op_id,
-            TYPENAMES[kind],
-            lambda e: (
-                e["member"]["id"] == member_id
-                and all(e["member"].get(k) == v for k, v in match.items())
-            ),
-        )
-        return {**event["member"], "kicked": event.get("kicked")}
-
-
-@dataclass
 class Sockets:
     host: WsFollower
     member: WsFollower
@@ -306,10 +251,8 @@ async def all_ready(
     await sockets.host.ready("READY", position)
     await sockets.member.ready("READY", position)
     await report(http, party, party.guest, "READY", position)
-    for person in (party.host, party.member, party.guest):
-        await sockets.host.member(
-            "updated", person.member_id, player="READY", online=True, position=position
-        )
+    ids = (party.host.member_id, party.member.member_id, party.guest.member_id)
+    await sockets.host.members("updated", ids, player="READY", online=True, position=position)
 
 
 async def party_as(http: httpx.AsyncClient, party: Trio, who: Person) -> dict[str, Any]:
@@ -408,13 +351,20 @@ async def test_the_barrier_holds_for_a_buffering_member_then_everyone_starts_tog
                 assert (waiting["state"], waiting["timestamp"]) == ("WAITING", 30)
                 assert set(waiting["waiting_for"]) == everyone and waiting["effective_at"] is None
             await sockets.member.ready("BUFFERING", 29)
+            await sockets.host.member("updated", party.member.member_id, player="BUFFERING")
             await sockets.host.ready("READY", 30)
             await report(http, party, party.guest, "READY", 30)
             # All three reports are in (the host saw them), and the party still waits.
-            await sockets.host.member("updated", party.member.member_id, player="BUFFERING")
-            await sockets.host.member("updated", party.host.member_id, player="READY", position=30)
-            await sockets.host.member("updated", party.guest.member_id, player="READY", position=30)
-            held = (await party_as(http, party, party.host))["playback"]
+            await sockets.host.members(
+                "updated",
+                [party.host.member_id, party.guest.member_id],
+                player="READY",
+                position=30,
+            )
+            held_party = await party_as(http, party, party.host)
+            players = {m["id"]: m["player"] for m in held_party["members"]}
+            assert players[party.member.member_id] == "BUFFERING"
+            held = held_party["playback"]
             assert held["state"] == "WAITING"
             assert [m["id"] for m in held["waiting_for"]] == [party.member.member_id]
             sent = time.time() * 1000
