@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -14,7 +14,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
+from sqlalchemy.sql import ClauseElement
 from sqlmodel.ext.asyncio.session import AsyncSession
+
+from models.raw import RawReads
 
 #: a pooled connection idle longer than this is pinged before use (see `_ping_if_idle`)
 PING_AFTER_IDLE_S = 10.0
@@ -82,10 +85,13 @@ class Database:
             if self.is_sqlite
             else self.engine.execution_options(isolation_level="AUTOCOMMIT")
         )
+        #: PostgreSQL reads on hot paths skip SQLAlchemy's execution layer (models/raw.py)
+        self._raw: RawReads | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
         else:
             _ping_if_idle(self.engine)
+            self._raw = RawReads(self.engine, max_size=pool_size)
         self._sessions = async_sessionmaker(
             self.engine, class_=AsyncSession, expire_on_commit=False
         )
@@ -101,9 +107,24 @@ class Database:
         async with self._reads.connect() as conn:
             yield conn
 
+    async def fetch(
+        self, statement: ClauseElement, params: Mapping[str, Any]
+    ) -> Sequence[Sequence[Any]]:
+        """The rows of one read statement (a module-level Core SELECT), outside any transaction.
+
+        PostgreSQL runs it through asyncpg directly (models/raw.py); SQLite through Core. Either
+        way the engine's `before_cursor_execute` listeners see the statement.
+        """
+        if self._raw is not None:
+            return await self._raw.fetch(statement, params)
+        async with self._reads.connect() as conn:
+            return (await conn.execute(statement, params)).all()  # type: ignore[arg-type]
+
     async def ping(self) -> None:
         async with self.engine.connect() as conn:
             await conn.exec_driver_sql("SELECT 1")
 
     async def dispose(self) -> None:
+        if self._raw is not None:
+            await self._raw.close()
         await self.engine.dispose()

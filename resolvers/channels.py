@@ -67,6 +67,5 @@ _CHANNEL = select_of(ChannelValue).where(
 
 async def read_channel(*, db: Database, slug: str) -> ChannelValue | None:
     """A channel's readable columns by slug, without an ORM session."""
-    async with db.read() as conn:
-        row = (await conn.execute(_CHANNEL, {"slug": slug})).first()
-    return ChannelValue.from_row(row) if row is not None else None
+    rows = await db.fetch(_CHANNEL, {"slug": slug})
+    return ChannelValue.from_row(rows[0]) if rows else None

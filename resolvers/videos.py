@@ -103,8 +103,7 @@ async def feed_slice(
     category = _category(category)
     statement = _FEEDS[(channels, category is not None)]
     params = {"offset": (page - 1) * limit, "limit": limit, "category": category}
-    async with db.read() as conn:
-        rows = (await conn.execute(statement, params)).all()
+    rows = await db.fetch(statement, params)
     if not channels:
         pairs = [split(row, VideoValue, UserValue) for row in rows]
         return FeedSlice(
@@ -127,8 +126,8 @@ async def feed_total(*, db: Database, counts: CountCache, category: str | None) 
 
     async def count() -> int:
         statement = _COUNT if category is None else _COUNT_IN_CATEGORY
-        async with db.read() as conn:
-            return int((await conn.execute(statement, {"category": category})).scalar_one())
+        ((counted,),) = await db.fetch(statement, {"category": category})
+        return int(counted)
 
     return await counts.get(("feed", category), count)
 
@@ -230,9 +229,8 @@ async def read_video(*, db: Database, video_id: str) -> VideoValue | None:
     """A video's readable columns by id (any status); None for an unknown or malformed id."""
     if not _is_uuid(video_id):
         return None
-    async with db.read() as conn:
-        row = (await conn.execute(_VIDEO, {"id": video_id})).first()
-    return VideoValue.from_row(row) if row is not None else None
+    rows = await db.fetch(_VIDEO, {"id": video_id})
+    return VideoValue.from_row(rows[0]) if rows else None
 
 
 _VIDEO_WITH_OWNER = (
@@ -248,32 +246,28 @@ async def read_video_with_owner(
     """A video with its creator and the creator's channel, in one statement."""
     if not _is_uuid(video_id):
         return None
-    async with db.read() as conn:
-        row = (await conn.execute(_VIDEO_WITH_OWNER, {"id": video_id})).first()
-    if row is None:
+    rows = await db.fetch(_VIDEO_WITH_OWNER, {"id": video_id})
+    if not rows:
         return None
-    video, user, channel = split(row, VideoValue, UserValue, ChannelValue)
+    video, user, channel = split(rows[0], VideoValue, UserValue, ChannelValue)
     return video, user, channel if channel.id else None
 
 
 async def users_by_ids(*, db: Database, ids: Sequence[str]) -> list[UserValue | None]:
-    async with db.read() as conn:
-        rows = await conn.execute(_USERS, {"ids": list(set(ids))})
-        found = {row[0]: UserValue.from_row(row) for row in rows}
+    rows = await db.fetch(_USERS, {"ids": list(set(ids))})
+    found = {row[0]: UserValue.from_row(row) for row in rows}
     return [found.get(key) for key in ids]
 
 
 async def channels_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[ChannelValue | None]:
-    async with db.read() as conn:
-        rows = await conn.execute(_CHANNELS, {"ids": list(set(ids))})
-        found = {channel.owner_id: channel for channel in map(ChannelValue.from_row, rows)}
+    rows = await db.fetch(_CHANNELS, {"ids": list(set(ids))})
+    found = {channel.owner_id: channel for channel in map(ChannelValue.from_row, rows)}
     return [found.get(key) for key in ids]
 
 
 async def videos_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[list[VideoValue]]:
     """Each owner's newest transcoded videos (at most CHANNEL_VIDEO_LIMIT each)."""
-    async with db.read() as conn:
-        rows = (await conn.execute(_OWNERS_VIDEOS, {"ids": list(set(ids))})).all()
+    rows = await db.fetch(_OWNERS_VIDEOS, {"ids": list(set(ids))})
     grouped: dict[str, list[VideoValue]] = defaultdict(list)
     for video in map(VideoValue.from_row, rows):
         grouped[video.owner_id].append(video)
@@ -283,11 +277,10 @@ async def videos_by_owner_ids(*, db: Database, ids: Sequence[str]) -> list[list[
 async def renditions_by_video_ids(
     *, db: Database, ids: Sequence[str]
 ) -> list[list[RenditionValue]]:
-    async with db.read() as conn:
-        rows = await conn.execute(_RENDITIONS, {"ids": list(set(ids))})
-        grouped: dict[str, list[RenditionValue]] = defaultdict(list)
-        for rendition in map(RenditionValue.from_row, rows):
-            grouped[rendition.video_id].append(rendition)
+    rows = await db.fetch(_RENDITIONS, {"ids": list(set(ids))})
+    grouped: dict[str, list[RenditionValue]] = defaultdict(list)
+    for rendition in map(RenditionValue.from_row, rows):
+        grouped[rendition.video_id].append(rendition)
     return [grouped.get(key, []) for key in ids]
 
 
