@@ -4,7 +4,7 @@ No token → 403 / UNAUTHENTICATED (the seed's rule); an expired, tampered, `alg
 wrongly signed or revoked token → 401 / UNAUTHENTICATED. No operation today acts on a
 resource owned by someone else (videos, channels and the shared playhead have no owner-only
 actions), so there is no FORBIDDEN row yet; `email` being visible only to its owner is
-tested in test_auth.py.
+tested in tests/resolvers/test_auth.py.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from tests.conftest import TEST_SECRET
-from tests.realtime import start_servers
+from tests.live import start_servers
 from tests.servers import Server
 
 GUESSES = 40

@@ -15,7 +15,7 @@ from resolvers.errors import Unavailable
 from resolvers.hashing import PasswordHashing
 from resolvers.services import Services
 from tests.factories import PASSWORD, make_user
-from tests.realtime import LiveServer, live_server
+from tests.live import LiveServer, live_server
 
 
 async def _held(

@@ -15,6 +15,7 @@ from models import Video, VideoStatus
 from storage.keys import rendition_key, source_key, thumbnail_key
 from storage.local import LocalStorage
 from tests.factories import gql, make_user, make_videos
+from tests.live import live_server
 from tests.media import (
     CAMERA_METADATA,
     aiter_chunks,
@@ -25,8 +26,7 @@ from tests.media import (
     s3_settings,
     wait_for_status,
 )
-from tests.realtime import live_server
-from tests.test_uploads import rest_upload
+from tests.resolvers.test_uploads import rest_upload
 
 __all__ = ["moto_endpoint"]
 GPS = "48.8584"

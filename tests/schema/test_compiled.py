@@ -16,7 +16,7 @@ from models import VideoStatus
 from resolvers.services import Services
 from schema.documents import DocumentCache
 from tests.factories import make_user, make_videos
-from tests.test_videos import add_renditions
+from tests.resolvers.test_videos import add_renditions
 
 DOCUMENTS = 120
 #: root fields with the arguments to try: literals, variables (declared as given), bad values

@@ -14,9 +14,9 @@ from models import TranscodeRun, VideoStatus
 from models.base import utcnow
 from resolvers.services import Services
 from tests.factories import make_user
+from tests.live import live_server
 from tests.media import make_clip, row_count, wait_for_status
-from tests.realtime import live_server
-from tests.test_uploads import rest_upload
+from tests.resolvers.test_uploads import rest_upload
 
 BUDGET_S = 600
 

@@ -24,7 +24,7 @@ from tests.media import (
     scanned_directories,
     wait_for_status,
 )
-from tests.test_uploads import rest_upload
+from tests.resolvers.test_uploads import rest_upload
 
 __all__ = ["moto_endpoint"]
 OTHER_VIDEOS = 50

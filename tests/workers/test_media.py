@@ -12,6 +12,7 @@ from config import Settings
 from models import VideoStatus
 from storage.keys import source_key
 from tests.factories import make_user
+from tests.live import live_server
 from tests.media import (
     create_bucket,
     make_clip,
@@ -20,8 +21,7 @@ from tests.media import (
     s3_settings,
     wait_for_status,
 )
-from tests.realtime import live_server
-from tests.test_uploads import rest_upload
+from tests.resolvers.test_uploads import rest_upload
 
 __all__ = ["moto_endpoint"]
 

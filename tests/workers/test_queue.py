@@ -16,9 +16,9 @@ from config import Settings
 from models import TranscodeRun, VideoStatus
 from resolvers.services import Services
 from tests.factories import Account, make_user
+from tests.live import live_server
 from tests.media import make_clip, wait_for_status
-from tests.realtime import live_server
-from tests.test_uploads import rest_upload
+from tests.resolvers.test_uploads import rest_upload
 from workers.queue import ArqQueue, InProcessQueue
 from workers.worker import build_worker
 

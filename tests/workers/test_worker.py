@@ -1,8 +1,7 @@
-"""The transcode job: arq against the real Redis, failures, retries, progress; local storage."""
+"""The transcode job under the arq worker on the real Redis: failures, retries; local storage."""
 
 from __future__ import annotations
 
-import json
 import os
 import uuid
 from pathlib import Path
@@ -15,19 +14,15 @@ from sqlmodel import col, update
 from config import Settings
 from models import Video, VideoStatus
 from resolvers.services import Services
-from tests.factories import gql, make_user, make_videos
-from tests.live import graphql_client, live_server
+from tests.factories import make_user
+from tests.live import live_server
 from tests.media import make_clip, renditions, wait_for_status
-from tests.test_uploads import rest_upload
+from tests.resolvers.test_uploads import rest_upload
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.queue import ArqQueue
 from workers.worker import build_worker
 
 REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
-PROCESSING_SUBSCRIPTION = (
-    "subscription($id: ID!) { videoProcessing(videoId: $id) "
-    "{ status progress failureReason renditions { quality } } }"
-)
 
 
 def job_ctx(services: Services, **extra: Any) -> dict[str, Any]:
@@ -118,66 +113,3 @@ async def test_a_rerun_job_replaces_its_outputs_and_timeouts_and_retries_end_fai
     assert outcome == "FAILED"
     video = await wait_for_status(services, video_id)
     assert video.failure_reason == f"transcoding was interrupted {MAX_ATTEMPTS} times"
-
-
-async def test_processing_shape_and_missing_fields(
-    client: httpx.AsyncClient, services: Services, tmp_path: Path
-) -> None:
-    account = await make_user(services)
-    (video,) = await make_videos(services, account.user, 1, status=VideoStatus.PROCESSING)
-    details = (await client.get(f"/api/videos/{video.id}")).json()
-    assert details["status"] == "PROCESSING"
-    assert {"id", "title", "description", "creator", "status"} <= details.keys()
-    assert "video_urls" not in details
-    body = await gql(client, "query($id: ID!) { video(id: $id) { renditions { url } } }",
-                     {"id": video.id})  # fmt: skip
-    assert body["data"]["video"]["renditions"] == []
-
-    clip = make_clip(tmp_path / "c.mp4", 320, 240).read_bytes()
-    no_title = await rest_upload(client, account, clip, fields={"description": "x"})
-    assert no_title.status_code == 400
-    assert no_title.json()["error"]["message"] == "title: required"
-    assert list((services.settings.data_dir / "uploads").iterdir()) == []
-    no_file = await client.post(
-        "/api/videos/upload", data={"title": "t"}, files={"other": ("a.txt", b"a", "text/plain")},
-        headers=account.headers,
-    )  # fmt: skip
-    assert no_file.status_code == 400
-    services.settings.max_duration_s = 0.5
-    too_long = await rest_upload(client, account, clip)
-    assert too_long.status_code == 400
-    assert too_long.json()["error"]["message"] == "file: the video lasts 1 s; the limit is 0 s"
-    wide = make_clip(tmp_path / "wide.mp4", 7688, 16, seconds=0.2).read_bytes()
-    too_wide = await rest_upload(client, account, wide)
-    assert too_wide.status_code == 400
-    assert "the limit is 7680x4320" in too_wide.json()["error"]["message"]
-    assert await services.storage.keys() == []
-    anonymous = await client.post(
-        "/api/videos/upload", data={"title": "t"}, files={"file": ("c.mp4", clip, "video/mp4")}
-    )
-    assert anonymous.status_code == 403
-
-
-async def test_video_processing_subscription_streams_until_done(
-    settings: Settings, tmp_path: Path
-) -> None:
-    async with live_server(settings) as server:
-        account = await make_user(server.services)
-        clip = make_clip(tmp_path / "sub.mp4", 640, 360, seconds=2).read_bytes()
-        async with httpx.AsyncClient(base_url=server.url) as client:
-            video_id = (await rest_upload(client, account, clip)).json()["id"]
-        events = []
-        async with graphql_client(server.ws_url, account.token) as socket:
-            subscribe = {"query": PROCESSING_SUBSCRIPTION, "variables": {"id": video_id}}
-            await socket.conn.send(
-                json.dumps({"id": "1", "type": "subscribe", "payload": subscribe})
-            )
-            while (message := await socket.next_message())["type"] != "complete":
-                assert message["type"] == "next", message
-                events.append(message["payload"]["data"]["videoProcessing"])
-    assert events[-1]["status"] == "TRANSCODED", events[-1]
-    assert events[-1]["progress"] == 100
-    assert events[-1]["renditions"] == [{"quality": "240p"}]
-    assert all(event["status"] == "PROCESSING" for event in events[:-1])
-    progress = [event["progress"] for event in events]
-    assert progress == sorted(progress)

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import sqlite3
 from collections import Counter
 from pathlib import Path
 
 import httpx
 import pytest
-import sqlalchemy.exc
 
-from resolvers.faults import is_unavailable
 from tests.conftest import TEST_SECRET
 from tests.live import wait_for
 from tests.pgserver import pg_cluster
@@ -83,22 +80,3 @@ def test_postgres_restart_mid_traffic_heals_without_an_app_restart(tmp_path: Pat
                 after.update(_traffic(server, token))
             assert after == Counter({200: 30, 411: 10}), after
             assert server.process.poll() is None
-
-
-def test_only_unreachable_dependencies_count_as_unavailable() -> None:
-    refused = ConnectionRefusedError(111, "Connection refused")
-    wrapped = sqlalchemy.exc.OperationalError("SELECT 1", {}, refused)
-    lost = sqlalchemy.exc.DBAPIError("SELECT 1", {}, Exception("gone"), connection_invalidated=True)
-    bug = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("no such table: videos"))
-    try:
-        raise RuntimeError("while reading") from refused
-    except RuntimeError as chained:
-        assert is_unavailable(chained)
-    assert is_unavailable(refused)
-    assert is_unavailable(lost)
-    assert not is_unavailable(bug)
-    assert not is_unavailable(ValueError("bad"))
-    assert not is_unavailable(None)
-    assert is_unavailable(wrapped)
-    locked = sqlite3.OperationalError("database is locked")
-    assert is_unavailable(sqlalchemy.exc.OperationalError("UPDATE", {}, locked))

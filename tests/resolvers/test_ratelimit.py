@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
 
 import httpx
 import pytest
 
 from config import Settings
 from models import User
-from realtime.flood import FloodGuard, TokenBucket, Verdict
 from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
 from resolvers.services import Services
 from tests.factories import PASSWORD, error_code, gql, make_user
-from tests.servers import cowatch_serve
 
 REDIS_URL = "redis://127.0.0.1:6379/0"
 
@@ -140,42 +137,3 @@ def test_rules_parse() -> None:
     assert Rule.parse("50/10 seconds") == Rule(50, 10)
     with pytest.raises(ValueError):
         Rule.parse("lots")
-
-
-def test_flood_guard_throttles_then_closes() -> None:
-    now = [0.0]
-    guard = FloodGuard(rate=10, burst=5, strikes=3, clock=lambda: now[0])
-    verdicts = [guard.admit() for _ in range(9)]
-    assert verdicts == [Verdict.ACCEPT] * 5 + [Verdict.THROTTLE] * 3 + [Verdict.CLOSE]
-    calm = FloodGuard(rate=10, burst=5, strikes=3, clock=lambda: now[0])
-    for _ in range(100):
-        now[0] += 0.1
-        assert calm.admit() is Verdict.ACCEPT
-    bucket = TokenBucket(rate=1, burst=1, clock=lambda: now[0])
-    assert bucket.take() and not bucket.take()
-
-
-def test_two_servers_share_one_budget_through_redis(tmp_path: Path) -> None:
-    prefix = f"cowatch-test-{uuid.uuid4().hex}"
-    env = {
-        "COWATCH_REDIS_URL": REDIS_URL,
-        "COWATCH_RATE_LIMIT_PREFIX": prefix,
-        "COWATCH_RATE_LIMIT_API": "5/minute",
-        "COWATCH_DATABASE_URL": "",
-        "COWATCH_STORAGE_URL": "",
-    }
-    with (
-        cowatch_serve({**env, "COWATCH_DATA_DIR": str(tmp_path / "a")}, tmp_path) as a,
-        cowatch_serve({**env, "COWATCH_DATA_DIR": str(tmp_path / "b")}, tmp_path) as b,
-    ):
-        remaining = []
-        for server in (a, b, a, b, a):
-            response = httpx.get(f"{server.url}/api/videos/feed")
-            assert response.status_code == 200, response.text
-            remaining.append(int(response.headers["x-ratelimit-remaining"]))
-        assert remaining == [4, 3, 2, 1, 0]
-        for server in (a, b):
-            refused = httpx.get(f"{server.url}/api/videos/feed")
-            assert refused.status_code == 429
-            assert refused.json()["error"]["code"] == "RATE_LIMITED"
-            assert int(refused.headers["retry-after"]) >= 1

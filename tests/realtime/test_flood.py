@@ -14,6 +14,7 @@ from websockets.typing import Subprotocol
 
 from config import Settings
 from realtime.connection import CLOSE_FLOODING as WS_CLOSE_FLOODING
+from realtime.flood import FloodGuard, TokenBucket, Verdict
 from tests.factories import Account, make_user, make_videos
 from tests.live import (
     LiveServer,
@@ -24,7 +25,7 @@ from tests.live import (
     ws_client,
 )
 
-pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+SQLITE_ONLY = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 BURST = 3
 STRIKES = 3
 
@@ -51,6 +52,7 @@ async def _until_closed(conn: ClientConnection) -> tuple[list[dict[str, Any]], i
     return received, closed.value.rcvd.code
 
 
+@SQLITE_ONLY
 async def test_ws_flooder_is_throttled_then_closed(server: LiveServer, viewer: Account) -> None:
     (video,) = await make_videos(server.services, viewer.user, 1, duration=600.0)
     async with ws_client(server.ws_url, viewer.token) as calm:
@@ -72,6 +74,7 @@ async def test_ws_flooder_is_throttled_then_closed(server: LiveServer, viewer: A
         assert update["timestamp"] == 12.5
 
 
+@SQLITE_ONLY
 async def test_graphql_socket_flooder_is_throttled_then_closed(
     server: LiveServer, viewer: Account
 ) -> None:
@@ -107,3 +110,16 @@ async def _flood_graphql(server: LiveServer, viewer: Account) -> tuple[list[dict
         for _ in range(STRIKES + 5):
             await flooder.send(json.dumps({"type": "ping"}))
         return await _until_closed(flooder)
+
+
+def test_flood_guard_throttles_then_closes() -> None:
+    now = [0.0]
+    guard = FloodGuard(rate=10, burst=5, strikes=3, clock=lambda: now[0])
+    verdicts = [guard.admit() for _ in range(9)]
+    assert verdicts == [Verdict.ACCEPT] * 5 + [Verdict.THROTTLE] * 3 + [Verdict.CLOSE]
+    calm = FloodGuard(rate=10, burst=5, strikes=3, clock=lambda: now[0])
+    for _ in range(100):
+        now[0] += 0.1
+        assert calm.admit() is Verdict.ACCEPT
+    bucket = TokenBucket(rate=1, burst=1, clock=lambda: now[0])
+    assert bucket.take() and not bucket.take()
