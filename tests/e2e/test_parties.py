@@ -501,6 +501,54 @@ async def test_the_host_leaving_hands_the_party_over(server: LiveServer) -> None
             assert (old.status_code, old.json()["error"]["code"]) == (403, "FORBIDDEN")
 
 
+async def test_a_leaving_host_hands_over_to_a_cohost_with_an_account_first(
+    server: LiveServer,
+) -> None:
+    async with http_to(server) as http:
+        party = await make_trio(server, http)
+        late = await make_user(server.services)
+        joined = await http.post(
+            "/api/parties/join", json={"code": party.code}, headers=late.headers
+        )
+        assert joined.status_code == 200, joined.text
+        late_id = joined.json()["member"]["id"]
+        # The guest and the last to join are cohosts; the member joined before both.
+        for member_id in (party.guest.member_id, late_id):
+            role = await http.put(
+                f"/api/parties/{party.id}/members/{member_id}/role",
+                json={"role": "COHOST"},
+                headers=bearer(party.host.token),
+            )
+            assert role.status_code == 200, role.text
+        async with follow(server, party) as sockets, ws_client(server.ws_url, late.token) as ws:
+            await ws.party_subscribe(party.id)
+            await sockets.member.member("updated", late_id, online=True)
+            await ok(http, LEAVE, {"partyId": party.id}, party.host.token)
+            # The cohost with an account takes over (a guest is never host), though the
+            # member has been there longer.
+            for follower in sockets.member, sockets.guest:
+                await follower.member("left", party.host.member_id)
+                assert (await follower.member("updated", late_id))["role"] == "HOST"
+            roles = {
+                m["id"]: m["role"] for m in (await party_as(http, party, party.member))["members"]
+            }
+            assert roles == {
+                party.member.member_id: "MEMBER",
+                party.guest.member_id: "COHOST",
+                late_id: "HOST",
+            }
+            # When that host leaves too, the member with an account is next, not the guest.
+            await ok(http, LEAVE, {"partyId": party.id}, late.token)
+            for follower in sockets.member, sockets.guest:
+                await follower.member("left", late_id)
+                assert (await follower.member("updated", party.member.member_id))["role"] == "HOST"
+            after = await party_as(http, party, party.guest)
+            assert (after["host_member_id"], after["host_user_id"]) == (
+                party.member.member_id,
+                party.member.user_id,
+            )
+
+
 async def test_presence_follows_sockets_that_die_without_a_close_frame(
     server: LiveServer,
 ) -> None:

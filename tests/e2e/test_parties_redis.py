@@ -8,6 +8,7 @@ before everyone starts at one instant. A process that dies takes its members' pr
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -17,12 +18,13 @@ from typing import Any
 
 import httpx
 import pytest
+from redis import asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
 from models import Video, VideoStatus
 from models.db import Database
 from tests.conftest import TEST_SECRET
-from tests.live import graphql_client, start_servers, wait_for, ws_client
+from tests.live import RECEIVE_TIMEOUT_S, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import JOIN, REPORT, GraphQLFollower, WsFollower, ok
 from tests.servers import Server, cowatch_serve
 
@@ -214,6 +216,68 @@ async def test_two_processes_share_members_and_playhead(servers: list[Server], p
             after = {host_id: ("HOST", True), guest_id: ("GUEST", False)}
             assert await members_seen(http_a, pid, host_token) == after
             assert await members_seen(http_b, pid, host_token) == after
+
+
+async def until_entries(party_id: str, member_id: str, count: int) -> None:
+    """Poll the live store until `count` processes hold a presence entry for the member
+    (another process's state: there is no event to await). Polls without blocking the loop,
+    so the sockets keep answering the servers' pings meanwhile."""
+    key = f"cowatch:live:presence:party:{party_id}"
+    client = aioredis.Redis.from_url(SHARED_REDIS)
+    try:
+        async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+            while True:
+                entries = await client.zrange(key, 0, -1)
+                if sum(1 for e in entries if e.decode().split("|")[0] == member_id) == count:
+                    return
+                await asyncio.sleep(0.05)
+    finally:
+        await client.aclose()
+
+
+async def test_a_member_stays_online_while_a_socket_on_either_process_is_open(
+    servers: list[Server], pg_url: str
+) -> None:
+    a, b = servers
+    host_user, host_token = await sign_up(a)
+    video_id = await insert_video(pg_url, host_user)
+    async with (
+        httpx.AsyncClient(base_url=a.url, timeout=60) as http_a,
+        httpx.AsyncClient(base_url=b.url, timeout=60) as http_b,
+    ):
+        created = await http_a.post(
+            "/api/parties", json={"video_id": video_id}, headers=bearer(host_token)
+        )
+        party = created.json()
+        pid, host_id = party["id"], party["host_member_id"]
+        guest = (await ok(http_a, JOIN, {"code": party["code"], "displayName": "Gus"}))["joinParty"]
+        async with ws_client(a.ws_url, guest["memberToken"]) as watcher_ws:
+            watcher = WsFollower(watcher_ws, pid)
+            await watcher_ws.party_subscribe(pid)
+            async with ws_client(a.ws_url, host_token) as on_a:
+                await on_a.party_subscribe(pid)
+                await watcher.member("updated", host_id, online=True)
+                async with ws_client(b.ws_url, host_token) as on_b:
+                    await on_b.party_subscribe(pid)
+                    await until_entries(pid, host_id, 2)
+                await until_entries(pid, host_id, 1)  # B's is gone
+                # The host still has its socket on A: no MemberLeft; the next event is this seek.
+                seek = await http_b.put(
+                    f"/api/parties/{pid}/time", json={"timestamp": 9}, headers=bearer(host_token)
+                )
+                assert seek.status_code == 201, seek.text
+                while (frame := await watcher_ws.next())["type"] != "party:playback":
+                    assert frame["type"] != "party:member_left", frame
+                for http in (http_a, http_b):
+                    online = await members_seen(http, pid, host_token)
+                    assert online[host_id] == ("HOST", True)
+            # Its last socket closed: now it is gone.
+            gone = await watcher.member("left", host_id)
+            assert gone["online"] is False
+            assert (await members_seen(http_b, pid, guest["memberToken"]))[host_id] == (
+                "HOST",
+                False,
+            )
 
 
 async def test_a_process_that_dies_takes_its_members_presence_with_it(
