@@ -32,6 +32,7 @@ class DomainErrors(MaskErrors):
     def _process(self, error: GraphQLError) -> GraphQLError:
         domain = _domain_error(error)
         if domain is not None:
+            self._retry_after(domain)
             return GraphQLError(
                 message=domain.message,
                 nodes=error.nodes,
@@ -58,3 +59,10 @@ class DomainErrors(MaskErrors):
         masked = self.anonymise_error(error)
         masked.extensions = {"code": "INTERNAL_SERVER_ERROR"}
         return masked
+
+    def _retry_after(self, domain: DomainError) -> None:
+        """A refusal that says when to retry (RATE_LIMITED) says it in the HTTP header too."""
+        retry = getattr(domain, "retry_after", None)
+        response = getattr(self.execution_context.context, "response", None)
+        if retry is not None and response is not None:
+            response.headers["Retry-After"] = str(retry)

@@ -217,3 +217,24 @@ async def test_reactions_leave_an_hour_after_the_party_ended(services: Services)
     await runtime.prune_reactions()
     left = await kinds()
     assert "reaction" not in left and "chat_message" in left
+
+
+async def test_reactions_are_limited_harder_than_messages(services: Services) -> None:
+    room = await _room(services)
+
+    async def react(caller: Caller) -> dict[str, object]:
+        return await chat.react(
+            runtime=services.parties,
+            limiter=services.rate_limiter,
+            caller=caller,
+            party_id=room.id,
+            emoji="👏",
+        )
+
+    for _ in range(3):  # COWATCH_RATE_LIMIT_REACTION's default: 3 per 5 s per member
+        await react(room.guest)
+    with pytest.raises(RateLimited):
+        await react(room.guest)
+    assert (await react(room.member))["emoji"] == "👏"  # another member is not affected
+    said = await _say(services, room, room.guest, "still may talk")  # nor the guest's chat
+    assert said["body"] == "still may talk"

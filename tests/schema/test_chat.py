@@ -167,6 +167,7 @@ async def test_a_flooder_is_rate_limited_and_the_others_are_not(
         (error,) = body.json()["errors"]
         assert error["extensions"]["code"] == "RATE_LIMITED"
         assert error["extensions"]["retry_after"] >= 1
+        assert body.headers["Retry-After"] == str(error["extensions"]["retry_after"])
         await say(http, room, room.host, "calm")
         await say(http, room, room.member, "still here")
         received = await chat_until(listener, "p", "still here")
