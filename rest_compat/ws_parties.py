@@ -160,6 +160,8 @@ async def chat_send(session: Session, message: dict[str, Any]) -> str | None:
         return error("BAD_USER_INPUT", "party_id must be a non-empty string", request="chat:send")
     svc = session.services
     reply_to = message.get("reply_to")
+    if reply_to is not None and not isinstance(reply_to, str):
+        return error("BAD_USER_INPUT", "reply_to must be a message id or null", request="chat:send")
     try:
         await chat.send_message(
             runtime=svc.parties,
@@ -167,7 +169,7 @@ async def chat_send(session: Session, message: dict[str, Any]) -> str | None:
             caller=session.caller,
             party_id=party_id,
             body=message.get("body"),
-            reply_to=reply_to if isinstance(reply_to, str) else None,
+            reply_to=reply_to,
         )
     except DomainError as exc:
         return error(exc.code, exc.message, party_id=party_id, request="chat:send", **exc.details)

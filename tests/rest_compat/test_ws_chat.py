@@ -96,6 +96,8 @@ async def test_bad_messages_are_refused_and_nothing_is_stored(server: LiveServer
             (7, {}),
             ("reply", {"reply_to": theirs}),
             ("reply", {"reply_to": "no-such-message"}),
+            ("reply", {"reply_to": 5}),
+            ("reply", {"reply_to": ["a list"]}),
         ):
             await say(host, party, body, **extra)
             refused = await next_of(host, "error")

@@ -37,6 +37,10 @@ mutation R($partyId: ID!, $memberId: ID!) {
 }
 """
 LEAVE = "mutation L($partyId: ID!) { leaveParty(partyId: $partyId) }"
+KICK = """
+mutation K($partyId: ID!, $memberId: ID!) { kickMember(partyId: $partyId, memberId: $memberId) }
+"""
+END = "mutation E($partyId: ID!) { endParty(partyId: $partyId) { id } }"
 
 
 @dataclass
@@ -401,3 +405,27 @@ async def whole_log(http: httpx.AsyncClient, room: Room) -> list[dict[str, Any]]
             assert connection["totalCount"] == len(edges)
             return edges
         after = connection["pageInfo"]["endCursor"]
+
+
+async def test_kicked_members_are_refused_and_an_ended_party_keeps_its_history(
+    server: LiveServer, http: httpx.AsyncClient
+) -> None:
+    room = await make_room(server, http)
+    said = await say(http, room, room.guest, "before the kick")
+    await ok(http, KICK, {"partyId": room.id, "memberId": room.guest_id}, room.host)
+    for query, variables in (
+        (SEND, {"partyId": room.id, "body": "again"}),
+        (REACT, {"partyId": room.id, "emoji": "👍"}),
+        (DELETE, {"id": said["id"]}),
+        (MESSAGES, {"id": room.id}),
+        (LOG, {"id": room.id}),
+    ):
+        assert await errors_of(http, query, variables, room.guest) == ["FORBIDDEN"], query
+    await ok(http, END, {"partyId": room.id}, room.host)
+    assert await errors_of(http, SEND, {"partyId": room.id, "body": "late"}, room.member) == [
+        "PARTY_ENDED"
+    ]
+    history = (await ok(http, MESSAGES, {"id": room.id}, room.member))["party"]["messages"]
+    assert [edge["node"]["body"] for edge in history["edges"]] == ["before the kick"]
+    log = (await ok(http, LOG, {"id": room.id, "first": 100}, room.member))["party"]["events"]
+    assert log["edges"][-1]["node"] == {"__typename": "PartyEnded", "partyId": room.id}
