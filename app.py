@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route, WebSocketRoute
 
 from config import Settings
+from edge.errors import RequestIdMiddleware
 from models.db import Database
 from models.live import open_live_store
 from models.migrate import migrate
@@ -34,7 +35,7 @@ from resolvers.services import Services
 from rest_compat import routes as rest_routes
 from rest_compat.bodylimit import BodySizeLimit
 from rest_compat.csrf import CrossSiteGuard
-from rest_compat.errors import RequestIdMiddleware, handlers
+from rest_compat.errors import handlers
 from rest_compat.headers import SecurityHeadersMiddleware
 from rest_compat.media import routes as media_routes
 from rest_compat.operations import JSON, Shape, operation

@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from edge.refusal import refusal
 from resolvers.errors import PayloadTooLarge
-from rest_compat.refusal import refusal
 
 if TYPE_CHECKING:
     from config import Settings

@@ -22,9 +22,9 @@ from starlette.datastructures import Headers
 from starlette.requests import HTTPConnection
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from edge.refusal import refusal
 from resolvers.auth import COOKIE_NAME
 from resolvers.errors import Forbidden
-from rest_compat.refusal import refusal
 
 if TYPE_CHECKING:
     from config import Settings

@@ -11,12 +11,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from edge.multipart import read_form
 from models import User, VideoStatus
 from models.values import UserValue, VideoValue
 from resolvers import uploads, videos
 from resolvers.errors import BadInput
 from rest_compat.common import media_url, public_base, services
-from rest_compat.multipart import read_form
 from rest_compat.operations import JSON, Shape, operation, requires_user
 
 # Feed and details render plain dicts of exactly these shapes (the hot paths: no model

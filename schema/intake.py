@@ -2,7 +2,7 @@
 
 - A multipart upload (the GraphQL multipart request spec) is admitted first: the caller must
   be signed in and within the upload rate limit before one byte of the body is read. The body
-  is then streamed by the REST reader (`rest_compat/multipart.py`): `operations` and `map`
+  is then streamed by the REST reader (`edge/multipart.py`): `operations` and `map`
   come first, the map may name at most one file, and that file goes straight to the staging
   area with the upload cap; Strawberry gets the operations with the `StagedUpload` in place.
 - The document (`query`) is refused over `COWATCH_GRAPHQL_MAX_BYTES` bytes before parsing,
@@ -30,14 +30,14 @@ from strawberry.schema.exceptions import (
 )
 from strawberry.types.graphql import OperationType
 
+from edge.errors import HTTP_CODES
+from edge.multipart import read_form
+from edge.refusal import graphql_error_response, refusal
 from resolvers import auth
 from resolvers.errors import BadInput, DomainError, PayloadTooLarge, RateLimited, Unauthenticated
 from resolvers.ratelimit import RateClass, caller_key
 from resolvers.services import Services
 from resolvers.uploads import StagedUpload, staging
-from rest_compat.errors import HTTP_CODES
-from rest_compat.multipart import read_form
-from rest_compat.refusal import graphql_error_response, refusal
 from schema.context import Context
 
 if TYPE_CHECKING:

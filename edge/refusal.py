@@ -11,8 +11,8 @@ from typing import Any
 from starlette.responses import JSONResponse
 from starlette.types import Scope
 
+from edge.errors import STATUS, error_response
 from resolvers.errors import DomainError
-from rest_compat.errors import STATUS, error_response
 
 GRAPHQL_PATH = "/graphql"
 
