@@ -609,6 +609,43 @@ async def test_presence_follows_sockets_that_die_without_a_close_frame(
                 }
 
 
+async def test_a_buffering_member_whose_socket_dies_no_longer_holds_the_barrier(
+    server: LiveServer,
+) -> None:
+    """On `server` the ready timeout is a minute: only the member's going offline can release
+    the barrier within the test's receive timeout."""
+    async with http_to(server) as http:
+        party = await make_trio(server, http)
+        async with follow(server, party) as sockets:
+            await all_ready(http, party, sockets, 0)
+            seek = await http.put(
+                f"/api/parties/{party.id}/time",
+                json={"timestamp": 30, "playing": True},
+                headers=bearer(party.host.token),
+            )
+            assert seek.json()["state"] == "WAITING"
+            await sockets.member.ready("BUFFERING", 3)
+            await sockets.host.member("updated", party.member.member_id, player="BUFFERING")
+            await sockets.host.ready("READY", 30)
+            await report(http, party, party.guest, "READY", 30)
+            await sockets.host.members(
+                "updated",
+                [party.host.member_id, party.guest.member_id],
+                player="READY",
+                position=30,
+            )
+            sockets.member.client.conn.transport.abort()
+            for follower in (sockets.host, sockets.guest):
+                gone = await follower.member("left", party.member.member_id)
+                assert gone["online"] is False
+                start = await follower.playback()
+                assert (start["state"], start["timestamp"], start["waiting_for"]) == (
+                    "PLAYING",
+                    30,
+                    [],
+                )
+
+
 # -- who sees what, and refusals -------------------------------------------------------------
 
 
