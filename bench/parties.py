@@ -250,29 +250,38 @@ async def prepare_cowatch(args: argparse.Namespace, target: Target, database_url
     gate = asyncio.Semaphore(32)
     async with httpx.AsyncClient(timeout=60, limits=limits) as http:
 
+        async def post(url: str, **kwargs: Any) -> httpx.Response:
+            # A keep-alive connection the loaded server closed as it was reused: once more.
+            for attempt in range(3):
+                try:
+                    async with gate:
+                        return await http.post(url, **kwargs)
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    if attempt == 2:
+                        raise
+            raise AssertionError("unreachable")
+
         async def party(index: int) -> tuple[str, list[str]]:
             url = urls[index % len(urls)]
-            async with gate:
-                created = await http.post(
-                    f"{url}/api/parties",
-                    json={
-                        "video_id": video_id,
-                        "name": f"bench party {index}",
-                        "visibility": "UNLISTED",
-                        "control": "HOST",
-                        "max_members": args.members,
-                    },
-                    headers=headers,
-                )
+            created = await post(
+                f"{url}/api/parties",
+                json={
+                    "video_id": video_id,
+                    "name": f"bench party {index}",
+                    "visibility": "UNLISTED",
+                    "control": "HOST",
+                    "max_members": args.members,
+                },
+                headers=headers,
+            )
             assert created.status_code == 201, created.text
             body = created.json()
             paths = [f"/ws?token={token}"]
             for j in range(1, args.members):
-                async with gate:
-                    joined = await http.post(
-                        f"{urls[(index + j) % len(urls)]}/api/parties/join",
-                        json={"code": body["code"], "display_name": f"guest {j}"},
-                    )
+                joined = await post(
+                    f"{urls[(index + j) % len(urls)]}/api/parties/join",
+                    json={"code": body["code"], "display_name": f"guest {j}"},
+                )
                 assert joined.status_code == 200, joined.text
                 paths.append(f"/ws?token={joined.json()['member_token']}")
             return body["id"], paths

@@ -45,7 +45,7 @@ def wait_until_healthy(url: str, process: subprocess.Popen[bytes], log_path: Pat
         if process.poll() is not None:
             raise RuntimeError(f"server exited early:\n{log_path.read_text(errors='replace')}")
         try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+            if httpx.get(f"{url}/healthz", timeout=10).status_code == 200:
                 return
         except httpx.TransportError:
             pass
