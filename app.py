@@ -184,4 +184,5 @@ def create_app(settings: Settings | None = None) -> Starlette:
         routes=routes, middleware=middleware, exception_handlers=handlers, lifespan=lifespan
     )
     application.state.schema = schema
+    application.state.graphql = graphql
     return application

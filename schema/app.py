@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
+import msgspec
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.websockets import WebSocket
@@ -26,6 +27,11 @@ class CowatchGraphQL(GraphQLIntake):
         """GraphiQL with an offline note, under a policy of exact URLs and hashes."""
         page = self.ide_page
         return HTMLResponse(page.html, headers={"Content-Security-Policy": page.csp})
+
+    def encode_json(self, data: object) -> bytes:
+        """Answers as compact UTF-8 JSON (msgspec: a fraction of `json.dumps`' time, the same
+        values), on every path, so the fast path and the general one give the same bytes."""
+        return msgspec.json.encode(data)
 
     async def get_context(
         self, request: Request | WebSocket, response: Response | WebSocket

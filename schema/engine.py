@@ -33,6 +33,7 @@ from strawberry.types import ExecutionContext
 
 from schema.compiled import Plan, Unsupported, coerce_variables, compile_plan, run
 from schema.documents import Document, DocumentCache, copy_errors, persisted_query_text
+from schema.fastpath import PLAN_FAILED
 
 _DOCUMENT = "cowatch_document"
 
@@ -90,7 +91,14 @@ class CompiledPlans(SchemaExtension):
     async def on_execute(self) -> AsyncIterator[None]:  # type: ignore[override]
         context = self.execution_context
         document = current_document(context)
-        if document is not None and context.result is None and not context.pre_execution_errors:
+        request = getattr(context.context, "request", None)
+        gave_up = request is not None and request.scope.get(PLAN_FAILED, False)
+        if (
+            document is not None
+            and context.result is None
+            and not context.pre_execution_errors
+            and not gave_up
+        ):
             name = context.operation_name
             plan: Plan | None = document.plan(
                 ("compiled", name), lambda d: compile_plan(context.schema, d.ast, name)

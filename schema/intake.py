@@ -38,6 +38,7 @@ from resolvers.errors import BadInput, DomainError, PayloadTooLarge, RateLimited
 from resolvers.ratelimit import RateClass, caller_key
 from resolvers.services import Services
 from resolvers.uploads import StagedUpload, staging
+from schema import fastpath
 from schema.context import Context
 
 if TYPE_CHECKING:
@@ -149,6 +150,8 @@ class GraphQLIntake(GraphQL[Context, None]):
     def __init__(self, *args: Any, settings: Settings, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.settings = settings
+        #: requests answered by schema/fastpath.py (the rest went through Strawberry)
+        self.fast_answers = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -166,7 +169,11 @@ class GraphQLIntake(GraphQL[Context, None]):
                     finally:
                         _prepared.reset(prepared)
             else:
-                response = await self.run(request)
+                response = await fastpath.answer(self, request, self.settings)  # type: ignore[arg-type]
+                if response is None:
+                    response = await self.run(request)
+                else:
+                    self.fast_answers += 1
         except HTTPException as exc:
             code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")
             response = graphql_error_response(exc.status_code, code, exc.reason)

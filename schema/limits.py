@@ -39,6 +39,7 @@ from strawberry.extensions import (
 from resolvers.errors import BadInput, DomainError, RateLimited
 from resolvers.ratelimit import PER_IP, Decision, RateClass, caller_key
 from schema.engine import current_document
+from schema.fastpath import DECIDED
 from schema.intake import PRECOUNTED
 
 if TYPE_CHECKING:
@@ -129,13 +130,16 @@ class RateLimitOperations(SchemaExtension):
             for counted in precounted:
                 if counted in classes:
                     classes.remove(counted)
-        for rate_class in classes:
+        decided = context.request.scope.get(DECIDED)
+        for rate_class in classes if decided is None else ():
             key = caller_key(
                 secret=services.jwt_secret, token=context.token, ip=ip, per_ip=rate_class in PER_IP
             )
             decision = await services.rate_limiter.hit(rate_class, key)
             if decision is not None:
                 decisions.append(decision)
+        if decided is not None:  # the fast path (schema/fastpath.py) counted this request
+            decisions = list(decided)
         if not decisions:
             return None
         refused = next((d for d in decisions if not d.allowed), None)
