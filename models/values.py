@@ -101,11 +101,17 @@ def select_of(*values: type[Value]) -> sa.Select[Any]:
     return sa.select(*[column for value in values for column in value.columns()])
 
 
+_SPANS: dict[tuple[type[Value], ...], list[tuple[type[Value], int, int]]] = {}
+
+
 def split(row: Any, *values: type[Value]) -> list[Any]:
     """One joined row back into its values, in the order `select_of` took them."""
-    out, start = [], 0
-    for value in values:
-        width = len(value.columns())
-        out.append(value.from_row(row[start : start + width]))
-        start += width
-    return out
+    spans = _SPANS.get(values)
+    if spans is None:
+        spans, start = [], 0
+        for value in values:
+            width = len(value.columns())
+            spans.append((value, start, start + width))
+            start += width
+        _SPANS[values] = spans
+    return [value(*row[start:end]) for value, start, end in spans]

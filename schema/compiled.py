@@ -23,6 +23,7 @@ from __future__ import annotations
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
+from math import isfinite
 from typing import Any
 
 from graphql import (
@@ -32,11 +33,16 @@ from graphql import (
     FloatValueNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
+    GraphQLBoolean,
     GraphQLEnumType,
+    GraphQLFloat,
+    GraphQLID,
+    GraphQLInt,
     GraphQLList,
     GraphQLNonNull,
     GraphQLObjectType,
     GraphQLScalarType,
+    GraphQLString,
     InlineFragmentNode,
     IntValueNode,
     NullValueNode,
@@ -70,6 +76,20 @@ class Output:
     serialize: Callable[[Any], Any] | None = None
     item: Output | None = None
     fields: tuple[Field, ...] = ()
+    #: for graphql-core's own scalars: the Python type its `serialize` returns unchanged
+    #: (values of exactly that type, within range, skip the call; anything else calls it)
+    passes: type | None = None
+
+
+#: graphql-core's built-in serializers and the values each returns as they are: a `str` for
+#: String and ID, a `bool` for Boolean, a finite `float` for Float, an `int` in 32 bits for Int
+_PASSES: dict[Any, type] = {
+    GraphQLString.serialize: str,
+    GraphQLID.serialize: str,
+    GraphQLBoolean.serialize: bool,
+    GraphQLFloat.serialize: float,
+    GraphQLInt.serialize: int,
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,7 +295,10 @@ def _output(schema: Any, graphql_type: Any, node: FieldNode, fragments: dict[str
         item = _output(schema, graphql_type.of_type, node, fragments)
         return Output(kind="list", nullable=nullable, item=item)
     if isinstance(graphql_type, GraphQLScalarType | GraphQLEnumType):
-        return Output(kind="leaf", nullable=nullable, serialize=graphql_type.serialize)
+        serialize = graphql_type.serialize
+        return Output(
+            kind="leaf", nullable=nullable, serialize=serialize, passes=_PASSES.get(serialize)
+        )
     if isinstance(graphql_type, GraphQLObjectType) and node.selection_set is not None:
         return _object(schema, graphql_type, node.selection_set, fragments, nullable=nullable)
     raise Unsupported("abstract type")
@@ -329,8 +352,15 @@ async def _complete(
     if output.kind == "leaf":
         serialize = output.serialize
         assert serialize is not None
+        passes = output.passes
         out: list[Any] = []
         for value in values:
+            if type(value) is passes and (
+                (passes is not int or MIN_INT <= value <= MAX_INT)
+                and (passes is not float or isfinite(value))
+            ):
+                out.append(value)
+                continue
             if value is None:
                 if not output.nullable:
                     raise Unsupported("null")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -103,9 +104,10 @@ class Context:
             raise RuntimeError("this field needs extensions=schema.permissions.signed_in()")
         return self._viewer
 
-    @property
+    @functools.cached_property
     def public_base(self) -> str:
-        """The origin this client reaches us at (`COWATCH_PUBLIC_URL`, else the request's own)."""
+        """The origin this client reaches us at (`COWATCH_PUBLIC_URL`, else the request's own);
+        worked out once per operation (every media URL of a page needs it)."""
         return urls.public_base(
             configured=self.services.settings.public_url, scope=self.request.scope
         )

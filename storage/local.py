@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import uuid
@@ -115,7 +116,7 @@ class LocalStorage:
         return self.url_now(key)
 
     def url_now(self, key: str) -> str:
-        return f"/media/{check_published(check_key(key))}"
+        return _media_path(key)
 
     async def ping(self) -> None:
         if not self.root.is_dir():
@@ -123,3 +124,10 @@ class LocalStorage:
 
     async def close(self) -> None:
         return None
+
+
+@functools.lru_cache(maxsize=65536)
+def _media_path(key: str) -> str:
+    """The served path of a published key (checked once per key: reads ask for the same keys
+    on every page; a refused key raises every time, exceptions are not cached)."""
+    return f"/media/{check_published(check_key(key))}"
