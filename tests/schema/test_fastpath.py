@@ -11,8 +11,8 @@ from config import Settings
 from resolvers.services import Services
 from schema.documents import digest
 from tests.factories import make_user, make_videos
+from tests.resolvers.test_videos import add_renditions
 from tests.schema.test_compiled import _document, general  # noqa: F401 (the fixture)
-from tests.test_videos import add_renditions
 
 FEED = """query Feed($page: Int!, $limit: Int!) {
   feed(page: $page, limit: $limit) { totalPages currentPage
