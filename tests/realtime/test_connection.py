@@ -5,16 +5,20 @@ Every attack here runs against a real server over real sockets, on `/ws` and on 
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
+import jwt
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.typing import Subprotocol
 
+import realtime.connection
 from config import Settings
 from realtime.connection import (
     CLOSE_INVALID_TOKEN,
@@ -107,6 +111,31 @@ async def test_a_socket_closes_when_its_token_expires(
             assert closed.value.rcvd.code == CLOSE_INVALID_TOKEN
             assert closed.value.rcvd.reason == "token has expired"
         short = auth.issue_token(secret=secret, user_id=viewer.user.id, ttl_s=1)
+
+
+async def test_every_message_rechecks_the_tokens_expiry(
+    server: LiveServer, viewer: Account, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without the expiry timer (tokens further out than it arms are checked this way only),
+    the first message after the expiry closes the socket instead of being handled."""
+    monkeypatch.setattr(realtime.connection, "MAX_TIMER_S", -1.0)  # arm no timer
+    secret = server.services.jwt_secret
+    for face in ("ws", "graphql"):
+        short = auth.issue_token(secret=secret, user_id=viewer.user.id, ttl_s=3)
+        expires = jwt.decode(short, options={"verify_signature": False})["exp"]
+        if face == "ws":
+            async with ws_client(server.ws_url, short) as ws:
+                await ws.send({"type": "video:subscribe", "video_id": "x"})
+                assert (await ws.next())["code"] == "NOT_FOUND"  # signed in, answering
+                await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)  # the clock, not a sync
+                await ws.send({"type": "video:subscribe", "video_id": "x"})
+                assert await closed_code(ws.conn) == CLOSE_INVALID_TOKEN
+        else:
+            async with graphql_client(server.ws_url, short) as gql:
+                await asyncio.sleep(max(0.0, expires - time.time()) + 0.1)
+                query = {"id": "me", "type": "subscribe", "payload": {"query": "{ me { email } }"}}
+                await gql.conn.send(json.dumps(query))
+                assert await closed_code(gql.conn) == CLOSE_INVALID_TOKEN
 
 
 async def test_sockets_per_user_and_per_address_are_capped(

@@ -199,6 +199,42 @@ async def test_a_signed_in_upload_over_the_cap_is_cut_off_and_removed(
             [("operations", None, b"[" * 50_000), ("map", None, b"{}")],
             "operations: nested too deeply",
         ),
+        (  # more than 20 text parts
+            [
+                ("operations", None, b'{"query": "{ __typename }"}'),
+                ("map", None, b"{}"),
+                *((f"extra{i}", None, b"x") for i in range(19)),
+            ],
+            "too many form fields",
+        ),
+        (  # a text part over 64 KiB
+            [
+                ("operations", None, b'{"query": "{ __typename }"}'),
+                ("map", None, b"{}"),
+                ("extra", None, bytes(65 * 1024)),
+            ],
+            "extra: too long",
+        ),
+        (  # a part header over python-multipart's 4,224 bytes (a 5 KiB file name)
+            [
+                ("operations", None, b'{"query": "{ __typename }", "variables": {"a": null}}'),
+                ("map", None, b'{"0": ["variables.a"]}'),
+                ("0", "a" * 5 * 1024, bytes(1000)),
+            ],
+            "the multipart body is malformed",
+        ),
+    ],
+    ids=[
+        "two-files",
+        "one-file-two-variables",
+        "unnamed-file",
+        "second-file",
+        "file-before-map",
+        "path-into-nothing",
+        "nested-operations",
+        "too-many-parts",
+        "long-text-part",
+        "long-part-headers",
     ],
 )
 async def test_the_map_is_enforced_before_the_file_is_read(
@@ -267,6 +303,8 @@ async def test_documents_over_the_byte_cap_are_refused_before_parsing(server: Se
             await http.post("/graphql", json={"query": _document(cap)}),
             await http.get("/graphql", params={"query": _document(cap)}),
             await http.post("/graphql", json={"query": "{" + " " * cap + "__typename }"}),
+            # a syntax error if it were parsed: the size is refused first
+            await http.post("/graphql", json={"query": _document(cap).removesuffix(" }")}),
         ):
             assert response.status_code == 413, response.text
             assert graphql_error(response.json()) == (
