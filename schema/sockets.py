@@ -12,7 +12,9 @@ cookie (a cross-origin page's cookie is ignored): an account token, or a party m
 guest's: good for its party's operations only). Without a token the socket is anonymous and
 each operation says whether it needs one (`videoTimestamp`, a video's public room, does not); a
 bad token → 4401 (legacy: `connection_error` first). A frame over `COWATCH_WS_MAX_MESSAGE_BYTES`
-→ 1009, unparsed.
+is refused unparsed: graphql-transport-ws closes with 1009, and with 4400 on any message it
+cannot read (its protocol requires both); the legacy graphql-ws answers an id-less `error` frame
+for either and keeps the socket open, as subscriptions-transport-ws does.
 """
 
 from __future__ import annotations
@@ -115,7 +117,7 @@ class Session:
             await self.not_text()
             return
         if self.connection.too_big(text):
-            await self.connection.close(CLOSE_TOO_BIG, "message too big")
+            await self.too_big()
             return
         try:
             message = json.loads(text)
@@ -139,6 +141,10 @@ class Session:
 
     async def on_open(self) -> None:
         pass
+
+    async def too_big(self) -> None:
+        """A frame over `COWATCH_WS_MAX_MESSAGE_BYTES`, refused unparsed."""
+        await self.connection.close(CLOSE_TOO_BIG, "message too big")
 
     async def not_text(self) -> None:
         raise NotImplementedError
@@ -457,7 +463,17 @@ class LegacySession(Session):
         await self.connection.close(1002, "WebSocket message type must be text")
 
     async def invalid(self, reason: str) -> None:
-        pass  # the legacy protocol ignores what it cannot parse
+        """A message that could not be read: counted by the flood guard like any other."""
+        if await self.connection.admit() is Verdict.ACCEPT:
+            await self.refused(reason)
+
+    async def refused(self, reason: str) -> None:
+        # As subscriptions-transport-ws does: an error frame (no id), and the socket stays open.
+        await self.send({"type": "error", "payload": {"message": reason}})
+
+    async def too_big(self) -> None:
+        limit = self.connection.hub.limits.max_message_bytes
+        await self.invalid(f"message too big: the limit is {limit} bytes")
 
     async def refuse(self, code: int, reason: str) -> None:
         await self.send({"type": "connection_error", "payload": {"message": reason}})
@@ -481,10 +497,13 @@ class LegacySession(Session):
             op_id = message.get("id")
             if isinstance(op_id, str) and await self.stop(op_id):
                 await self.completed(op_id)
+        else:
+            await self.refused(f"Unknown message type: {kind}")
 
     async def start_message(self, message: dict[str, Any]) -> None:
         op_id = message.get("id")
         if not isinstance(op_id, str):
+            await self.refused("start needs a string id")
             return
         if self.context is None:
             await self.connection.close(4401, "Unauthorized")

@@ -1,11 +1,16 @@
-"""Schemathesis against a real `cowatch serve`: /openapi.json and the GraphQL schema.
+"""Schemathesis against a real `cowatch serve`: /openapi.json and the GraphQL schema; then the
+hand-written hostile shapes of issue 10 over HTTP and on the three socket faces (`/ws`,
+graphql-ws, graphql-transport-ws).
 
-No 5xx and no answer outside the documented shape. The seed is fixed, so a failure
-reproduces with the same command; FUZZ_EXAMPLES bounds the run (see docs/RELIABILITY.md).
+No 5xx, no answer outside the documented shape, sockets answered with an error frame (or the
+protocol's close code) instead of a crash, and no ERROR line in the server's log. The seed is
+fixed, so a failure reproduces with the same command; FUZZ_EXAMPLES bounds the run (see
+docs/RELIABILITY.md).
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +26,9 @@ from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 from schemathesis.graphql import nodes
 from schemathesis.specs.openapi.checks import positive_data_acceptance
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 from tests.conftest import TEST_SECRET
 from tests.servers import Server, cowatch_serve
@@ -70,6 +78,16 @@ def token(server: Server) -> str:
     assert login.status_code == 200
     token: str = login.json()["access_token"]
     return token
+
+
+@pytest.fixture
+def fresh_token(server: Server, token: str) -> str:
+    """A token of its own for a test: the fuzzers call logout, which revokes the module's."""
+    account = {"email": "fuzz@example.com", "password": PASSWORD}
+    login = httpx.post(f"{server.url}/api/auth/login", json=account, timeout=60)
+    assert login.status_code == 200, login.text
+    fresh: str = login.json()["access_token"]
+    return fresh
 
 
 def _run(operation: Any, mode: GenerationMode, check: Callable[[Any], None]) -> None:
@@ -138,10 +156,10 @@ KNOWN_CODES = {
 }
 
 
-def test_graphql_schema_never_answers_5xx_or_unmasked(server: Server, token: str) -> None:
+def test_graphql_schema_never_answers_5xx_or_unmasked(server: Server, fresh_token: str) -> None:
     """Domain errors are legitimate answers here (schemathesis counts any `errors` as a bug)."""
     schema = schemathesis.graphql.from_url(f"{server.url}/graphql")
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {fresh_token}"}
 
     def check(case: Any) -> None:
         response = case.call(base_url=server.url, headers=headers, timeout=30)
@@ -234,6 +252,20 @@ def test_hostile_shapes_get_a_clear_4xx(
     assert "ERROR" not in server.log()
 
 
+@pytest.mark.parametrize(
+    ("method", "path"), [("POST", "/api/channels"), ("PUT", "/api/videos/none/time")]
+)
+def test_nested_json_on_signed_in_routes_is_a_400(
+    server: Server, fresh_token: str, method: str, path: str
+) -> None:
+    """Signed in, so the body reaches the JSON decoder (anonymous calls stop at 403)."""
+    headers = {**JSON, "Authorization": f"Bearer {fresh_token}"}
+    response = httpx.request(method, f"{server.url}{path}", headers=headers, content=NESTED)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["code"] in KNOWN_CODES
+    assert "ERROR" not in server.log()
+
+
 @pytest.mark.parametrize("face", ["rest", "graphql"])
 def test_an_absurd_expiry_is_an_invalid_token(server: Server, face: str) -> None:
     headers = {"Authorization": f"Bearer {_absurd_token()}"}
@@ -250,4 +282,204 @@ def test_an_absurd_expiry_is_an_invalid_token(server: Server, face: str) -> None
             "token is invalid",
             "UNAUTHENTICATED",
         )
+    assert "ERROR" not in server.log()
+
+
+# -- sockets: the same hostile shapes on /ws, graphql-ws and graphql-transport-ws ----------
+
+TRANSPORT = [Subprotocol("graphql-transport-ws")]
+LEGACY = [Subprotocol("graphql-ws")]
+#: 60 KB of `[`: under the 64 KiB frame cap, so it reaches the JSON decoder
+NESTED_FRAME = "[" * 60_000
+#: over the 64 KiB frame cap (COWATCH_WS_MAX_MESSAGE_BYTES): refused unread
+OVERSIZE_FRAME = json.dumps({"type": "start", "id": "big", "payload": {"query": "#" * 70_000}})
+#: a subscribe frame under the frame cap whose document is over the 32 KiB document cap
+LONG_DOCUMENT = "#" * 40_000 + "\n{ __typename"  # unparseable: the size is refused first
+SOCKET_TIMEOUT_S = 30
+
+
+async def _next(conn: ClientConnection) -> dict[str, Any]:
+    """The next JSON frame, skipping keepalive pings."""
+    while True:
+        async with asyncio.timeout(SOCKET_TIMEOUT_S):
+            message: dict[str, Any] = json.loads(await conn.recv())
+        if message.get("type") not in ("ping", "ka"):
+            return message
+
+
+async def _close_of(conn: ClientConnection) -> tuple[int, str]:
+    """Read until the server closes: its close code and reason."""
+    with pytest.raises(ConnectionClosed) as closed:
+        while True:
+            await _next(conn)
+    assert closed.value.rcvd is not None, "closed without a close frame"
+    return closed.value.rcvd.code, closed.value.rcvd.reason
+
+
+async def _graphql_socket(server: Server, protocols: list[Subprotocol], token: str) -> Any:
+    conn = await connect(f"{server.ws_url}/graphql", subprotocols=protocols, max_size=None)
+    init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {token}"}}
+    await conn.send(json.dumps(init))
+    ack = await _next(conn)
+    assert ack["type"] == "connection_ack", ack
+    return conn
+
+
+WS_SHAPES = [
+    ("[]", "INVALID_MESSAGE"),
+    ('"payload"', "INVALID_MESSAGE"),
+    ('{"type": "video:subscribe", "payload": "str"}', "BAD_USER_INPUT"),
+    ('{"type": 7}', "UNKNOWN_TYPE"),
+    ('{"type": "video:subscribe", "video_id": ["a", "b"]}', "BAD_USER_INPUT"),
+    (NESTED_FRAME, "INVALID_JSON"),
+    ("not json", "INVALID_JSON"),
+    (OVERSIZE_FRAME, "MESSAGE_TOO_LARGE"),
+]
+
+
+async def test_hostile_frames_on_ws_get_an_error_frame_and_the_socket_stays_open(
+    server: Server, fresh_token: str
+) -> None:
+    headers = {"Authorization": f"Bearer {fresh_token}"}
+    async with connect(f"{server.ws_url}/ws", additional_headers=headers, max_size=None) as conn:
+        for frame, code in WS_SHAPES:
+            await conn.send(frame)
+            reply = await _next(conn)
+            assert (reply["type"], reply["code"]) == ("error", code), (frame[:40], reply)
+        # Still open and answering.
+        await conn.send(json.dumps({"type": "video:subscribe", "video_id": "no-such-video"}))
+        assert (await _next(conn))["code"] == "NOT_FOUND"
+    assert "ERROR" not in server.log()
+
+
+LEGACY_SHAPES = [
+    "[]",
+    '"payload"',
+    '{"type": 7}',
+    '{"type": "no-such-type", "id": "1"}',
+    '{"type": "start", "id": "1", "payload": "str"}',
+    '{"type": "start", "id": "1", "payload": {"query": 5}}',
+    '{"type": "start", "id": "1", "payload": {"query": "{ me { id } }", "variables": [1]}}',
+    '{"type": "start", "id": ["x"], "payload": {"query": "{ me { id } }"}}',
+    NESTED_FRAME,
+    "not json",
+    OVERSIZE_FRAME,
+]
+
+
+async def test_hostile_frames_on_graphql_ws_get_an_error_frame_and_the_socket_stays_open(
+    server: Server, fresh_token: str
+) -> None:
+    conn = await _graphql_socket(server, LEGACY, fresh_token)
+    try:
+        for frame in LEGACY_SHAPES:
+            await conn.send(frame)
+            reply = await _next(conn)
+            assert reply["type"] == "error", (frame[:40], reply)
+            assert isinstance(reply["payload"]["message"], str), reply
+        start = {"type": "start", "id": "ok", "payload": {"query": "{ me { username } }"}}
+        await conn.send(json.dumps(start))
+        data = await _next(conn)
+        assert data["payload"]["data"]["me"]["username"] == "fuzzer", data
+    finally:
+        await conn.close()
+    assert "ERROR" not in server.log()
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        ("[]", 4400),
+        ('"payload"', 4400),
+        ('{"type": 7}', 4400),
+        ('{"id": "1", "type": "subscribe", "payload": "str"}', 4400),
+        ('{"id": ["x"], "type": "subscribe", "payload": {"query": "{ me { id } }"}}', 4400),
+        ('{"id": "1", "type": "no-such-type"}', 4400),
+        (NESTED_FRAME, 4400),
+        ("not json", 4400),
+        (OVERSIZE_FRAME.replace('"start"', '"subscribe"'), 1009),
+    ],
+    ids=[
+        "list",
+        "string",
+        "type-number",
+        "payload-string",
+        "id-list",
+        "unknown-type",
+        "nested",
+        "not-json",
+        "oversize",
+    ],
+)
+async def test_hostile_frames_on_graphql_transport_ws_close_with_its_protocol_code(
+    server: Server, fresh_token: str, frame: str, code: int
+) -> None:
+    """The protocol (graphql-ws's PROTOCOL.md) closes on a message it cannot read: 4400,
+    or 1009 for a frame over the cap; never a dropped connection or a traceback."""
+    conn = await _graphql_socket(server, TRANSPORT, fresh_token)
+    try:
+        await conn.send(frame)
+        closed_with, reason = await _close_of(conn)
+        assert closed_with == code, reason
+        assert reason
+    finally:
+        await conn.close()
+    assert "ERROR" not in server.log()
+
+
+ID_LIST = {"query": "query($id: ID!) { video(id: $id) { id } }", "variables": {"id": [1, 2]}}
+LOGIN = (
+    "mutation($e: String!, $p: String!) { login(email: $e, password: $p) { user { username } } }"
+)
+
+
+async def test_operations_of_every_shape_on_both_graphql_protocols_keep_the_socket(
+    server: Server, fresh_token: str
+) -> None:
+    """A list for an ID!, a document over the byte cap, a mutation over legacy `start` and over
+    `subscribe`: each gets its answer for its id, and the socket carries on."""
+    for protocols, start in ((LEGACY, "start"), (TRANSPORT, "subscribe")):
+        conn = await _graphql_socket(server, protocols, fresh_token)
+        try:
+            for op_id, payload, code in (
+                ("ids", ID_LIST, "GRAPHQL_VALIDATION_FAILED"),
+                ("long", {"query": LONG_DOCUMENT}, "PAYLOAD_TOO_LARGE"),
+            ):
+                await conn.send(json.dumps({"id": op_id, "type": start, "payload": payload}))
+                answer = await _next(conn)
+                assert answer["id"] == op_id, answer
+                errors = (
+                    answer["payload"].get("errors")
+                    if answer["type"] in ("data", "next")
+                    else answer["payload"]
+                )
+                errors = errors if isinstance(errors, list) else [errors]
+                assert errors and errors[0]["extensions"]["code"] == code, answer
+                if answer["type"] in ("data", "next"):
+                    assert (await _next(conn))["type"] == "complete"
+            login = {"query": LOGIN, "variables": {"e": "fuzz@example.com", "p": PASSWORD}}
+            await conn.send(json.dumps({"id": "m", "type": start, "payload": login}))
+            answer = await _next(conn)
+            assert answer["type"] in ("data", "next"), answer
+            assert "errors" not in answer["payload"], answer
+            assert answer["payload"]["data"]["login"]["user"]["username"] == "fuzzer"
+        finally:
+            await conn.close()
+    assert "ERROR" not in server.log()
+
+
+async def test_an_absurd_expiry_on_a_socket_is_an_invalid_token(server: Server) -> None:
+    absurd = _absurd_token()
+    async with connect(
+        f"{server.ws_url}/ws", additional_headers={"Authorization": f"Bearer {absurd}"}
+    ) as conn:
+        assert await _close_of(conn) == (4401, "token is invalid")
+    for protocols in (TRANSPORT, LEGACY):
+        async with connect(f"{server.ws_url}/graphql", subprotocols=protocols) as conn:
+            init = {"type": "connection_init", "payload": {"Authorization": f"Bearer {absurd}"}}
+            await conn.send(json.dumps(init))
+            if protocols is LEGACY:
+                refused = await _next(conn)
+                assert refused["type"] == "connection_error", refused
+            assert await _close_of(conn) == (4401, "token is invalid")
     assert "ERROR" not in server.log()
