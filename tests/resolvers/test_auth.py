@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
 import httpx
@@ -13,11 +14,13 @@ import jwt
 import pytest
 from sqlmodel import select
 
+from config import Settings
 from models import RevokedToken
 from models.base import utcnow
 from resolvers import auth
 from resolvers.services import Services
 from tests.factories import PASSWORD, error_code, gql, make_user
+from tests.live import live_server
 
 SIGNUP_MUTATION = (
     "mutation($e: String!, $p: String!, $u: String!) "
@@ -286,6 +289,13 @@ async def test_graphql_logout_and_pruning(client: httpx.AsyncClient, services: S
 FULLWIDTH_ADA = "\uff21\uff24\uff21"
 
 
+@pytest.fixture
+async def over_tcp(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A real uvicorn on a loopback port: the probe's weak passwords and twins, as it sent them."""
+    async with live_server(settings) as server, httpx.AsyncClient(base_url=server.url) as http:
+        yield http
+
+
 @pytest.mark.parametrize(
     ("password", "message"),
     [
@@ -297,8 +307,9 @@ FULLWIDTH_ADA = "\uff21\uff24\uff21"
     ],
 )
 async def test_weak_passwords_are_refused_on_both_faces(
-    client: httpx.AsyncClient, password: str, message: str
+    over_tcp: httpx.AsyncClient, password: str, message: str
 ) -> None:
+    client = over_tcp
     body = {"email": "weak@example.com", "password": password, "username": "weakling"}
     response = await client.post("/api/auth/signup", json=body)
     assert response.status_code == 400, response.text
@@ -310,7 +321,8 @@ async def test_weak_passwords_are_refused_on_both_faces(
     assert answer["errors"][0]["message"].startswith(message)
 
 
-async def test_look_alike_emails_are_one_account(client: httpx.AsyncClient) -> None:
+async def test_look_alike_emails_are_one_account(over_tcp: httpx.AsyncClient) -> None:
+    client = over_tcp
     first = {"email": "ada@example.com", "password": "analytical engine", "username": "ada"}
     assert (await client.post("/api/auth/signup", json=first)).status_code == 201
     for twin in (f"{FULLWIDTH_ADA}@example.com", "Ada@EXAMPLE.com", "\uff41da@example.com"):

@@ -75,3 +75,22 @@ async def test_a_full_pool_answers_503_with_retry_after_on_both_faces(
         release.set()
         await asyncio.gather(*held)
         assert (await http.post("/api/auth/login", json=credentials)).status_code == 200
+
+
+async def test_attempts_refused_for_a_full_pool_still_count_toward_the_lockout(
+    server: LiveServer, services: Services
+) -> None:
+    """Each attempt is reserved before it waits for a hash: a flood that only meets 503s still
+    locks the account, so a full pool is no way around the lockout."""
+    account = await make_user(services)
+    release, held = await _held(server.services.hashing, 1)
+    async with httpx.AsyncClient(base_url=server.url) as http:
+        for _ in range(server.services.settings.login_max_failures):
+            guess = {"email": account.user.email, "password": "wrong guess"}
+            assert (await http.post("/api/auth/login", json=guess)).status_code == 503
+        release.set()
+        await asyncio.gather(*held)
+        right = {"email": account.user.email, "password": PASSWORD}
+        locked = await http.post("/api/auth/login", json=right)
+        assert locked.status_code == 429, locked.text
+        assert locked.json()["error"]["code"] == "ACCOUNT_LOCKED"

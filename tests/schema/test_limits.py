@@ -7,9 +7,9 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from app import create_app
 from config import Settings
 from tests.factories import error_code, gql
+from tests.live import live_server
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # no data involved
 
@@ -73,11 +73,17 @@ async def test_introspection_is_on_by_default(client: httpx.AsyncClient) -> None
 
 @pytest.fixture
 async def no_introspection(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(settings.model_copy(update={"graphql_introspection": False}))
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
-            yield http
+    """A real uvicorn on a loopback port with introspection off."""
+    off = settings.model_copy(update={"graphql_introspection": False})
+    async with live_server(off) as server, httpx.AsyncClient(base_url=server.url) as http:
+        yield http
+
+
+@pytest.fixture
+async def introspective(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """The same over a real socket with introspection on (the default)."""
+    async with live_server(settings) as server, httpx.AsyncClient(base_url=server.url) as http:
+        yield http
 
 
 async def test_introspection_can_be_turned_off(no_introspection: httpx.AsyncClient) -> None:
@@ -96,12 +102,12 @@ async def test_introspection_can_be_turned_off(no_introspection: httpx.AsyncClie
     ],
 )
 async def test_without_introspection_errors_suggest_no_names(
-    client: httpx.AsyncClient,
+    introspective: httpx.AsyncClient,
     no_introspection: httpx.AsyncClient,
     query: str,
     variables: dict[str, str],
 ) -> None:
-    suggested = await gql(client, query, variables)
+    suggested = await gql(introspective, query, variables)
     assert "Did you mean" in suggested["errors"][0]["message"]  # introspection on: a hint
     body = await gql(no_introspection, query, variables)
     assert error_code(body) == "GRAPHQL_VALIDATION_FAILED"

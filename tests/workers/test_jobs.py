@@ -1,8 +1,11 @@
-"""The transcode job's failure path: only the video's own prefix is listed and cleaned."""
+"""The transcode job's failure path: only the video's own prefix is listed and cleaned, and no
+directory is listed on the event loop (issue 10, item 9: a failure walked the whole media
+directory there). The truncated upload goes to a real uvicorn over a socket."""
 
 from __future__ import annotations
 
 import threading
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import boto3
@@ -11,10 +14,10 @@ import pytest
 
 from config import Settings
 from models import VideoStatus
-from resolvers.services import Services
 from storage.keys import source_key
 from storage.local import LocalStorage
 from tests.factories import make_user
+from tests.live import LiveServer, live_server
 from tests.media import (
     aiter_chunks,
     create_bucket,
@@ -39,9 +42,17 @@ async def settings(settings: Settings, request: pytest.FixtureRequest) -> Settin
     return on_s3
 
 
+@pytest.fixture
+async def server(settings: Settings) -> AsyncIterator[LiveServer]:
+    """A real uvicorn on a loopback port, in this event loop (its thread is the loop's)."""
+    async with live_server(settings) as running:
+        yield running
+
+
 async def test_a_failed_transcode_cleans_its_own_prefix_without_listing_the_store(
-    client: httpx.AsyncClient, services: Services, tmp_path: Path
+    server: LiveServer, tmp_path: Path
 ) -> None:
+    services = server.services
     storage = services.storage
     others = [
         f"videos/{i:08d}-0000-4000-8000-000000000000/{name}"
@@ -55,7 +66,8 @@ async def test_a_failed_transcode_cleans_its_own_prefix_without_listing_the_stor
 
     loop_thread = threading.get_ident()
     with scanned_directories() as scans:
-        response = await rest_upload(client, account, clip[: len(clip) // 2])
+        async with httpx.AsyncClient(base_url=server.url) as client:
+            response = await rest_upload(client, account, clip[: len(clip) // 2])
         assert response.status_code == 202, response.text
         video = await wait_for_status(services, response.json()["id"])
     assert video.status == VideoStatus.FAILED
