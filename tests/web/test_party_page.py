@@ -207,11 +207,19 @@ def test_a_premiere_counts_down_for_every_member(
     page.get_by_role("button", name="Schedule").click()
     for p in (page, guest_page):
         expect(p.locator("#party-countdown")).to_have_text(re.compile(r"^Starts in [12]:\d\d$"))
-    # The host ends the party: everyone's page says so.
+    # The host ends the party: everyone's page says so, and offers its replay.
     page.get_by_role("button", name="End the party").click()
     for p in (page, guest_page):
         expect(p.locator("#party-notice")).to_have_text("This party has ended.")
         expect(p.locator("#party-countdown")).to_be_hidden()
+        expect(p.get_by_role("link", name="Replay this party")).to_be_visible()
+    # The guest's tab kept its member token: the log is still the guest's to read.
+    guest_page.get_by_role("link", name="Replay this party").click()
+    expect(guest_page.locator("#replay")).to_have_attribute("data-state", "ready")
+    guest_page.get_by_label("Replay position").press("End")
+    expect(guest_page.locator("#replay-log li[data-kind=system]")).to_contain_text(
+        ["Pat joined", "The party ended"]
+    )
     no_page_errors(host, guest)
     guest.context.close()
     page.close()
@@ -354,4 +362,197 @@ def test_a_late_joiner_pages_through_the_history(
     assert box and player and box["y"] > player["y"] + player["height"]
     no_page_errors(guest)
     guest.context.close()
+    page.close()
+
+
+LOG = """query Log($id: ID!, $after: String) { party(id: $id) { events(first: 100, after: $after) {
+  pageInfo { hasNextPage endCursor }
+  edges { seq serverTime mediaTime node { __typename
+    ... on PlaybackChanged { playback { version state timestamp playing } }
+    ... on ChatMessageAdded { message { body deleted } }
+  } } } } }"""
+
+
+def party_log(server: Server, token: str, party_id: str) -> list[dict[str, Any]]:
+    edges: list[dict[str, Any]] = []
+    after = None
+    while True:
+        answer = graphql(server, token, LOG, {"id": party_id, "after": after})
+        page = answer["party"]["events"]
+        edges += page["edges"]
+        if not page["pageInfo"]["hasNextPage"]:
+            return edges
+        after = page["pageInfo"]["endCursor"]
+
+
+def graphql(server: Server, token: str, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+    response = httpx.post(
+        f"{server.url}/graphql",
+        headers={"Authorization": f"Bearer {token}"},
+        json={"query": query, "variables": variables},
+    )
+    body = response.json()
+    assert response.status_code == 200 and not body.get("errors"), body
+    data: dict[str, Any] = body["data"]
+    return data
+
+
+def rest(server: Server, token: str, method: str, path: str, body: Any = None) -> Any:
+    response = httpx.request(
+        method,
+        f"{server.url}/api/parties{path}",
+        headers={"Authorization": f"Bearer {token}"},
+        json=body,
+    )
+    assert response.is_success, response.text
+    return response.json() if response.content else None
+
+
+def replay_line(page: Page, kind: str) -> Any:
+    return page.locator(f"#replay-log li[data-kind={kind}]")
+
+
+def test_a_member_replays_an_ended_party_as_it_happened(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    # A session scripted through the API: play, a message, a seek, a reaction, a pause; a
+    # message deleted, a role change, a member who comes and goes; then the host ends it.
+    party = rest(server, host.token, "POST", "", {"video_id": video_id, "name": "Replayed"})
+    party_id, code = party["id"], party["code"]
+    guest = httpx.post(
+        f"{server.url}/api/parties/join", json={"code": code, "display_name": "Gwen"}
+    ).json()
+    gwen, gwen_id = guest["member_token"], guest["member"]["id"]
+    rest(server, host.token, "PUT", f"/{party_id}/time", {"timestamp": 1.0, "playing": True})
+    rest(server, gwen, "POST", f"/{party_id}/messages", {"body": "first <b>look</b>"})
+    rest(server, host.token, "PUT", f"/{party_id}/time", {"timestamp": 4.0, "playing": True})
+    graphql(
+        server,
+        gwen,
+        'mutation($id: ID!) { react(partyId: $id, emoji: "❤️") { emoji } }',
+        {"id": party_id},
+    )
+    rest(server, host.token, "POST", f"/{party_id}/messages", {"body": "after the seek"})
+    rest(server, host.token, "PUT", f"/{party_id}/time", {"timestamp": 5.0, "playing": False})
+    oops = rest(server, gwen, "POST", f"/{party_id}/messages", {"body": "oops"})
+    graphql(
+        server, host.token, "mutation($id: ID!) { deleteChatMessage(id: $id) }", {"id": oops["id"]}
+    )
+    rest(server, gwen, "POST", f"/{party_id}/messages", {"body": "paused here"})
+    rest(server, host.token, "PUT", f"/{party_id}/members/{gwen_id}/role", {"role": "COHOST"})
+    lee = httpx.post(
+        f"{server.url}/api/parties/join", json={"code": code, "display_name": "Lee"}
+    ).json()["member_token"]
+    rest(server, lee, "POST", f"/{party_id}/leave")
+    rest(server, host.token, "POST", f"/{party_id}/end")
+
+    log = party_log(server, host.token, party_id)
+    # The log is its members' only: Lee, who left, may not read it.
+    refused = httpx.post(
+        f"{server.url}/graphql",
+        headers={"Authorization": f"Bearer {lee}"},
+        json={"query": LOG, "variables": {"id": party_id}},
+    ).json()
+    assert refused["errors"] and not (refused["data"] or {}).get("party"), refused
+    start = min(edge["serverTime"] for edge in log)
+    playbacks = [e for e in log if e["node"]["__typename"] == "PlaybackChanged"]
+    play, seek, pause = (
+        [e for e in playbacks if e["node"]["playback"]["timestamp"] == t] for t in (1.0, 4.0, 5.0)
+    )
+    messages = [e for e in log if e["node"]["__typename"] == "ChatMessageAdded"]
+    assert [m["node"]["message"]["body"] for m in messages] == [
+        "first <b>look</b>",
+        "after the seek",
+        None,
+        "paused here",
+    ]
+
+    # The party page says it ended and offers the replay.
+    page = host.page()
+    page.goto(f"{server.url}/watch/{video_id}?party={party_id}")
+    expect(page.locator("#party-notice")).to_have_text("This party has ended.")
+    link = page.get_by_role("link", name="Replay this party")
+    href = link.get_attribute("href")
+    assert href == f"/watch/{video_id}?party={party_id}&replay=1"
+    page.close()
+    # The replay is this page's alone: no socket of any kind.
+    page = host.page()
+    sockets: list[str] = []
+    page.on("websocket", lambda socket: sockets.append(socket.url))
+    page.goto(f"{server.url}{href}")
+    replay = page.locator("#replay")
+    expect(replay).to_have_attribute("data-state", "ready")
+    expect(page.locator("#party-name")).to_have_text("Replay: Replayed")
+    expect(page.locator("#party-live")).to_be_hidden()
+
+    # Played at 2x to the end: every line in the log's order, each message at its media time.
+    page.evaluate(
+        """() => {
+            window.floated = [];
+            window.appended = [];
+            new MutationObserver((changes) => changes.forEach((c) => c.addedNodes.forEach(
+                (n) => window.floated.push([n.textContent, n.dataset.author])
+            ))).observe(document.getElementById("reaction-layer"), { childList: true });
+            new MutationObserver((changes) => changes.forEach((c) => c.addedNodes.forEach(
+                (n) => window.appended.push(Number(n.dataset.seq))
+            ))).observe(document.getElementById("replay-log"), { childList: true });
+        }"""
+    )
+    page.get_by_label("Replay speed").select_option("2")
+    page.get_by_role("button", name="Play replay").click()
+    expect(replay).to_have_attribute("data-state", "ended")
+    rows = replay_line(page, "message")
+    expect(rows).to_have_count(4)
+    expect(rows.locator(".body")).to_have_text(
+        ["first <b>look</b>", "after the seek", "Message deleted", "paused here"]
+    )
+    assert page.locator("#replay-log b").count() == 0
+    shown = [float(t) for t in rows.evaluate_all("(rows) => rows.map((r) => r.dataset.mediaTime)")]
+    assert shown == [m["mediaTime"] for m in messages]
+    expect(rows.locator(".time")).to_have_text([f"0:{int(m['mediaTime']):02d}" for m in messages])
+    assert [int(m["mediaTime"]) for m in messages] == [1, 4, 5, 5]
+    expect(replay_line(page, "reaction")).to_have_text(re.compile("❤️ Gwen"))
+    assert page.evaluate("window.floated") == [["❤️", "Gwen"]]
+    expect(replay_line(page, "system")).to_contain_text(
+        ["Gwen joined", "Gwen is now cohost", "Lee joined", "Lee left", "The party ended"]
+    )
+    # Lines came in the order they were due, each once.
+    due = {e["seq"]: (e["serverTime"], e["seq"]) for e in log}
+    appended = page.evaluate("window.appended")
+    assert appended and appended == sorted(appended, key=due.__getitem__)
+    assert len(set(appended)) == len(appended)
+    OUTPUT.mkdir(exist_ok=True)
+    page.screenshot(path=OUTPUT / "party-replay.png")
+    # The video ends where the party paused.
+    expect(replay).to_have_attribute("data-version", str(pause[-1]["node"]["playback"]["version"]))
+    assert page.evaluate(f"{VIDEO}.paused")
+    assert page.evaluate(f"{VIDEO}.currentTime") == 5.0
+
+    # Moved back to just before the seek: the log up to there, the video where the party was.
+    def move_to(ms: float) -> None:
+        page.evaluate(
+            """(ms) => {
+                const input = document.getElementById("replay-seek");
+                input.value = String(ms);
+                input.dispatchEvent(new Event("input"));
+            }""",
+            ms,
+        )
+        expect(replay).to_have_attribute("data-position", str(round(ms)))
+
+    before = seek[0]["serverTime"] - 1
+    move_to(before - start)
+    expect(replay).to_have_attribute("data-version", str(play[0]["node"]["playback"]["version"]))
+    started = play[-1]["serverTime"]  # PLAYING from 1.0 from then on
+    expected = 1.0 + max(0.0, before - started) / 1000
+    assert abs(page.evaluate(f"{VIDEO}.currentTime") - expected) < 0.001
+    early = [m for m in messages if m["serverTime"] <= before]
+    expect(rows).to_have_count(len(early))
+    # At the seek: the video jumps to where the host sent it.
+    move_to(seek[0]["serverTime"] - start)
+    expect(replay).to_have_attribute("data-version", str(seek[0]["node"]["playback"]["version"]))
+    assert seek[0]["node"]["playback"]["state"] == "WAITING"
+    page.wait_for_function(f"{VIDEO}.currentTime === 4")
+    assert sockets == []
+    no_page_errors(host)
     page.close()

@@ -16,7 +16,7 @@ const REQUESTS = new Set(["chat:send", "chat:delete", "party:react"]);
 
 const $ = (id) => document.getElementById(id);
 
-function element(tag, { text, className, attrs } = {}) {
+export function element(tag, { text, className, attrs } = {}) {
   const node = document.createElement(tag);
   if (text !== undefined) node.textContent = text;
   if (className) node.className = className;
@@ -25,7 +25,7 @@ function element(tag, { text, className, attrs } = {}) {
 }
 
 /** A GraphQL message (camelCase) as the /ws frames carry it (snake_case). */
-function fromGraphQL(node) {
+export function fromGraphQL(node) {
   if (!node) return null;
   return {
     id: node.id,
@@ -300,15 +300,19 @@ export class PartyChat {
   }
 
   float(reaction) {
-    const layer = $("reaction-layer");
-    const bubble = element("span", {
-      className: "floating",
-      text: reaction.emoji,
-      attrs: { title: reaction.author.display_name },
-    });
-    bubble.dataset.author = reaction.author.display_name;
-    bubble.style.left = `${5 + Math.random() * 80}%`; // CSSOM: allowed by the page's CSP
-    bubble.addEventListener("animationend", () => bubble.remove());
-    layer.append(bubble);
+    floatReaction(reaction);
   }
+}
+
+/** A reaction rising over the video: its emoji, its author's name as the tooltip. */
+export function floatReaction(reaction) {
+  const bubble = element("span", {
+    className: "floating",
+    text: reaction.emoji,
+    attrs: { title: reaction.author.display_name },
+  });
+  bubble.dataset.author = reaction.author.display_name;
+  bubble.style.left = `${5 + Math.random() * 80}%`; // CSSOM: allowed by the page's CSP
+  bubble.addEventListener("animationend", () => bubble.remove());
+  $("reaction-layer").append(bubble);
 }

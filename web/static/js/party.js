@@ -2,7 +2,15 @@
 // host controls, the invite link and a premiere's countdown. Everything users wrote (names) is
 // put on the page as text, never as HTML.
 import { formatTime } from "./api.js";
-import { ApiError, api, forget, membership, playbackState, socketUrl } from "./partyapi.js";
+import {
+  ApiError,
+  api,
+  forget,
+  memberGraphQL,
+  membership,
+  playbackState,
+  socketUrl,
+} from "./partyapi.js";
 import { PartySocket } from "./partysocket.js";
 
 const HAVE_FUTURE_DATA = 3;
@@ -68,6 +76,7 @@ export class PartyRoom extends EventTarget {
       const party = await api("GET", `/api/parties/${this.partyId}`, undefined, this.token);
       this.showParty(party);
       $("invite-link").value = party.invite_url;
+      if (party.state === "ENDED") return this.ended();
     } catch (error) {
       return this.refused(error);
     }
@@ -103,6 +112,18 @@ export class PartyRoom extends EventTarget {
     $("party-notice").hidden = false;
     $("host-controls").hidden = true;
     this.dispatchEvent(new CustomEvent("over", { detail: { message } }));
+  }
+
+  /**
+   * The party is over for everyone: its members may replay it (the log is theirs to read, with
+   * the member token this tab keeps for that).
+   */
+  ended() {
+    this.end("This party has ended.");
+    const link = $("replay-link");
+    const video = document.getElementById("watch").dataset.videoId;
+    link.href = `/watch/${encodeURIComponent(video)}?party=${encodeURIComponent(this.partyId)}&replay=1`;
+    link.hidden = false;
   }
 
   socketStatus(status, detail) {
@@ -146,11 +167,12 @@ export class PartyRoom extends EventTarget {
         }
         break;
       case "party:ended":
-        forget(this.partyId);
-        this.end("This party has ended.");
+        this.ended();
         break;
       case "error":
-        if (frame.party_id === this.partyId && !frame.request) {
+        if (frame.party_id === this.partyId && !frame.request && frame.code === "PARTY_ENDED") {
+          this.ended(); // it ended between the page's look and the subscription
+        } else if (frame.party_id === this.partyId && !frame.request) {
           // the subscription itself was refused
           forget(this.partyId);
           this.end(`Cannot join this party: ${frame.message}`);
@@ -327,20 +349,8 @@ export class PartyRoom extends EventTarget {
   }
 
   /** A GraphQL query as this member (its token, or the session cookie). */
-  async graphql(query, variables) {
-    const headers = { "Content-Type": "application/json", Accept: "application/json" };
-    if (this.token) headers.Authorization = `Bearer ${this.token}`;
-    const response = await fetch("/graphql", {
-      method: "POST",
-      headers,
-      body: JSON.stringify({ query, variables }),
-      credentials: "same-origin",
-      signal: AbortSignal.timeout(15000),
-    });
-    const body = await response.json().catch(() => ({}));
-    if (body.errors?.length) throw new Error(body.errors[0].message);
-    if (!body.data) throw new Error(`server answered ${response.status}`);
-    return body.data;
+  graphql(query, variables) {
+    return memberGraphQL(query, variables, this.token);
   }
 
   async hostCall(method, path, body) {

@@ -99,3 +99,20 @@ export function socketUrl(token) {
   const query = token ? `?token=${encodeURIComponent(token)}` : "";
   return `${scheme}//${location.host}/ws${query}`;
 }
+
+/** A GraphQL query as a party's member: its member token, or the session cookie without one. */
+export async function memberGraphQL(query, variables, token = null) {
+  const headers = { "Content-Type": "application/json", Accept: "application/json" };
+  if (token) headers.Authorization = `Bearer ${token}`;
+  const response = await fetch("/graphql", {
+    method: "POST",
+    headers,
+    body: JSON.stringify({ query, variables }),
+    credentials: "same-origin",
+    signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
+  });
+  const body = await response.json().catch(() => ({}));
+  if (body.errors?.length) throw new Error(body.errors[0].message);
+  if (!body.data) throw new Error(`server answered ${response.status}`);
+  return body.data;
+}

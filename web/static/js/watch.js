@@ -4,6 +4,7 @@ import { ServerClock } from "./clock.js";
 import { GraphQLSocket, graphqlSocketUrl } from "./gqlws.js";
 import { PartyChat } from "./chat.js";
 import { PartyRoom } from "./party.js";
+import { PartyReplay } from "./replay.js";
 import { api } from "./partyapi.js";
 import { showProcessing } from "./processing.js";
 import { IN_SYNC, plusMinus, SyncPlayer } from "./sync.js";
@@ -28,6 +29,8 @@ const viewerId = document.body.dataset.viewerId || null;
 const signedIn = Boolean(document.body.dataset.viewer);
 // Inside a watch party (its invite link lands here): the party's playhead, not the video's room.
 const partyId = new URLSearchParams(location.search).get("party");
+// Its replay (a member's, once it ended): played on this page alone, without any socket.
+const replaying = Boolean(partyId) && new URLSearchParams(location.search).has("replay");
 
 // The handshake carries the session cookie: no token in connection_init. Signed out, the socket
 // is anonymous: it follows the video's public room, read-only.
@@ -35,11 +38,9 @@ const connectionParams = () => ({});
 
 let rejections = 0;
 let onConnected = () => {};
-const socket = new GraphQLSocket({
-  url: graphqlSocketUrl(),
-  connectionParams,
-  onStatus: socketStatus,
-});
+const socket = replaying
+  ? null
+  : new GraphQLSocket({ url: graphqlSocketUrl(), connectionParams, onStatus: socketStatus });
 
 function showIndicator(state, text, detail = "") {
   if (!indicator) return; // a page still transcoding has no player yet
@@ -79,7 +80,7 @@ function socketStatus(status) {
   }
 }
 
-if (root.dataset.status === "PROCESSING" && signedIn) {
+if (root.dataset.status === "PROCESSING" && signedIn && socket) {
   showProcessing(socket, videoId, {
     bar: document.getElementById("transcode-progress"),
     text: document.getElementById("transcode-text"),
@@ -87,7 +88,13 @@ if (root.dataset.status === "PROCESSING" && signedIn) {
   });
 }
 
-if (video) setUpPlayer();
+if (video && replaying) {
+  const replay = new PartyReplay({ partyId, video });
+  window.cowatch = { replay };
+  replay.run();
+} else if (video) {
+  setUpPlayer();
+}
 
 function setUpPlayer() {
   const clock = new ServerClock(async () => {
