@@ -556,3 +556,46 @@ def test_a_member_replays_an_ended_party_as_it_happened(
     assert sockets == []
     no_page_errors(host)
     page.close()
+
+
+def test_a_signed_in_invitee_joins_by_link_steers_in_an_everyone_party_and_leaves(
+    browser: Browser, server: Server, host: Viewer, video_id: str
+) -> None:
+    page = start_party(host, server, video_id)
+    invite = page.get_by_label("Invite link").input_value()
+    party_id = page.evaluate("new URLSearchParams(location.search).get('party')")
+    email, token, user_id = api_signup(server.url, "ivan")
+    ivan = Viewer("ivan", email, token, user_id, context_for(browser, server, token))
+
+    # Signed in, the link joins at once with the account: no name asked, a plain member.
+    ivan_page = ivan.page()
+    ivan_page.goto(invite)
+    ivan_page.wait_for_url(re.compile(r"/watch/.+\?party="))
+    expect(member_row(page, "ivan")).to_contain_text("member")
+    expect(member_row(ivan_page, "ivan")).to_contain_text("(you)")
+    expect(member_row(ivan_page, "hannah")).to_contain_text("host")
+
+    # A member may not steer a HOST party...
+    ivan_page.evaluate(f"{VIDEO}.currentTime = 2")
+    expect(ivan_page.locator("#last-change")).to_have_text(
+        "Only the host and cohosts control playback in this party."
+    )
+    # ...until the host lets everyone: then the member's seek moves the party.
+    page.get_by_label("Control mode").select_option("EVERYONE")
+    ivan_page.wait_for_function("window.cowatch.room.party.control === 'EVERYONE'")
+    ivan_page.evaluate(f"{VIDEO}.currentTime = 3")
+    expect(page.locator("#last-change")).to_have_text("ivan paused at 0:03")
+    page.wait_for_function(f"{VIDEO}.currentTime === 3")
+    # The host's own select shows the mode the party has.
+    expect(page.get_by_label("Control mode")).to_have_value("EVERYONE")
+
+    # The Leave link: out of the party, back on the plain video page; the host sees it go.
+    ivan_page.get_by_role("link", name="Leave the party").click()
+    ivan_page.wait_for_url(f"{server.url}/watch/{video_id}")
+    expect(member_row(page, "ivan")).to_have_attribute("data-online", "false")
+    members = rest(server, host.token, "GET", f"/{party_id}")["members"]
+    assert [m["display_name"] for m in members] == ["hannah"]
+    assert ivan_page.evaluate("Object.keys(sessionStorage)") == []
+    no_page_errors(host, ivan)
+    ivan.context.close()
+    page.close()
