@@ -61,6 +61,18 @@ class SecurityHeadersMiddleware:
         #: with a configured public URL the page policy is the same for every request
         self.page_csp = page_csp(settings, settings.public_url) if settings.public_url else None
         self.hsts = (settings.public_url or "").startswith("https://")
+        #: the headers every answer gets unless it brings its own (in this order)
+        self.fixed = [
+            (name.lower().encode(), value.encode())
+            for name, value in (
+                ("X-Content-Type-Options", "nosniff"),
+                ("Referrer-Policy", "strict-origin-when-cross-origin"),
+                ("X-Frame-Options", "DENY"),
+                ("Cross-Origin-Opener-Policy", "same-origin"),
+                ("Permissions-Policy", "camera=(), microphone=(), geolocation=()"),
+                *([("Strict-Transport-Security", "max-age=31536000")] if self.hsts else []),
+            )
+        ]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -69,15 +81,13 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                headers.setdefault("X-Content-Type-Options", "nosniff")
-                headers.setdefault("Referrer-Policy", "strict-origin-when-cross-origin")
-                headers.setdefault("X-Frame-Options", "DENY")
-                headers.setdefault("Cross-Origin-Opener-Policy", "same-origin")
-                headers.setdefault("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
-                if self.hsts:
-                    headers.setdefault("Strict-Transport-Security", "max-age=31536000")
-                headers.setdefault("Content-Security-Policy", self._csp(scope, headers))
+                raw = list(message.get("headers", ()))
+                names = {bytes(name).lower() for name, _ in raw}
+                raw += [pair for pair in self.fixed if pair[0] not in names]
+                if b"content-security-policy" not in names:
+                    csp = self._csp(scope, MutableHeaders(raw=raw))
+                    raw.append((b"content-security-policy", csp.encode("latin-1")))
+                message["headers"] = raw
             await send(message)
 
         await self.app(scope, receive, send_with_headers)

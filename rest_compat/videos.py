@@ -14,7 +14,7 @@ from starlette.routing import Route
 from edge.multipart import read_form
 from models import User, VideoStatus
 from models.values import UserValue, VideoValue
-from resolvers import uploads, videos
+from resolvers import uploads, urls, videos
 from resolvers.errors import BadInput
 from rest_compat.common import media_url, public_base, services
 from rest_compat.operations import JSON, Shape, operation, requires_user
@@ -147,9 +147,18 @@ async def feed(request: Request) -> Response:
     )
     items = []
     base = public_base(request)
+    storage = svc.storage
     for video in page.videos:
         key = video.thumbnail_key
-        thumbnail = await media_url(request, key, base=base) if key else None
+        if key is None:
+            thumbnail = None
+        else:  # local media: the path without I/O; else (presigned S3) through `url`
+            path = storage.url_now(key)
+            thumbnail = (
+                urls.absolute(base, path)
+                if path is not None
+                else await media_url(request, key, base=base)
+            )
         items.append(
             {
                 "id": video.id,
