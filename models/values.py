@@ -96,6 +96,25 @@ class VideoValue(Value):
             object.__setattr__(self, "created_at", self.created_at.replace(tzinfo=UTC))
 
 
+@dataclass(frozen=True, slots=True)
+class FeedItemValue(Value):
+    """What a feed entry shows (REST's feed items, the web's cards): 8 of the video's columns."""
+
+    table: ClassVar[Any] = Video
+    id: str
+    owner_id: str
+    title: str
+    category: str | None
+    thumbnail_key: str | None
+    view_count: int
+    duration: float | None
+    created_at: datetime
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None:  # SQLite hands back naive datetimes; all are UTC
+            object.__setattr__(self, "created_at", self.created_at.replace(tzinfo=UTC))
+
+
 def select_of(*values: type[Value]) -> sa.Select[Any]:
     """SELECT the columns of each value class, in order (split rows with `split`)."""
     return sa.select(*[column for value in values for column in value.columns()])

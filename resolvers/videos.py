@@ -15,7 +15,15 @@ from sqlmodel import col, func, select, update
 
 from models import Channel, Rendition, User, Video, VideoStatus
 from models.db import Database
-from models.values import ChannelValue, RenditionValue, UserValue, VideoValue, select_of, split
+from models.values import (
+    ChannelValue,
+    FeedItemValue,
+    RenditionValue,
+    UserValue,
+    VideoValue,
+    select_of,
+    split,
+)
 from resolvers.counts import CountCache
 from resolvers.errors import BadInput, NotFound
 
@@ -33,7 +41,7 @@ CHANNEL_VIDEO_LIMIT = 100
 
 @dataclass(frozen=True)
 class FeedPage:
-    videos: list[VideoValue]
+    videos: list[FeedItemValue]
     creators: dict[str, UserValue]
     total: int
     total_pages: int
@@ -90,6 +98,16 @@ _FEEDS = {
     for channels in (False, True)
     for category in (False, True)
 }
+#: the feed's entries (REST, web): only the columns an entry shows, by category filter or not
+_FEED_ITEMS = {
+    category: select_of(FeedItemValue, UserValue)
+    .select_from(_WITH_OWNER)
+    .where(_TRANSCODED, *([_IN_CATEGORY] if category else []))
+    .order_by(VIDEOS.c.created_at.desc(), VIDEOS.c.id.desc())
+    .offset(sa.bindparam("offset"))
+    .limit(sa.bindparam("limit"))
+    for category in (False, True)
+}
 _COUNT = sa.select(sa.func.count()).select_from(VIDEOS).where(_TRANSCODED)
 _COUNT_IN_CATEGORY = _COUNT.where(_IN_CATEGORY)
 
@@ -139,12 +157,17 @@ def pages(total: int, limit: int) -> int:
 async def feed(
     *, db: Database, counts: CountCache, page: int, limit: int, category: str | None
 ) -> FeedPage:
-    """A page of the feed and how many pages there are (the count from the count cache)."""
-    found = await feed_slice(db=db, page=page, limit=limit, category=category)
+    """A page of the feed's entries and how many pages there are (the count from the count
+    cache); one statement selecting only what an entry shows."""
+    validate_page(page, limit)
+    category = _category(category)
+    params = {"offset": (page - 1) * limit, "limit": limit, "category": category}
+    rows = await db.fetch(_FEED_ITEMS[category is not None], params)
+    pairs = [split(row, FeedItemValue, UserValue) for row in rows]
     total = await feed_total(db=db, counts=counts, category=category)
     return FeedPage(
-        videos=found.videos,
-        creators=found.creators,
+        videos=[video for video, _ in pairs],
+        creators={user.id: user for _, user in pairs},
         total=total,
         total_pages=pages(total, limit),
         current_page=page,

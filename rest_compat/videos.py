@@ -13,7 +13,7 @@ from starlette.routing import Route
 
 from edge.multipart import read_form
 from models import User, VideoStatus
-from models.values import UserValue, VideoValue
+from models.values import FeedItemValue, UserValue, VideoValue
 from resolvers import uploads, urls, videos
 from resolvers.errors import BadInput
 from rest_compat.common import media_url, public_base, services
@@ -131,7 +131,7 @@ def creator_out(user: UserValue) -> dict[str, str]:
     return {"id": user.id, "username": user.username}
 
 
-def iso(video: VideoValue) -> str:
+def iso(video: VideoValue | FeedItemValue) -> str:
     return video.created_at.isoformat().replace("+00:00", "Z")
 
 

@@ -14,7 +14,7 @@ from starlette.templating import Jinja2Templates
 
 from models import User, Video, VideoStatus
 from models.base import as_utc
-from models.values import UserValue, VideoValue
+from models.values import FeedItemValue, UserValue, VideoValue
 from resolvers import auth, urls, videos
 from resolvers.errors import BadInput, DomainError, InvalidToken
 from resolvers.party_rules import REACTIONS
@@ -121,7 +121,7 @@ def page_links(current: int, total: int) -> list[int | None]:
 
 
 async def card(
-    request: Request, video: Video | VideoValue, creator: UserValue | None
+    request: Request, video: Video | VideoValue | FeedItemValue, creator: UserValue | None
 ) -> dict[str, Any]:
     thumbnail = await media_url(request, video.thumbnail_key) if video.thumbnail_key else None
     return {
