@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -113,25 +114,8 @@ class RawReads:
         for key in _ADAPTER_ONLY:
             kwargs.pop(key, None)
         self._connect_kwargs = kwargs
-        self._max_size = max_size
-        self._pool: asyncpg.Pool | None = None
-        self._opening: asyncio.Lock | None = None
+        self.pool = ReadPool(kwargs, max_size=max_size)
         self._compiled: dict[int, tuple[ClauseElement, Compiled]] = {}
-
-    async def _get_pool(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        if self._opening is None:
-            self._opening = asyncio.Lock()
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(
-                    min_size=0,
-                    max_size=self._max_size,
-                    reset=_nothing_to_reset,
-                    **self._connect_kwargs,
-                )
-        return self._pool
 
     def compiled(self, statement: ClauseElement) -> Compiled:
         # Keyed by identity: read statements are module-level constants; the statement is
@@ -163,7 +147,7 @@ class RawReads:
         dispatch = self.sync_engine.dispatch.before_cursor_execute
         if dispatch:  # statement counters and loggers listening on the engine see the read too
             dispatch(None, None, compiled.sql, tuple(arguments), None, False)
-        pool = await self._get_pool()
+        pool = self.pool
         try:
             records = await self._run(pool, compiled, statement, arguments)
         except TimeoutError as error:  # no connection in time (a subclass of OSError)
@@ -171,7 +155,7 @@ class RawReads:
         except DISCONNECTS:
             # The server went away since this connection was opened (a restart): every
             # connection older than now goes, and the read runs once more on a new one.
-            await pool.expire_connections()
+            pool.expire()
             try:
                 records = await self._run(pool, compiled, statement, arguments)
             except Exception as error:
@@ -190,25 +174,105 @@ class RawReads:
         return rows
 
     async def _run(
-        self, pool: asyncpg.Pool, compiled: Compiled, statement: ClauseElement, arguments: list[Any]
+        self, pool: ReadPool, compiled: Compiled, statement: ClauseElement, arguments: list[Any]
     ) -> list[Any]:
-        async with pool.acquire(timeout=ACQUIRE_TIMEOUT_S) as conn:
+        conn = await pool.acquire()
+        done = False
+        try:
             if compiled.results is None:
                 prepared = await conn.prepare(compiled.sql)
                 compiled.results = _result_processors(
                     statement, self.dialect, prepared.get_attributes()
                 )
-            return await conn.fetch(compiled.sql, *arguments)  # type: ignore[no-any-return]
+            records: list[Any] = await conn.fetch(compiled.sql, *arguments)
+            done = True
+            return records
+        finally:
+            pool.release(conn, reuse=done)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
+        await self.pool.close()
 
 
-async def _nothing_to_reset(_connection: asyncpg.Connection) -> None:
-    """Read connections run one SELECT at a time outside transactions: no state to reset
-    (asyncpg's default reset is one more round trip per release)."""
+class ReadPool:
+    """Connections for one-statement reads: taken and given back without a task, a timer or a
+    reset round trip (asyncpg's own pool spends a task on each release and a query on each
+    reset). A connection whose read did not finish normally (an error, a cancelled request)
+    is closed, never reused; `expire()` retires every connection opened before it."""
+
+    def __init__(self, connect_kwargs: dict[str, Any], *, max_size: int) -> None:
+        self._kwargs = connect_kwargs
+        self._max_size = max_size
+        self._idle: list[asyncpg.Connection] = []
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._generation = 0
+        self._born: dict[int, int] = {}  # id(connection) -> the generation it was opened in
+
+    async def acquire(self) -> asyncpg.Connection:
+        while True:
+            while self._idle:
+                conn = self._idle.pop()
+                if conn.is_closed() or self._born.get(id(conn)) != self._generation:
+                    self._discard(conn)
+                    continue
+                return conn
+            if self._open < self._max_size:
+                self._open += 1
+                generation = self._generation
+                try:
+                    conn = await asyncpg.connect(**self._kwargs)
+                except BaseException:
+                    self._open -= 1
+                    self._wake()
+                    raise
+                self._born[id(conn)] = generation
+                return conn
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                async with asyncio.timeout(ACQUIRE_TIMEOUT_S):
+                    await waiter
+            except BaseException:
+                if waiter in self._waiters:
+                    self._waiters.remove(waiter)
+                elif waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass on the turn this waiter was given
+                raise
+
+    def release(self, conn: asyncpg.Connection, *, reuse: bool) -> None:
+        if reuse and not conn.is_closed() and self._born.get(id(conn)) == self._generation:
+            self._idle.append(conn)
+        else:
+            self._discard(conn)
+        self._wake()
+
+    def expire(self) -> None:
+        """Every connection opened so far is retired (idle ones now, busy ones when released)."""
+        self._generation += 1
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._discard(conn)
+
+    def _discard(self, conn: asyncpg.Connection) -> None:
+        if self._born.pop(id(conn), None) is not None:
+            self._open -= 1
+        if not conn.is_closed():
+            conn.terminate()
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    async def close(self) -> None:
+        idle, self._idle = self._idle, []
+        for conn in idle:
+            self._born.pop(id(conn), None)
+            self._open -= 1
+            await conn.close()
 
 
 def _wrapped(compiled: Compiled, arguments: list[Any], error: Exception) -> Exception:

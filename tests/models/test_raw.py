@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import event
 
+from config import Settings
 from models import VideoStatus
 from models.db import Database
 from models.raw import compile_read
@@ -87,3 +90,26 @@ async def test_a_dropped_connection_is_replaced_and_the_read_retried(
         await admin.close()
     rows = await services.db.fetch(videos._FEEDS[(False, False)], {"offset": 0, "limit": 5})
     assert len(rows) == 2
+
+
+async def test_reads_wait_for_a_connection_and_a_cancelled_one_is_not_reused(
+    settings: Settings, backend: str
+) -> None:
+    if backend != "postgres":
+        pytest.skip("PostgreSQL's own read pool")
+    db = Database(settings.effective_database_url, pool_size=1)
+    try:
+        one = sa.select(sa.literal(1))
+        answers = await asyncio.gather(*(db.fetch(one, {}) for _ in range(5)))
+        assert [list(rows) for rows in answers] == [[(1,)]] * 5  # one connection, taken in turn
+        slow = asyncio.create_task(db.fetch(sa.select(sa.func.pg_sleep(30)), {}))
+        await asyncio.sleep(0)  # one turn: the slow read takes the idle connection, no I/O
+        waiting = asyncio.create_task(db.fetch(one, {}))
+        await asyncio.sleep(0)  # and the next read waits for it
+        slow.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await slow
+        assert list(await waiting) == [(1,)]  # on a new connection, the cancelled one closed
+        assert list(await db.fetch(one, {})) == [(1,)]
+    finally:
+        await db.dispose()
