@@ -137,7 +137,11 @@ async def answer(view: CowatchGraphQL, request: Request, settings: Settings) -> 
         return None
     if decisions:
         shown = min(decisions, key=lambda d: d.remaining)
-        sub_response.headers.update(shown.headers())
+        # as MutableHeaders.update would add them to a response without them, minus its work
+        sub_response.raw_headers.extend(
+            (name.lower().encode("latin-1"), value.encode("latin-1"))
+            for name, value in shown.headers().items()
+        )
     return view.create_response({"data": result}, sub_response)
 
 
