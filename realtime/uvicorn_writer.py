@@ -45,9 +45,11 @@ NEEDED = (
     "last_ping_rtt",
     "ping_timer",
     "pong_timer",
+    "pending_ping_payload",
+    "read_paused",
 )
 #: Methods of uvicorn's protocol the heartbeat calls.
-METHODS = ("handle_connect", "start_keepalive", "stop_keepalive")
+METHODS = ("handle_connect", "start_keepalive", "stop_keepalive", "keepalive_timeout", "receive")
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -114,6 +116,39 @@ def _batching_protocol() -> type[Any]:
             if self.handshake_complete and not self.close_sent and self.pong_timer is None:
                 self.stop_keepalive()
                 self.start_keepalive()
+
+        # The pong deadline. uvicorn reads a socket one message ahead of the app: while a
+        # handler works on one message and the next is queued, it stops reading the socket
+        # (`read_paused`), so the client's pong waits unread in the buffer and the deadline
+        # passes although the client answered in time. A deadline that falls while the server
+        # is not reading is the server's delay, not the client's: it is held over and runs
+        # again, a whole `ping_timeout` long, once the app takes the next message and reading
+        # resumes (a client that really stopped answering is closed then). Without this, a
+        # party member whose message took the server longer than the party's 1 s deadline
+        # (a chat message kept while the database was busy) was closed with 1011 "keepalive
+        # ping timeout" although its pong had arrived.
+        pong_overdue = False
+
+        def keepalive_timeout(self) -> None:
+            if self.read_paused and not self.close_sent and not self.transport.is_closing():
+                self.pong_timer = None
+                self.pong_overdue = True  # the ping stays pending: its pong may be unread
+                return
+            super().keepalive_timeout()
+
+        async def receive(self) -> Any:
+            message = await super().receive()
+            if self.pong_overdue and not self.read_paused:
+                self.pong_overdue = False
+                if self.pending_ping_payload is not None and not self.close_sent:
+                    self.pong_timer = self.loop.call_later(
+                        self.ping_timeout, self.keepalive_timeout
+                    )
+            return message
+
+        def stop_keepalive(self) -> None:
+            super().stop_keepalive()
+            self.pong_overdue = False
 
         def round_trip(self) -> float | None:
             return self.last_ping_rtt or None
