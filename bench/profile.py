@@ -28,7 +28,7 @@ RULES: list[tuple[str, re.Pattern[str]]] = [
         ("HTTP + middleware (uvicorn, Starlette)", r"uvicorn/|starlette/|httptools/"),
         ("asyncio (tasks, futures)", r"asyncio/|uvloop/"),
         ("pydantic", r"pydantic"),
-        ("Cowatch code", r"/(schema|resolvers|rest_compat|models|storage|web)/"),
+        ("Cowatch code", r"(^|[ (/])(schema|resolvers|rest_compat|edge|models|storage|web)/"),
     ]
 ]
 _FRAME = re.compile(r"^(?P<stack>.*) (?P<count>\d+)$")
