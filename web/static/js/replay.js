@@ -155,9 +155,10 @@ export class PartyReplay {
     const { versions, lines } = readLog(edges);
     this.versions = versions;
     this.lines = lines;
+    // A long party's log runs to tens of thousands of events: no spreading them into arguments.
     const times = edges.map((edge) => edge.serverTime);
-    this.start = times.length ? Math.min(...times) : 0;
-    this.length = times.length ? Math.max(...times) - this.start : 0;
+    this.start = times.reduce((a, b) => Math.min(a, b), times[0] ?? 0);
+    this.length = times.reduce((a, b) => Math.max(a, b), this.start) - this.start;
     this.root.dataset.length = String(Math.round(this.length));
     this.root.dataset.start = String(this.start);
     this.seekInput.max = String(Math.round(this.length));
@@ -195,7 +196,8 @@ export class PartyReplay {
       if (!data.party) throw new Error("party not found");
       $("party-name").textContent = `Replay: ${data.party.name}`;
       const page = data.party.events;
-      edges.push(...page.edges);
+      for (const edge of page.edges) edges.push(edge);
+      $("replay-status").textContent = `Loading the party's log… ${edges.length} events`;
       if (!page.pageInfo.hasNextPage) return edges;
       after = page.pageInfo.endCursor;
     }
