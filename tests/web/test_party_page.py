@@ -565,6 +565,19 @@ def test_a_member_replays_an_ended_party_as_it_happened(
     no_page_errors(host)
     page.close()
 
+    # Anyone else is told the replay is the members'.
+    context = context_for(browser, server)
+    outsider = Viewer("outsider", "", "", "", context)
+    other = outsider.page()
+    other.goto(f"{server.url}{href}")
+    expect(other.locator("#replay")).to_have_attribute("data-state", "error")
+    expect(other.locator("#replay-status")).to_have_text(
+        "Replay unavailable: only the party's members may replay it."
+    )
+    expect(other.locator("#replay-log li")).to_have_count(0)
+    no_page_errors(outsider)
+    context.close()
+
 
 def test_a_signed_in_invitee_joins_by_link_steers_in_an_everyone_party_and_leaves(
     browser: Browser, server: Server, host: Viewer, video_id: str

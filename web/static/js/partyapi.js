@@ -112,7 +112,11 @@ export async function memberGraphQL(query, variables, token = null) {
     signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
   });
   const body = await response.json().catch(() => ({}));
-  if (body.errors?.length) throw new Error(body.errors[0].message);
+  if (body.errors?.length) {
+    const error = new Error(body.errors[0].message);
+    error.code = body.errors[0].extensions?.code ?? "ERROR";
+    throw error;
+  }
   if (!body.data) throw new Error(`server answered ${response.status}`);
   return body.data;
 }

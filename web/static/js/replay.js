@@ -149,7 +149,10 @@ export class PartyReplay {
       edges = await this.load();
     } catch (error) {
       this.setState("error");
-      $("replay-status").textContent = `Replay unavailable: ${error.message}`;
+      // An ended party answers anyone not (or no longer) in it so: the log is its members'.
+      const outsider = ["PARTY_ENDED", "FORBIDDEN", "UNAUTHENTICATED"].includes(error.code);
+      const why = outsider ? "only the party's members may replay it" : error.message;
+      $("replay-status").textContent = `Replay unavailable: ${why}.`;
       return;
     }
     const { versions, lines } = readLog(edges);
