@@ -144,6 +144,26 @@ def no_page_errors(*viewers: Viewer) -> None:
     assert not errors, (errors, [viewer.console for viewer in viewers])
 
 
+def test_a_token_an_earlier_version_left_in_local_storage_is_removed(
+    browser: Browser, server: Server
+) -> None:
+    """Earlier versions kept the JWT in localStorage, readable by any injected script; every
+    page now removes it (issue 10, item 12)."""
+    context = browser.new_context()
+    page = context.new_page()
+    page.goto(f"{server.url}/login")
+    page.evaluate(
+        "localStorage.setItem('cowatch.token', 'left.over.jwt');"
+        "localStorage.setItem('cowatch.user', '{}')"
+    )
+    page.reload(wait_until="load")  # module scripts run before the load event
+    left = page.evaluate(
+        "[localStorage.getItem('cowatch.token'), localStorage.getItem('cowatch.user')]"
+    )
+    assert left == [None, None]
+    context.close()
+
+
 def test_feed_is_server_rendered_with_thumbnails(
     browser: Browser, server: Server, video_id: str
 ) -> None:

@@ -9,6 +9,7 @@ import pytest
 
 from app import create_app
 from config import Settings
+from tests.live import live_server
 
 pytestmark = pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # no data involved
 
@@ -34,8 +35,15 @@ async def test_api_answers_get_the_strict_policy(client: httpx.AsyncClient) -> N
         assert response.headers["content-security-policy"].startswith("default-src 'none'")
 
 
-async def test_graphiql_policy_names_exact_assets_and_hashes(client: httpx.AsyncClient) -> None:
-    page = await client.get("/graphql", headers={"accept": "text/html"})
+@pytest.fixture
+async def over_tcp(settings: Settings) -> AsyncIterator[httpx.AsyncClient]:
+    """A real uvicorn on a loopback port: the headers a browser would get."""
+    async with live_server(settings) as server, httpx.AsyncClient(base_url=server.url) as http:
+        yield http
+
+
+async def test_graphiql_policy_names_exact_assets_and_hashes(over_tcp: httpx.AsyncClient) -> None:
+    page = await over_tcp.get("/graphql", headers={"accept": "text/html"})
     assert page.status_code == 200
     assert "cannot reach unpkg.com" in page.text  # the offline note, until GraphiQL replaces it
     _assert_common(page)
