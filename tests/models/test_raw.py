@@ -71,11 +71,10 @@ def test_expanding_in_becomes_one_array_parameter() -> None:
     assert [name for name, *_ in compiled.parameters][-1] == "ids"
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # its own read pool
 async def test_a_dropped_connection_is_replaced_and_the_read_retried(
     services: Services, backend: str
 ) -> None:
-    if backend != "postgres":
-        pytest.skip("PostgreSQL's own read pool")
     creator = await make_user(services)
     await make_videos(services, creator.user, 2)
     assert len(await services.db.fetch(videos._FEEDS[(False, False)], {"offset": 0, "limit": 5}))
@@ -92,11 +91,10 @@ async def test_a_dropped_connection_is_replaced_and_the_read_retried(
     assert len(rows) == 2
 
 
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)  # its own read pool
 async def test_reads_wait_for_a_connection_and_a_cancelled_one_is_not_reused(
     settings: Settings, backend: str
 ) -> None:
-    if backend != "postgres":
-        pytest.skip("PostgreSQL's own read pool")
     db = Database(settings.effective_database_url, pool_size=1)
     try:
         one = sa.select(sa.literal(1))
