@@ -23,8 +23,9 @@ its change, from each member in turn; every member must receive it as `party:cha
 Reported per target: latency from the change to the last member's PLAYING `party:playback`
 (p50/p99/max; and to the last WAITING one), rounds that never completed, events lost or out of
 order (must be 0), error frames, each server's CPU (share of one core over the measured
-seconds) and RSS, the clients' CPU and how late they sent the changes; with `--chat`, the
-latency from `chat:send` to the last member's frame and the messages some member never got.
+seconds), how long it was ready to run but waited for a CPU (other work on the machine), and
+RSS, the clients' CPU and how late they sent the changes; with `--chat`, the latency from
+`chat:send` to the last member's frame and the messages some member never got.
 Exit status 0 only if nothing was lost, reordered or left incomplete and no server logged an
 error.
 """
@@ -58,6 +59,7 @@ from bench.common import (
     free_port,
     raise_open_files,
     rss_mb,
+    runnable_wait_seconds,
     start,
     start_cowatch,
     viewer_with_videos,
@@ -84,6 +86,9 @@ class Phase:
     server_cpu: list[float]  # cores, over the measured seconds
     server_rss: list[float]  # MB, at the end of the measured seconds
     seconds: float
+    #: share of the measured seconds each server's main thread was ready to run but not running
+    #: (a machine shared with other work: CPU it wanted and did not get)
+    server_starved: list[float] = field(default_factory=list)
 
     def values(self, name: str) -> list[float]:
         out: list[float] = []
@@ -161,6 +166,7 @@ async def phase(
         pipe.send(schedule)
     await asyncio.sleep(schedule.start + schedule.warmup - time.monotonic())
     cpu_before = [cpu_seconds(pid) for pid in target.pids]
+    wait_before = [runnable_wait_seconds(pid) for pid in target.pids]
     profiling = None
     if profile_to is not None:
         profiling = loop.run_in_executor(
@@ -171,6 +177,10 @@ async def phase(
         (cpu_seconds(pid) - before) / args.seconds
         for pid, before in zip(target.pids, cpu_before, strict=True)
     ]
+    starved = [
+        (runnable_wait_seconds(pid) - before) / args.seconds
+        for pid, before in zip(target.pids, wait_before, strict=True)
+    ]
     rss = [rss_mb(pid) for pid in target.pids]
     tallies: list[Tally] = [await loop.run_in_executor(None, pipe.recv) for pipe in pipes]
     if profiling is not None:
@@ -178,7 +188,7 @@ async def phase(
     for proc in procs:
         await loop.run_in_executor(None, proc.join, 60)
     await wait_idle(target.pids)
-    return Phase(target.name, tallies, cpu, rss, args.seconds)
+    return Phase(target.name, tallies, cpu, rss, args.seconds, starved)
 
 
 def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
@@ -223,7 +233,9 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
         f"out of order {row['out_of_order']}, errors {row['errors']}, "
         f"closed sockets {row['closed']}; server CPU "
         + ", ".join(f"{c * 100:.0f} %" for c in row["server_cpu"])
-        + ", RSS "
+        + " (runnable but waiting for a CPU "
+        + ", ".join(f"{w * 100:.0f} %" for w in result.server_starved)
+        + "), RSS "
         + ", ".join(f"{r:.0f} MB" for r in row["server_rss"])
         + f"; clients CPU {client_cpu * 100:.0f} % (all), send lag p99 {row['lag_p99']:.1f} ms",
         flush=True,
@@ -465,6 +477,12 @@ def main() -> int:
                 else:
                     asyncio.run(prepare_cowatch(args, target, database_url))
             print(f"load average before: {os.getloadavg()}", flush=True)
+            if autogroups():
+                print(
+                    "kernel autogroups are on: processes of other sessions share the CPUs with "
+                    "this bench however they are nice'd (see 'runnable but waiting')",
+                    flush=True,
+                )
             result = asyncio.run(measure(args, targets, tmp))
         finally:
             for process in processes:
@@ -480,6 +498,12 @@ def main() -> int:
             if first is not None:
                 print(f"{log.name}:", *lines[first : first + 40], sep="\n  ")
         return result if not errors else 1
+
+
+def autogroups() -> bool:
+    """Whether the kernel schedules by session first (nice then orders only within one)."""
+    flag = Path("/proc/sys/kernel/sched_autogroup_enabled")
+    return flag.exists() and flag.read_text().strip() == "1"
 
 
 def wait_for_port(port: int) -> None:
