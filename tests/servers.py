@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -108,3 +109,25 @@ def _stop(process: subprocess.Popen[bytes], *, timeout: float) -> None:
     except subprocess.TimeoutExpired:
         process.kill()
         process.wait()
+
+
+def broadcast_ready(server: Server) -> bool:
+    """Whether the server's bus is connected (its /readyz says so)."""
+    try:
+        body = httpx.get(f"{server.url}/readyz", timeout=2).json()
+    except (httpx.TransportError, ValueError):
+        return False
+    return bool(body.get("checks", {}).get("broadcast") == "ok")
+
+
+async def sign_up(server: Server) -> tuple[str, str]:
+    """A new account on the real server, through its API: (user id, token)."""
+    name = f"e2e_{uuid.uuid4().hex[:10]}"
+    credentials = {"email": f"{name}@example.com", "password": "end to end test password"}
+    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
+        created = await http.post("/api/auth/signup", json={**credentials, "username": name})
+        assert created.status_code == 201, created.text
+        login = await http.post("/api/auth/login", json=credentials)
+        assert login.status_code == 200, login.text
+    body = login.json()
+    return body["user"]["id"], body["access_token"]

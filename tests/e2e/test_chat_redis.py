@@ -6,7 +6,6 @@ read the same on both."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from contextlib import ExitStack
 from functools import partial
 from pathlib import Path
@@ -19,7 +18,7 @@ from tests.conftest import TEST_SECRET
 from tests.factories import gql
 from tests.live import GraphQLClient, WsClient, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import CREATE, DELETE, LOG, MESSAGES, REACT, SEND, join, ok
-from tests.servers import Server
+from tests.servers import Server, broadcast_ready, sign_up
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -32,27 +31,6 @@ def server_env(pg_url: str, data_dir: Path) -> dict[str, str]:
         "COWATCH_DATA_DIR": str(data_dir),
         # rate limits stay on: the chat limit is part of what the processes share
     }
-
-
-def broadcast_ready(server: Server) -> bool:
-    try:
-        body = httpx.get(f"{server.url}/readyz", timeout=2).json()
-    except (httpx.TransportError, ValueError):
-        return False
-    return bool(body.get("checks", {}).get("broadcast") == "ok")
-
-
-async def sign_up(server: Server) -> tuple[str, str]:
-    """A new account on the real server: (user id, token)."""
-    name = f"chat_{uuid.uuid4().hex[:10]}"
-    credentials = {"email": f"{name}@example.com", "password": "chat test password"}
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        created = await http.post("/api/auth/signup", json={**credentials, "username": name})
-        assert created.status_code == 201, created.text
-        login = await http.post("/api/auth/login", json=credentials)
-        assert login.status_code == 200, login.text
-    body = login.json()
-    return body["user"]["id"], body["access_token"]
 
 
 async def transcoded_video(pg_url: str, owner_id: str) -> str:

@@ -9,7 +9,6 @@ before everyone starts at one instant. A process that dies takes its members' pr
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
 from functools import partial
@@ -26,7 +25,7 @@ from models.db import Database
 from tests.conftest import TEST_SECRET
 from tests.live import RECEIVE_TIMEOUT_S, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import JOIN, REPORT, GraphQLFollower, WsFollower, ok
-from tests.servers import Server, cowatch_serve
+from tests.servers import Server, broadcast_ready, cowatch_serve, sign_up
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -44,14 +43,6 @@ def server_env(pg_url: str, data_dir: Path) -> dict[str, str]:
         "COWATCH_PARTY_PING_INTERVAL_S": "0.2",
         "COWATCH_PARTY_PING_TIMEOUT_S": "0.4",
     }
-
-
-def broadcast_ready(server: Server) -> bool:
-    try:
-        body = httpx.get(f"{server.url}/readyz", timeout=2).json()
-    except (httpx.TransportError, ValueError):
-        return False
-    return bool(body.get("checks", {}).get("broadcast") == "ok")
 
 
 @pytest.fixture(scope="module")
@@ -73,19 +64,6 @@ def servers(
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
-
-
-async def sign_up(server: Server) -> tuple[str, str]:
-    """A new account on the real server: (user id, token)."""
-    name = f"pr_{uuid.uuid4().hex[:10]}"
-    credentials = {"email": f"{name}@example.com", "password": "party test password"}
-    async with httpx.AsyncClient(base_url=server.url, timeout=60) as http:
-        created = await http.post("/api/auth/signup", json={**credentials, "username": name})
-        assert created.status_code == 201, created.text
-        login = await http.post("/api/auth/login", json=credentials)
-        assert login.status_code == 200, login.text
-    body = login.json()
-    return body["user"]["id"], body["access_token"]
 
 
 async def insert_video(pg_url: str, owner_id: str) -> str:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import subprocess
-import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from functools import partial
@@ -15,7 +14,7 @@ from models import Video
 from models.db import Database
 from tests.conftest import TEST_SECRET
 from tests.live import graphql_client, put_time, start_servers, wait_for, ws_client
-from tests.servers import Server, free_port
+from tests.servers import broadcast_ready, free_port, sign_up
 
 SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
@@ -28,27 +27,6 @@ def server_env(pg_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
         "COWATCH_DATA_DIR": str(data_dir),
         "COWATCH_RATE_LIMIT_ENABLED": "false",
     }
-
-
-def broadcast_ready(server: Server) -> bool:
-    try:
-        body = httpx.get(f"{server.url}/readyz", timeout=2).json()
-    except (httpx.TransportError, ValueError):
-        return False
-    return bool(body.get("checks", {}).get("broadcast") == "ok")
-
-
-async def sign_up(server: Server) -> tuple[str, str]:
-    """A new account on the real server: (user id, token)."""
-    name = f"rt_{uuid.uuid4().hex[:10]}"
-    credentials = {"email": f"{name}@example.com", "password": "realtime test password"}
-    async with httpx.AsyncClient(base_url=server.url) as http:
-        created = await http.post("/api/auth/signup", json={**credentials, "username": name})
-        assert created.status_code == 201, created.text
-        login = await http.post("/api/auth/login", json=credentials)
-        assert login.status_code == 200, login.text
-    body = login.json()
-    return body["user"]["id"], body["access_token"]
 
 
 async def insert_video(pg_url: str, owner_id: str) -> str:
