@@ -17,8 +17,7 @@ from starlette.routing import Route
 
 from resolvers import chat
 from resolvers.auth import Caller
-from resolvers.errors import BadInput
-from rest_compat.common import json_body, services
+from rest_compat.common import int_param, json_body, services
 from rest_compat.operations import JSON, Shape, operation, requires_member
 from rest_compat.party_shapes import Body, PartyMemberOut
 
@@ -76,16 +75,6 @@ def _id(request: Request) -> str:
     return str(request.path_params["party_id"])
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadInput(f"{name} must be an integer", field=name) from exc
-
-
 @operation(
     "the party's chat history, newest first (members; a late joiner sees it all)",
     ok=(200, MessagesOut),
@@ -94,7 +83,7 @@ def _int_param(request: Request, name: str, default: int) -> int:
 )
 @requires_member
 async def list_messages(request: Request, caller: Caller) -> Response:
-    page, limit = _int_param(request, "page", 1), _int_param(request, "limit", 20)
+    page, limit = int_param(request, "page", 1), int_param(request, "limit", 20)
     items, total = await chat.message_page(
         runtime=services(request).parties,
         caller=caller,

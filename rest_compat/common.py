@@ -89,3 +89,14 @@ async def json_body(request: Request, model: type[M]) -> M:
         return model.model_validate(data, strict=True)
     except ValidationError as exc:
         raise BadInput(_describe(exc)) from exc
+
+
+def int_param(request: Request, name: str, default: int) -> int:
+    """A query parameter as an integer: `default` when absent or empty, 400 when not a number."""
+    raw = request.query_params.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise BadInput(f"{name} must be an integer", field=name) from exc

@@ -15,8 +15,7 @@ from edge.multipart import read_form
 from models import User, VideoStatus
 from models.values import FeedItemValue, UserValue, VideoValue
 from resolvers import uploads, urls, videos
-from resolvers.errors import BadInput
-from rest_compat.common import media_url, public_base, services
+from rest_compat.common import int_param, media_url, public_base, services
 from rest_compat.operations import JSON, Shape, operation, requires_user
 
 # Feed and details render plain dicts of exactly these shapes (the hot paths: no model
@@ -117,16 +116,6 @@ class UploadAccepted(Shape):
     qualities: list[str] = Field(description="The renditions being made, e.g. 240p and 480p.")
 
 
-def _int_param(request: Request, name: str, default: int) -> int:
-    raw = request.query_params.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError as exc:
-        raise BadInput(f"{name} must be an integer", field=name) from exc
-
-
 def creator_out(user: UserValue) -> dict[str, str]:
     return {"id": user.id, "username": user.username}
 
@@ -141,8 +130,8 @@ async def feed(request: Request) -> Response:
     page = await videos.feed(
         db=svc.db,
         counts=svc.counts,
-        page=_int_param(request, "page", 1),
-        limit=_int_param(request, "limit", 20),
+        page=int_param(request, "page", 1),
+        limit=int_param(request, "limit", 20),
         category=request.query_params.get("category"),
     )
     items = []
