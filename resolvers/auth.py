@@ -142,10 +142,10 @@ def issue_token(*, secret: str, user_id: str, ttl_s: int) -> str:
     return jwt.encode(claims, secret, algorithm=JWT_ALGORITHM)
 
 
-def decode_token(*, secret: str, token: str) -> Claims:
-    """Verify signature, algorithm and expiry; InvalidToken on anything wrong."""
+def _verified(*, secret: str, token: str) -> dict[str, Any]:
+    """The payload of a token whose signature, algorithm and expiry hold; InvalidToken else."""
     try:
-        payload = jwt.decode(
+        payload: dict[str, Any] = jwt.decode(
             token,
             secret,
             algorithms=[JWT_ALGORITHM],
@@ -155,6 +155,12 @@ def decode_token(*, secret: str, token: str) -> Claims:
         raise InvalidToken("token has expired") from exc
     except jwt.InvalidTokenError as exc:
         raise InvalidToken("token is invalid") from exc
+    return payload
+
+
+def decode_token(*, secret: str, token: str) -> Claims:
+    """Verify signature, algorithm and expiry; InvalidToken on anything wrong."""
+    payload = _verified(secret=secret, token=token)
     if payload.get("typ") == MEMBER_TOKEN:
         raise InvalidToken("a party member token only works for its own party")
     return _claims(payload)
@@ -195,17 +201,7 @@ def issue_member_token(*, secret: str, party_id: str, member_id: str, ttl_s: int
 
 def member_claims(*, secret: str, token: str) -> MemberClaims | None:
     """The claims of a member token; None for an account token; InvalidToken for a bad one."""
-    try:
-        payload = jwt.decode(
-            token,
-            secret,
-            algorithms=[JWT_ALGORITHM],
-            options={"require": ["sub", "exp", "iat", "jti"]},
-        )
-    except jwt.ExpiredSignatureError as exc:
-        raise InvalidToken("token has expired") from exc
-    except jwt.InvalidTokenError as exc:
-        raise InvalidToken("token is invalid") from exc
+    payload = _verified(secret=secret, token=token)
     if payload.get("typ") != MEMBER_TOKEN:
         return None
     claims = _claims(payload)
