@@ -141,7 +141,11 @@ def test_a_guest_joins_by_link_waits_at_the_barrier_plays_together_and_is_kicked
     )
     assert joined.status_code == 200, joined.text
     token = joined.json()["member_token"]
-    with connect(f"{server.ws_url}/ws?token={token}", open_timeout=10) as slow:
+    # max_queue=None: this socket is read only now and then, and websockets' sync client stops
+    # reading the socket once 16 frames wait unread, so it would stop answering the server's
+    # heartbeat pings too: the server then closes it as a vanished tab, "Slow" goes offline and
+    # the barrier stops waiting for it (CI failed so, with "Waiting for 1…" never shown).
+    with connect(f"{server.ws_url}/ws?token={token}", open_timeout=10, max_queue=None) as slow:
         slow.send(json.dumps({"type": "party:subscribe", "party_id": party_id}))
         frames_until(slow, "party:snapshot")
         ready = {"type": "party:ready", "party_id": party_id, "position": 0}
