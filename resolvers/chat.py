@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, insert, update
+from sqlalchemy import func, update
 from sqlmodel import col, select
 
 from models.base import as_utc, new_id, utcnow
@@ -103,21 +103,21 @@ async def send_message(
     async def keep(events: list[Event]) -> None:
         (event,) = events
         message = event.data["message"]
-        async with runtime.db.engine.begin() as conn:
-            await conn.execute(
-                insert(ChatMessage).values(
-                    id=message_id,
-                    party_id=party_id,
-                    seq=event.version,
-                    member_id=message["author"]["id"],
-                    author=json.dumps(message["author"], separators=(",", ":")),
-                    body=text,
-                    reply_to_id=replied["id"] if replied else None,
-                    media_time=message["media_time"],
-                    # the moment members were told, so history and live agree
-                    created_at=datetime.fromisoformat(message["created_at"]),
-                )
-            )
+        await runtime.writer.message(
+            {
+                "id": message_id,
+                "party_id": party_id,
+                "seq": event.version,
+                "member_id": message["author"]["id"],
+                "author": json.dumps(message["author"], separators=(",", ":")),
+                "body": text,
+                "reply_to_id": replied["id"] if replied else None,
+                "media_time": message["media_time"],
+                # the moment members were told, so history and live agree
+                "created_at": datetime.fromisoformat(message["created_at"]),
+                "deleted_at": None,
+            }
+        )
 
     def post(state: Live) -> list[Change]:
         return rules.post_message(

@@ -1,8 +1,12 @@
-"""What outlives the live store: a party's log of events and its last state, written behind.
+"""What outlives the live store: a party's log of events, its chat messages and its last state,
+written behind.
 
-`PartyLogWriter` batches them into the database (`party_events`, `parties.snapshot`) every
-`FLUSH_S` or every 500 events; `PartyTopics` is the bus's `Source` for `party:<id>` topics: the
-live state's version as the head, and the log for what a gap (or an outage) missed.
+`PartyLogWriter` batches them into the database (`party_events`, `chat_messages`,
+`parties.snapshot`) every `FLUSH_S` or every 500 events, one transaction and one statement per
+table a batch; a chat message is written at once (its sender waits for the commit before the
+party hears of it), with whatever else is held then.
+`PartyTopics` is the bus's `Source` for `party:<id>` topics: the live state's version as the head,
+and the log for what a gap (or an outage) missed.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ import json
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import insert, update
+from sqlalchemy import bindparam, insert, update
 from sqlmodel import col, select
 
+from models.chat import ChatMessage
 from models.parties import Party, PartyEvent
 from realtime.events import Event, Head
 from resolvers.party_state import Live, encode
@@ -28,6 +33,18 @@ if TYPE_CHECKING:
 log = logging.getLogger("cowatch.parties")
 #: How often the log writer flushes what it holds, at the latest.
 FLUSH_S = 0.2
+#: Rows held that wake the writer before FLUSH_S.
+BATCH = 500
+#: One statement for every party's last state in a batch (an executemany), with and without the
+#: moment it was last active (a party nobody is online in keeps its old `active_at`).
+_KEEP_ACTIVE = (
+    update(Party)
+    .where(col(Party.id) == bindparam("party_id"))
+    .values(snapshot=bindparam("state"), active_at=bindparam("active"))
+)
+_KEEP = (
+    update(Party).where(col(Party.id) == bindparam("party_id")).values(snapshot=bindparam("state"))
+)
 
 
 class PartyLogWriter:
@@ -36,6 +53,7 @@ class PartyLogWriter:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._events: list[dict[str, object]] = []
+        self._messages: list[tuple[dict[str, object], asyncio.Future[None]]] = []
         self._states: dict[str, Live] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
@@ -54,45 +72,79 @@ class PartyLogWriter:
                 "media_time": media,
             }
         )
-        if len(self._events) >= 500:
+        if len(self._events) >= BATCH:
             self._wake.set()
+
+    def message(self, row: dict[str, object]) -> asyncio.Future[None]:
+        """Write a `chat_messages` row (by column) at once: done when it is committed.
+
+        Group commit: the writer wakes now, and the rows that arrive while a batch is being
+        written share the next one, so under load a transaction carries many messages.
+        """
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._messages.append((row, done))
+        self._wake.set()
+        return done
 
     def keep(self, live: Live) -> None:
         self._states[live.id] = live
 
     async def run(self) -> None:
+        loop = asyncio.get_running_loop()
+        states_due = loop.time() + FLUSH_S
         while True:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), FLUSH_S)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, states_due - loop.time()))
             self._wake.clear()
+            # A message wakes the writer at once; the parties' states (one row each, rewritten
+            # whole) wait for their turn every FLUSH_S rather than ride along every message.
+            with_states = loop.time() >= states_due
+            if with_states:
+                states_due = loop.time() + FLUSH_S
             try:
-                await self.flush()
+                await self.flush(with_states=with_states)
             except Exception as exc:
                 log.warning("writing the party log failed (kept for the next flush): %r", exc)
 
-    async def flush(self) -> None:
+    async def flush(self, *, with_states: bool = True) -> None:
+        """Write what is held; `with_states=False` leaves the parties' last states for later."""
         async with self._lock:
             events, self._events = self._events, []
-            states, self._states = self._states, {}
-            if not events and not states:
+            messages, self._messages = self._messages, []
+            states: dict[str, Live] = {}
+            if with_states:
+                states, self._states = self._states, {}
+            if not events and not messages and not states:
                 return
+            now = now_ms()
+            active, idle = [], []
+            for live in states.values():
+                row = {"party_id": live.id, "state": encode(live).decode(), "active": now}
+                online = any(m.online for m in live.members.values())
+                (active if online else idle).append(row)
             try:
                 async with self.db.engine.begin() as conn:
                     if events:
                         await conn.execute(insert(PartyEvent), events)
-                    for live in states.values():
-                        online = any(m.online for m in live.members.values())
-                        values: dict[str, object] = {"snapshot": encode(live).decode()}
-                        if online:
-                            values["active_at"] = now_ms()
-                        await conn.execute(
-                            update(Party).where(col(Party.id) == live.id).values(**values)
-                        )
-            except Exception:
+                    if messages:
+                        await conn.execute(insert(ChatMessage), [row for row, _ in messages])
+                    if active:
+                        await conn.execute(_KEEP_ACTIVE, active)
+                    if idle:
+                        await conn.execute(_KEEP, idle)
+            except Exception as exc:
+                # The log and the states wait for the next batch; a message's sender is told
+                # now (it takes back what its party was told).
                 self._events = events + self._events
                 for party_id, live in states.items():
                     self._states.setdefault(party_id, live)
+                for _, done in messages:
+                    if not done.done():
+                        done.set_exception(exc)
                 raise
+            for _, done in messages:
+                if not done.done():
+                    done.set_result(None)
 
     def held_seqs(self, party_id: str) -> list[int]:
         """Versions of the party's events written here but not yet in the database."""
