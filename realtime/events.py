@@ -8,9 +8,19 @@ an unversioned one (`version is None`) is delivered as it comes, with no orderin
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
+
+import msgspec
+
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON text of a frame or an event (msgspec: several times the stdlib's speed; no
+    escaping of non-ASCII text, which the frames' UTF-8 carries as it is)."""
+    return _encode(value).decode()
 
 
 @dataclass(frozen=True, eq=False, slots=True)
@@ -27,14 +37,11 @@ class Event:
     frames: dict[Any, str] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"t": self.topic, "v": self.version, "k": self.kind, "d": self.data},
-            separators=(",", ":"),
-        )
+        return dumps({"t": self.topic, "v": self.version, "k": self.kind, "d": self.data})
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
-        message = json.loads(raw)
+        message = _decode(raw)
         topic, version, kind, data = message["t"], message["v"], message["k"], message["d"]
         if not isinstance(topic, str) or not isinstance(kind, str) or not isinstance(data, dict):
             raise TypeError("malformed event")

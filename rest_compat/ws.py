@@ -22,7 +22,7 @@ from realtime.connection import (
     Connection,
     Principal,
 )
-from realtime.events import Event
+from realtime.events import Event, dumps
 from realtime.flood import Verdict
 from resolvers import auth
 from resolvers.auth import Caller
@@ -51,7 +51,7 @@ def render(event: Event, first: bool) -> str:
     kind = "video:state" if first else "video:timestamp_updated"
     frame = event.frames.get(kind)
     if frame is None:
-        frame = event.frames[kind] = json.dumps({"type": kind, **event.data}, separators=(",", ":"))
+        frame = event.frames[kind] = dumps({"type": kind, **event.data})
     return frame
 
 

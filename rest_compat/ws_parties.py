@@ -15,13 +15,12 @@ frame's `version` is the playhead's own): in order, each once. A kicked member's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 from realtime.connection import CLOSE_UNAUTHENTICATED, Connection
 from realtime.delivery import Render
-from realtime.events import Event
+from realtime.events import Event, dumps
 from resolvers import chat
 from resolvers.errors import DomainError
 from resolvers.party_playback import report_player_state, set_party_playback, snapshot
@@ -48,9 +47,7 @@ def frame(event: Event) -> str:
     if found is None:
         party_id = event.topic.partition(":")[2]
         body = {"type": FRAMES.get(event.kind, f"party:{event.kind}"), "party_id": party_id}
-        found = event.frames["ws"] = json.dumps(
-            {**body, "seq": event.version, **event.data}, separators=(",", ":")
-        )
+        found = event.frames["ws"] = dumps({**body, "seq": event.version, **event.data})
     return found
 
 
