@@ -133,16 +133,29 @@ class PartyLogWriter:
                     if idle:
                         await conn.execute(_KEEP, idle)
             except Exception as exc:
-                # The log and the states wait for the next batch; a message's sender is told
-                # now (it takes back what its party was told).
+                # The log and the states wait for the next batch; the messages are written one
+                # by one, so a row the database refuses fails only its own sender (who takes
+                # back what its party was told).
                 self._events = events + self._events
                 for party_id, live in states.items():
                     self._states.setdefault(party_id, live)
-                for _, done in messages:
-                    if not done.done():
-                        done.set_exception(exc)
-                raise
+                await self._one_by_one(messages)
+                raise exc from None
             for _, done in messages:
+                if not done.done():
+                    done.set_result(None)
+
+    async def _one_by_one(
+        self, messages: list[tuple[dict[str, object], asyncio.Future[None]]]
+    ) -> None:
+        for row, done in messages:
+            try:
+                async with self.db.engine.begin() as conn:
+                    await conn.execute(insert(ChatMessage), [row])
+            except Exception as exc:
+                if not done.done():
+                    done.set_exception(exc)
+            else:
                 if not done.done():
                     done.set_result(None)
 

@@ -3,17 +3,18 @@ live agreeing, the log's replies, and reactions leaving an hour after their part
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 import pytest
-from sqlalchemy import update
+from sqlalchemy import text, update
 from sqlmodel import col
 
 from models.base import utcnow
 from models.parties import Party
 from resolvers import chat, parties
 from resolvers.auth import Caller, identify
-from resolvers.errors import BadInput, Forbidden, NotFound, RateLimited
+from resolvers.errors import BadInput, Forbidden, NotFound, RateLimited, Unavailable
 from resolvers.party_rules import REACTIONS
 from resolvers.party_state import Live
 from resolvers.services import Services
@@ -164,6 +165,63 @@ async def test_a_refused_message_is_not_stored(services: Services) -> None:
             emoji="👍",
         )
     assert await chat.count_messages(runtime=services.parties, party_id=room.id) == 5
+
+
+#: A database trigger that refuses one message body: the one way to make a real database refuse
+#: a single chat row (both dialects).
+REFUSE = {
+    "sqlite": [
+        "CREATE TRIGGER refuse_chat BEFORE INSERT ON chat_messages WHEN NEW.body = 'refused'"
+        " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END"
+    ],
+    "postgresql": [
+        "CREATE FUNCTION refuse_chat() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+        " IF NEW.body = 'refused' THEN RAISE EXCEPTION 'refused by the test'; END IF;"
+        " RETURN NEW; END $$",
+        "CREATE TRIGGER refuse_chat BEFORE INSERT ON chat_messages"
+        " FOR EACH ROW EXECUTE FUNCTION refuse_chat()",
+    ],
+}
+ALLOW = {
+    "sqlite": ["DROP TRIGGER refuse_chat"],
+    "postgresql": ["DROP TRIGGER refuse_chat ON chat_messages", "DROP FUNCTION refuse_chat()"],
+}
+
+
+async def test_a_message_the_database_refuses_is_taken_back_and_alone(services: Services) -> None:
+    """Messages sent together share one commit; a row the database refuses fails its own sender
+    (UNAVAILABLE, and the party is told it is gone), not the messages committed beside it."""
+    room = await _room(services)
+    engine = services.db.engine
+    dialect = engine.dialect.name
+    async with engine.begin() as conn:
+        for statement in REFUSE[dialect]:
+            await conn.execute(text(statement))
+    try:
+        sent = await asyncio.gather(
+            _say(services, room, room.guest, "before"),
+            _say(services, room, room.member, "refused"),
+            _say(services, room, room.host, "after"),
+            return_exceptions=True,
+        )
+    finally:
+        async with engine.begin() as conn:
+            for statement in ALLOW[dialect]:
+                await conn.execute(text(statement))
+    before, refused, after = sent
+    assert isinstance(refused, Unavailable), refused
+    assert isinstance(before, dict) and isinstance(after, dict), sent
+    page = await chat.messages(
+        runtime=services.parties, caller=room.member, party_id=room.id, first=None, after=None
+    )
+    assert [item["body"] for item in page.items] == ["after", "before"]
+    log = await chat.events(
+        runtime=services.parties, caller=room.guest, party_id=room.id, first=100, after=None
+    )
+    posted = [i["data"]["message"]["id"] for i in log.items if i["kind"] == "chat_message"]
+    taken_back = [i["data"]["message_id"] for i in log.items if i["kind"] == "chat_deleted"]
+    assert len(posted) == 3 and len(taken_back) == 1
+    assert taken_back[0] not in {before["id"], after["id"]}
 
 
 async def test_the_log_shows_a_reply_without_the_text_deleted_since(services: Services) -> None:
