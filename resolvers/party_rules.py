@@ -142,7 +142,8 @@ def leave(live: Live, member_id: str, now: int, *, kicked: bool = False) -> list
     if kicked:
         live.banned.append(member.user_id or member.id)
     member.online = False
-    changes = [Change("member_left", {"member": member_fields(member), "kicked": kicked})]
+    left = {"member": member_fields(member), "kicked": kicked, "gone": True}
+    changes = [Change("member_left", left)]
     changes += _stop_waiting_for(live, member_id, now)
     if live.host_id == member_id:
         live.host_id = None
@@ -387,8 +388,9 @@ def presence(
         member.offline_since = None
         return [Change("member_updated", {"member": member_fields(member)})]
     member.offline_since = now
-    changes = [Change("member_left", {"member": member_fields(member), "kicked": False})]
-    return changes + _stop_waiting_for(live, member_id, now)
+    # Offline, not gone: it stays in `members` until it comes back, leaves or the party ends.
+    left = {"member": member_fields(member), "kicked": False, "gone": False}
+    return [Change("member_left", left), *_stop_waiting_for(live, member_id, now)]
 
 
 def update(live: Live, actor_id: str | None, settings: dict[str, Any]) -> list[Change]:

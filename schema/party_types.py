@@ -375,6 +375,11 @@ class MemberJoined:
 class MemberLeft:
     member: PartyMember = strawberry.field(description="The member as it left.")
     kicked: bool = strawberry.field(description="True: the host removed it (it cannot rejoin).")
+    gone: bool = strawberry.field(
+        description="True: no longer a member (it left or was kicked). False: only its last "
+        "socket closed; it stays in `Party.members` with `online: false` until it comes back, "
+        "leaves or the party ends."
+    )
 
 
 @strawberry.type(
@@ -419,7 +424,12 @@ def party_event(event: Event) -> PartyEventRoot | None:
     if kind == "member_joined":
         return MemberJoined(member=PartyMember.from_fields(data["member"]))
     if kind == "member_left":
-        return MemberLeft(member=PartyMember.from_fields(data["member"]), kicked=data["kicked"])
+        return MemberLeft(
+            member=PartyMember.from_fields(data["member"]),
+            kicked=data["kicked"],
+            # logged before `gone` existed: only a kick is known to have removed the member
+            gone=data.get("gone", data["kicked"]),
+        )
     if kind == "member_updated":
         return MemberUpdated(member=PartyMember.from_fields(data["member"]))
     if kind == "chat_message":

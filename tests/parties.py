@@ -74,7 +74,7 @@ subscription Events($partyId: ID!) {{
     }}
     ... on PlaybackChanged {{ playback {{ {PLAYBACK} }} }}
     ... on MemberJoined {{ member {{ {MEMBER} }} }}
-    ... on MemberLeft {{ member {{ {MEMBER} }} kicked }}
+    ... on MemberLeft {{ member {{ {MEMBER} }} kicked gone }}
     ... on MemberUpdated {{ member {{ {MEMBER} }} }}
     ... on ChatMessageAdded {{ message {{ {MESSAGE} }} }}
     ... on ChatMessageDeleted {{ messageId }}
@@ -150,7 +150,7 @@ query Log($id: ID!, $first: Int, $after: String) {{
           }}
           ... on PlaybackChanged {{ playback {{ {PLAYBACK} }} }}
           ... on MemberJoined {{ member {{ {MEMBER} }} }}
-          ... on MemberLeft {{ member {{ {MEMBER} }} kicked }}
+          ... on MemberLeft {{ member {{ {MEMBER} }} kicked gone }}
           ... on MemberUpdated {{ member {{ {MEMBER} }} }}
           ... on ChatMessageAdded {{ message {{ {MESSAGE} }} }}
           ... on ChatMessageDeleted {{ messageId }}
@@ -194,7 +194,12 @@ class WsFollower:
                 and all(f["member"].get(k) == v for k, v in match.items())
             ),
         )
-        return {**frame["member"], "kicked": frame.get("kicked"), "frame": frame}
+        return {
+            **frame["member"],
+            "kicked": frame.get("kicked"),
+            "gone": frame.get("gone"),
+            "frame": frame,
+        }
 
     async def members(self, kind: str, ids: Iterable[str], **match: Any) -> dict[str, Any]:
         """The next `party:member_<kind>` about each of `ids` whose fields match, in whatever
@@ -250,7 +255,7 @@ class GraphQLFollower:
                 and all(e["member"].get(k) == v for k, v in match.items())
             ),
         )
-        return {**event["member"], "kicked": event.get("kicked")}
+        return {**event["member"], "kicked": event.get("kicked"), "gone": event.get("gone")}
 
     async def members(self, kind: str, ids: Iterable[str], **match: Any) -> dict[str, Any]:
         """As `WsFollower.members`."""

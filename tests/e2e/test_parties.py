@@ -437,7 +437,7 @@ async def test_a_kicked_member_is_disconnected_and_cannot_rejoin(server: LiveSer
             )
             assert kicked.status_code == 204
             news = await sockets.member.member("left", party.member.member_id)
-            assert news["kicked"] is True
+            assert (news["kicked"], news["gone"]) == (True, True)
             with pytest.raises(ConnectionClosed) as closed:
                 await sockets.member.client.next()
             assert closed.value.rcvd is not None and closed.value.rcvd.code == 4403
@@ -474,7 +474,7 @@ async def test_the_host_leaving_hands_the_party_over(server: LiveServer) -> None
             assert (await ok(http, LEAVE, {"partyId": party.id}, party.host.token))["leaveParty"]
             for follower in (sockets.member, sockets.guest):
                 left = await follower.member("left", party.host.member_id)
-                assert left["kicked"] is False
+                assert (left["kicked"], left["gone"]) == (False, True)
                 # The member with an account (the guest has none) is the host now.
                 promoted = await follower.member("updated", party.member.member_id)
                 assert promoted["role"] == "HOST"
@@ -567,7 +567,7 @@ async def test_presence_follows_sockets_that_die_without_a_close_frame(
             await host.member("updated", party.member.member_id, online=True)
             conn.transport.abort()
             gone = await host.member("left", party.member.member_id)
-            assert (gone["online"], gone["kicked"]) == (False, False)
+            assert (gone["online"], gone["kicked"], gone["gone"]) == (False, False, False)
             # The guest's GraphQL socket goes quiet (a tab that vanished: no pong, no FIN).
             sock = socket.create_connection(("127.0.0.1", port))
             quiet = await connect(
@@ -583,7 +583,7 @@ async def test_presence_follows_sockets_that_die_without_a_close_frame(
             await host.member("updated", party.guest.member_id, online=True)
             quiet.transport.pause_reading()
             silent = await host.member("left", party.guest.member_id)
-            assert (silent["online"], silent["kicked"]) == (False, False)
+            assert (silent["online"], silent["kicked"], silent["gone"]) == (False, False, False)
             quiet.transport.abort()
             # `Party.members` tells the truth: both stay members, offline.
             members = {m["id"]: m for m in (await party_as(http, party, party.host))["members"]}

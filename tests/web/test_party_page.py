@@ -366,6 +366,16 @@ def test_a_late_joiner_pages_through_the_history(
         guest_page.locator("#video").bounding_box(),
     )
     assert box and player and box["y"] > player["y"] + player["height"]
+    # The bot's socket closed before the guest came: listed, offline. When it leaves the party
+    # it is gone from every list (MemberLeft with gone), not shown offline.
+    bot_row = member_row(guest_page, "Bot")
+    expect(bot_row).to_have_attribute("data-online", "false")
+    left = httpx.post(
+        f"{server.url}/api/parties/{party_id}/leave", headers={"Authorization": f"Bearer {token}"}
+    )
+    assert left.status_code in (200, 204), left.text
+    for p in (page, guest_page):
+        expect(member_row(p, "Bot")).to_have_count(0)
     no_page_errors(guest)
     guest.context.close()
     page.close()

@@ -155,11 +155,12 @@ export class PartyRoom extends EventTarget {
         this.upsert(frame.member);
         break;
       case "party:member_left":
-        if (frame.kicked) {
-          if (frame.member.id === this.me) {
-            forget(this.partyId);
-            return this.end("The host removed you from this party.");
-          }
+        if (frame.kicked && frame.member.id === this.me) {
+          forget(this.partyId);
+          return this.end("The host removed you from this party.");
+        }
+        if (frame.kicked || frame.gone) {
+          // left or kicked: no longer a member (an offline one stays, `gone` false)
           this.members.delete(frame.member.id);
           this.renderMembers();
         } else {
