@@ -118,7 +118,7 @@ class Database:
         if self._raw is not None:
             return await self._raw.fetch(statement, params)
         async with self._reads.connect() as conn:
-            return (await conn.execute(statement, params)).all()  # type: ignore[arg-type]
+            return (await conn.execute(statement, params)).all()  # type: ignore[call-overload]
 
     async def ping(self) -> None:
         async with self.engine.connect() as conn:

@@ -29,6 +29,7 @@ import sqlalchemy.exc
 from sqlalchemy.engine import Dialect, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
 
 #: driver errors after which a connection is gone (a server restart or a network failure)
 DISCONNECTS: tuple[type[BaseException], ...] = (
@@ -66,6 +67,7 @@ class Unsupported(Exception):
 
 def compile_read(statement: ClauseElement, dialect: Dialect) -> Compiled:
     compiled = statement.compile(dialect=dialect)
+    assert isinstance(compiled, SQLCompiler)  # a statement's compiler: it names its binds
     binds = {name: bind for bind, name in compiled.bind_names.items()}
     names = list(compiled.positiontup or ())
     plain = [name for name in names if not binds[name].expanding]
@@ -95,7 +97,8 @@ def _result_processors(
     statement: ClauseElement, dialect: Dialect, attributes: Sequence[Any]
 ) -> tuple[tuple[int, Processor], ...]:
     compiled = statement.compile(dialect=dialect)
-    columns = compiled._result_columns  # type: ignore[attr-defined]
+    columns = compiled._result_columns
+    assert columns is not None  # a SELECT's compiler lists its result columns
     found = []
     for index, (column, attribute) in enumerate(zip(columns, attributes, strict=True)):
         processor = column[3]._cached_result_processor(dialect, attribute.type.oid)
@@ -114,7 +117,7 @@ class RawReads:
         for key in _ADAPTER_ONLY:
             kwargs.pop(key, None)
         self._connect_kwargs = kwargs
-        self.pool = ReadPool(kwargs, max_size=max_size)
+        self.pool = ReadPool(dict(kwargs), max_size=max_size)
         self._compiled: dict[int, tuple[ClauseElement, Compiled]] = {}
 
     def compiled(self, statement: ClauseElement) -> Compiled:

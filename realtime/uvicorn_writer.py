@@ -140,10 +140,9 @@ def _batching_protocol() -> type[Any]:
             message = await super().receive()
             if self.pong_overdue and not self.read_paused:
                 self.pong_overdue = False
-                if self.pending_ping_payload is not None and not self.close_sent:
-                    self.pong_timer = self.loop.call_later(
-                        self.ping_timeout, self.keepalive_timeout
-                    )
+                timeout = self.ping_timeout
+                if self.pending_ping_payload is not None and not self.close_sent and timeout:
+                    self.pong_timer = self.loop.call_later(timeout, self.keepalive_timeout)
             return message
 
         def stop_keepalive(self) -> None:

@@ -117,7 +117,8 @@ class PartyLogWriter:
             if not events and not messages and not states:
                 return
             now = now_ms()
-            active, idle = [], []
+            active: list[dict[str, object]] = []
+            idle: list[dict[str, object]] = []
             for live in states.values():
                 row = {"party_id": live.id, "state": encode(live).decode(), "active": now}
                 online = any(m.online for m in live.members.values())

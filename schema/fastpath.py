@@ -129,7 +129,10 @@ async def answer(view: CowatchGraphQL, request: Request, settings: Settings) -> 
         return None
     try:
         result = await run(
-            plan, context=context, root_value=await view.get_root_value(request), variables=coerced
+            plan,
+            context=context,
+            root_value=await view.get_root_value(request),  # type: ignore[func-returns-value]
+            variables=coerced,
         )
     except Exception:  # Unsupported, or anything the general path reports its own way
         request.scope[DECIDED] = decisions

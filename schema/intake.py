@@ -169,10 +169,11 @@ class GraphQLIntake(GraphQL[Context, None]):
                     finally:
                         _prepared.reset(prepared)
             else:
-                response = await fastpath.answer(self, request, self.settings)  # type: ignore[arg-type]
-                if response is None:
+                fast = await fastpath.answer(self, request, self.settings)  # type: ignore[arg-type]
+                if fast is None:
                     response = await self.run(request)
                 else:
+                    response = fast
                     self.fast_answers += 1
         except HTTPException as exc:
             code = HTTP_CODES.get(exc.status_code, "BAD_REQUEST")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import asyncpg
 import pytest
@@ -35,7 +36,7 @@ async def test_fetch_answers_as_core_does(services: Services) -> None:
     creator = await make_user(services, "maker")
     made = await make_videos(services, creator.user, 9)
     owner_ids = [creator.user.id, "nobody"]
-    checks = [
+    checks: list[tuple[Any, Any]] = [
         *STATEMENTS,
         (videos._OWNERS_VIDEOS, {"ids": owner_ids}),
         (videos._USERS, {"ids": owner_ids}),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import text, update
@@ -88,7 +89,7 @@ async def _room(services: Services) -> Room:
 
 async def _say(
     services: Services, room: Room, caller: Caller, body: str, reply_to: str | None = None
-) -> dict[str, object]:
+) -> dict[str, Any]:
     return await chat.send_message(
         runtime=services.parties,
         limiter=services.rate_limiter,

@@ -123,7 +123,7 @@ async def test_three_members_get_each_message_once_in_the_order_accepted(
         for socket in sockets:
             received = await chat_until(socket, "p", "end")
             assert [e["message"] for e in received[:-1]] == sent
-        frames = []
+        frames: list[dict[str, Any]] = []
         while len(frames) < 10:
             frames.append(await ws.next_of("party:chat_message"))
         assert [f["message"]["body"] for f in frames] == [*(m["body"] for m in sent), "end"]

@@ -60,7 +60,12 @@ def playback(
 
 
 def message(body: str | None) -> dict[str, Any]:
-    node = {"id": body or "gone", "body": body, "deleted": body is None, "mediaTime": 0.0}
+    node: dict[str, Any] = {
+        "id": body or "gone",
+        "body": body,
+        "deleted": body is None,
+        "mediaTime": 0.0,
+    }
     node |= {"createdAt": "2026-01-01T00:00:00+00:00", "author": {"id": "a", "displayName": "A"}}
     return {"message": {**node, "replyTo": None}}
 
