@@ -265,7 +265,27 @@ def run(
     return figures
 
 
-def report(network: str, count: str, f: dict[str, Any]) -> None:
+def show(x: float | None, fmt: str) -> str:
+    return "-" if x is None else format(x, fmt)
+
+
+def report_changes(f: dict[str, Any]) -> None:
+    """Per change: the viewer who made it, when each viewer converged, errors soon after."""
+    for change, (_kind, _version, _playing, _ts, at_ms) in zip(
+        f["changes"], f["timeline"], strict=True
+    ):
+        errors = " ".join(
+            f"{after}s [" + " ".join(show(e, "+.0f") for e in values) + "]"
+            for after, values in change["error_ms"].items()
+        )
+        print(
+            f"      {change['kind']:11} v{change['version']:<3} at {at_ms / 1000:5.1f} s | "
+            "converged s [" + " ".join(show(c, ".2f") for c in change["each_s"]) + "] | "
+            f"error ms {errors}"
+        )
+
+
+def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -> None:
     pw, er = f["pairwise_ms"], f["error_ms"]
     conv = {
         kind: max((c for c in values if c is not None), default=float("nan"))
@@ -315,6 +335,8 @@ def report(network: str, count: str, f: dict[str, Any]) -> None:
             )
         )
     print("    indicators: " + " | ".join(str(c.get("indicator")) for c in f["clocks"]))
+    if changes:
+        report_changes(f)
 
 
 def serve_env(data: Path, public_url: str) -> dict[str, str]:
@@ -401,6 +423,7 @@ def main() -> int:
     parser.add_argument("--loss", type=float, default=0.01, help="fraction of packets, each way")
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--traces", type=Path, help="write each page's steering ticks here")
+    parser.add_argument("--changes", action="store_true", help="print every change's convergence")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the viewers' side
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
@@ -422,7 +445,7 @@ def main() -> int:
             shape = loopback if network == "loopback" else netem
             everything[network] = shape(args, clip, work)
             for count, figures in everything[network].items():
-                report(network, count, figures)
+                report(network, count, figures, args.changes)
                 save_traces(args.traces, network, count, figures.pop("traces"))
             print(f"    load after {network}: {os.getloadavg()}", flush=True)
     if args.json:

@@ -12,6 +12,7 @@ MAX_GAP_MS = 100.0  # two samples further apart than this say nothing about the 
 SETTLE_S = 2.0  # after an action, this long is convergence, not steady state
 HOLD_S = 0.5  # converged: within the threshold and staying there this long
 STALL_MS = 100.0  # a playing element whose position stands still this long has stalled
+CHANGE_ERRORS_AT_S = (0.3, 0.5, 1.0)  # each viewer's error this long after a change is shown
 
 
 @dataclass(frozen=True)
@@ -138,10 +139,22 @@ def analyse(
     stalls: list[float] = []
     seeks = 0
     convergence: dict[str, list[float | None]] = {}
+    changes: list[dict[str, Any]] = []
     for i, action in enumerate(actions):
         start = action.state.server_time
         stop = actions[i + 1].acted_at if i + 1 < len(actions) else end_ms
         convergence.setdefault(action.kind, []).append(converge(tracks, room, start, stop, frame))
+        changes.append(
+            {
+                "kind": action.kind,
+                "version": action.state.version,
+                "each_s": [converge([track], room, start, stop, frame) for track in tracks],
+                "error_ms": {
+                    str(after): [error_at(track, room, start + after * 1000) for track in tracks]
+                    for after in CHANGE_ERRORS_AT_S
+                },
+            }
+        )
         if not action.state.playing:
             continue
         steady_from = start + SETTLE_S * 1000
@@ -167,6 +180,7 @@ def analyse(
         "bias_ms": [sum(b) / len(b) if b else math.nan for b in bias],
         "frames_apart": apart / len(pairwise) if pairwise else math.nan,
         "convergence_s": convergence,
+        "changes": changes,
         "stalls": {"count": len(stalls), "longest_ms": max(stalls, default=0.0)},
         "own_seeks": seeks,
         # Versions no bench action made: a page echoing what it followed would show up here.
@@ -177,6 +191,12 @@ def analyse(
             if s.version not in {a.state.version for a in actions}
         ],
     }
+
+
+def error_at(track: Track, room: Room, at_ms: float) -> float | None:
+    """A viewer's error (ms) against the shared position at an instant, if it was sampled then."""
+    position = track.at(at_ms)
+    return None if position is None else (position - room.position(at_ms)) * 1000
 
 
 def converge(
