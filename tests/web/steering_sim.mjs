@@ -7,11 +7,19 @@
 // From it come the room as that page saw it (its clock's wobble included), the element's own
 // tick-to-tick jitter and its jumps when playbackRate left or returned to the room's rate. The
 // model element starts off by a given error and moves by the controller's rate, those jumps and
-// that jitter; a seek lands after the recorded page's seek lag.
+// that jitter; a seek lands after the recorded page's seek lag. The jumps grow with the size of the
+// rate change as measured in Chromium here (1.05 ... 1.5 and 0.95 ... 0.67 from and back to 1.0):
+// the trace gives what they are for the nudges it made (up to 10 %), CHROMIUM_SLOPES how they grow
+// beyond that (a pulse after a landing).
+//
+// Two kinds of runs: the element starts off by an error and is steered from there, or it has just
+// landed from a seek off by an error (what a mis-guessed seek lag leaves).
 import { readFileSync } from "node:fs";
 import { Steering } from "../../web/static/js/steering.js";
 
 const ERRORS = [-1.5, -0.6, -0.2, -0.08, -0.03, -0.012, 0.012, 0.03, 0.08, 0.2, 0.6, 2.5];
+const LANDINGS = [-0.15, -0.1, -0.08, -0.06, -0.035, -0.02, 0.02, 0.035, 0.06, 0.08, 0.1, 0.15];
+const CHROMIUM_SLOPES = { engage: -0.066, release: 0.075 }; // s of jump per unit of nudge
 const SEEK_LAG = 0.05;
 const rows = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const tick = (r) => ({
@@ -40,8 +48,8 @@ for (let k = 2; k < ticks.length; k += 1) {
   if (settled < SETTLING) continue;
   const residual = now.position - (prev.position + dt * prev.rate * (1 + prev.nudge));
   if (Math.abs(residual) > 0.05) continue; // a stall, not jitter
-  if (before.nudge === 0 && prev.nudge !== 0) engages.push(residual);
-  else if (before.nudge !== 0 && prev.nudge === 0) releases.push(residual);
+  if (before.nudge === 0 && prev.nudge !== 0) engages.push([prev.nudge, residual]);
+  else if (before.nudge !== 0 && prev.nudge === 0) releases.push([before.nudge, residual]);
   else if (prev.nudge === 0) steadyNoise.push(residual);
   else nudgedNoise.push(residual);
 }
@@ -50,8 +58,10 @@ const median = (xs, fallback) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 };
-const engage = median(engages, -0.022);
-const release = median(releases, 0.002);
+const engage = median(engages.map(([, jump]) => jump), -0.022);
+const release = median(releases.map(([, jump]) => jump), 0.002);
+const TRACED = 0.1; // the largest nudge the traces were recorded with
+const beyond = (nudge) => Math.sign(nudge) * Math.max(0, Math.abs(nudge) - TRACED);
 
 // How the room moved as the page saw it, tick by tick, where it moved steadily (its clock's
 // wobble included): replayed over and over for as long as a run needs.
@@ -66,21 +76,35 @@ for (let k = 1; k < ticks.length; k += 1) {
 }
 const TICKS = 400;
 
-function run(initial) {
+function run(initial, { landed = false } = {}) {
   const steering = new Steering();
   let at = 0;
   let room = 100;
   let position = room + initial;
   let nudge = 0;
-  const out = { initial, errors: [], nudges: [], bands: [], seeks: 0 };
+  let until = null; // a pulse's end: the next tick comes then, as the page's timer brings it
+  if (landed) steering.expectLanding("seek", position, at);
+  const out = { initial, landed, errors: [], nudges: [], bands: [], seeks: 0, pulses: 0 };
   for (let k = 0; k < TICKS; k += 1) {
-    const { dt, wobble, rate, jitter } = steps[k % steps.length];
+    const step = steps[k % steps.length];
+    const { rate, jitter } = step;
+    let { dt } = step;
+    if (until !== null && until - at < dt * 1000) {
+      dt = Math.max(0, until - at) / 1000;
+      until = null;
+    }
+    const part = step.dt > 0 ? dt / step.dt : 1; // a tick brought early by a pulse's timer
+    const wobble = step.wobble * part;
     const error = position - room;
     const clockJitter = Number.isFinite(jitter) ? jitter / 1000 : 0;
     const decision = steering.decide({ at, position, error, rate, clockJitter });
     out.errors.push(error);
     out.bands.push(steering.band(clockJitter));
     out.nudges.push(decision.nudge);
+    if (decision.until !== undefined) {
+      if (until === null && nudge === 0) out.pulses += 1;
+      until = decision.until;
+    }
     at += dt * 1000;
     if (decision.seek) {
       out.seeks += 1;
@@ -92,12 +116,18 @@ function run(initial) {
       continue;
     }
     let jump = 0;
-    if (nudge === 0 && decision.nudge !== 0) jump = engage;
-    if (nudge !== 0 && decision.nudge === 0) jump = release;
+    if (nudge === 0 && decision.nudge !== 0) {
+      jump = engage + CHROMIUM_SLOPES.engage * beyond(decision.nudge);
+    } else if (nudge !== 0 && decision.nudge === 0) {
+      jump = release + CHROMIUM_SLOPES.release * beyond(nudge);
+    } else if (nudge !== 0 && decision.nudge !== nudge) {
+      // Between two rates other than the room's only the re-timing of the buffered audio shows.
+      jump = CHROMIUM_SLOPES.engage * (beyond(decision.nudge) - beyond(nudge));
+    }
     nudge = decision.nudge;
     const noise = nudge === 0 ? steadyNoise : nudgedNoise.length ? nudgedNoise : steadyNoise;
     room += dt * rate + wobble;
-    position += dt * rate * (1 + nudge) + jump + (noise.length ? noise[k % noise.length] : 0);
+    position += dt * rate * (1 + nudge) + jump + part * (noise.length ? noise[k % noise.length] : 0);
   }
   return out;
 }
@@ -109,6 +139,7 @@ process.stdout.write(
     engages: engages.length,
     noise: steadyNoise.length,
     ticks: steps.length,
-    runs: ERRORS.map(run),
+    runs: ERRORS.map((e) => run(e)),
+    landings: LANDINGS.map((e) => run(e, { landed: true })),
   }),
 );

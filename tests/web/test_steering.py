@@ -20,6 +20,8 @@ HERE = Path(__file__).resolve().parent
 TRACES = sorted((HERE / "traces").glob("*.json"))
 SEEK_BEYOND = 0.25  # steering.js
 MAX_BAND = 0.025  # steering.js
+MAX_NUDGE = 0.1  # steering.js: a plain nudge's cap
+PULSE_FROM = 0.06  # s: landings this far off need more than a plain nudge (in the simulation)
 
 
 def simulate(trace: Path) -> dict[str, Any]:
@@ -72,8 +74,14 @@ def test_the_trace_shows_the_jump_chromium_makes_when_the_rate_changes(
     assert simulated["engage"] < -0.005
 
 
+def all_runs(simulated: dict[str, Any]) -> list[dict[str, Any]]:
+    """Starts off by an error, and landings from a seek off by an error."""
+    runs: list[dict[str, Any]] = [*simulated["runs"], *simulated["landings"]]
+    return runs
+
+
 def test_every_start_converges_into_the_dead_band(simulated: dict[str, Any]) -> None:
-    for run in simulated["runs"]:
+    for run in all_runs(simulated):
         inside = [
             k
             for k, (e, b) in enumerate(zip(run["errors"], run["bands"], strict=True))
@@ -88,7 +96,7 @@ def test_every_start_converges_into_the_dead_band(simulated: dict[str, Any]) -> 
 def test_a_nudge_never_carries_the_error_past_zero_by_more_than_the_band(
     simulated: dict[str, Any],
 ) -> None:
-    for run in simulated["runs"]:
+    for run in all_runs(simulated):
         errors, bands = run["errors"], run["bands"]
         for first, end in episodes(run["nudges"]):
             # The side being corrected is where the engagement jump left the element.
@@ -99,7 +107,7 @@ def test_a_nudge_never_carries_the_error_past_zero_by_more_than_the_band(
 
 
 def test_no_oscillation(simulated: dict[str, Any]) -> None:
-    for run in simulated["runs"]:
+    for run in all_runs(simulated):
         found = episodes(run["nudges"])
         for first, end in found:
             directions = [sign(n) for n in run["nudges"][first:end]]
@@ -119,3 +127,16 @@ def test_far_off_seeks_once_and_near_never_seeks(simulated: dict[str, Any]) -> N
             assert run["seeks"] == 1, run["initial"]
         else:
             assert run["seeks"] == 0, run["initial"]
+
+
+def test_a_landing_off_by_more_than_a_nudge_can_mend_soon_is_mended_by_one_pulse(
+    simulated: dict[str, Any],
+) -> None:
+    # A seek that landed off by the mis-guessed lag: one pulse of a larger rate, never a seek.
+    for run in simulated["landings"]:
+        assert run["seeks"] == 0, run["initial"]
+        assert run["pulses"] <= 1, run["initial"]
+        if abs(run["initial"]) >= PULSE_FROM:
+            assert run["pulses"] == 1, run["initial"]
+            first, end = episodes(run["nudges"])[0]
+            assert max(abs(n) for n in run["nudges"][first:end]) > MAX_NUDGE, run["initial"]

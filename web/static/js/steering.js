@@ -8,7 +8,13 @@
 //   seek to where nothing is buffered yet keep the element from advancing; seeks aim that far
 //   ahead and a viewer's own changes are sent so.
 // - `engage` / `release`: the jump of the position when playbackRate leaves / returns to the
-//   room's rate (Chromium re-times the audio it has buffered: about -20 ms on leaving 1.0 here).
+//   room's rate. Chromium here: leaving 1.0 for 1 + n moves currentTime by about -20 ms - 66 ms * n
+//   (its time-stretcher starts with a 20 ms window and re-times the audio it has buffered),
+//   returning moves it by about +1 ms + 75 ms * n (bench/rate_jumps.py). `engage`/`release` are
+//   learned from this page's plain nudges (at about `jumpedAt`), JUMP_SLOPES say how the jumps
+//   grow from there for a larger rate (a page that saw several sizes fits its own slopes).
+// - after a seek or start lands, what is left of the error is removed by one timed pulse of a
+//   larger rate (the error is known then, and nudging it away at 10 % takes most of a second).
 // - the dead band: a few standard deviations of the measured error (the element's own jitter, the
 //   clock's, how exactly a nudge can be let go), so the controller never chases noise and never
 //   tolerates more than it must.
@@ -24,6 +30,13 @@ export const MAX_BAND = 0.025; // s: ... and ceiling
 // `fetch`: a seek or start to where nothing is buffered yet waits for the network as well.
 export const DEFAULT_LAGS = { seek: 0.07, start: 0.07, play: 0.05, fetch: 0.3 }; // s
 export const DEFAULT_ENGAGE = -0.02; // s
+// s of jump per unit of nudge (measured: 1.05 ... 1.5 and 0.95 ... 0.67 from and back to 1.0).
+export const JUMP_SLOPES = { engage: -0.066, release: 0.075 };
+export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
+export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
+const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
+const MIN_SLOPE_SPREAD = 0.05; // nudges must differ this much (s.d.) before a page fits a slope
+const MAX_SLOPE = 0.25; // s per unit of nudge: a steeper fit is noise
 const BAND_SIGMAS = 3;
 const PERSIST = 3; // ticks a small error must last before a nudge
 const RELEASE = 0.75; // a nudge ends once the error would be this much of the band
@@ -32,7 +45,7 @@ const LEARN = 0.5; // weight of a new measurement in a learned lag or jump
 const NOISE_SAMPLES = 40;
 const JUMP_SAMPLES = 10;
 const MAX_JUMP = 0.1; // s: a larger jump across a rate change is something else (a stall)
-const LANDING_AFTER_MS = 200; // a landing measured sooner may not have started moving yet ...
+export const LANDING_AFTER_MS = 200; // a landing judged sooner may not be moving yet ...
 const LANDING_WITHIN_MS = 2500; // ... and one measured later says too little
 const LAG_LIMIT = 0.5; // s
 
@@ -58,10 +71,15 @@ export class Steering {
     this.lags = { ...DEFAULT_LAGS, ...(learned.lags ?? {}) };
     this.engage = Number(learned.engage ?? DEFAULT_ENGAGE) || 0;
     this.release = Number(learned.release) || 0;
+    this.slopes = { ...JUMP_SLOPES };
     this.nudge = 0; // the rate offset in force: rate = room rate * (1 + nudge)
     this.noise = []; // the element's own tick-to-tick residuals at the room's rate, s
     this.nudgedNoise = []; // ... and while nudged
     this.jumps = { engage: [], release: [] }; // recent jumps on leaving / returning to the rate
+    this.seenJumps = { engage: [], release: [] }; // ... with the nudge of each: [nudge, jump]
+    // The nudge `engage` / `release` were learned at (the defaults count as measured at 0).
+    this.jumpedAt = { engage: 0, release: 0, ...(learned.jumpedAt ?? {}) };
+    this.pulse = null; // {nudge, until}: a timed pulse after a landing is running
     this.last = null; // the previous observation
     this.landing = null; // a seek or start whose lag is still to be measured
     this.readings = []; // errors seen during the current nudge
@@ -70,7 +88,8 @@ export class Steering {
 
   /** What to keep between visits (the page stores it). */
   learned() {
-    return { lags: { ...this.lags }, engage: this.engage, release: this.release };
+    const { lags, engage, release, jumpedAt } = this;
+    return { lags: { ...lags }, engage, release, jumpedAt: { ...jumpedAt } };
   }
 
   /** The dead band (s) for a clock whose own error has this standard deviation (s). */
@@ -89,13 +108,14 @@ export class Steering {
 
   /** The element is about to seek to `from` (+ playing) or start from `from`: measure its lag. */
   expectLanding(kind, from, at) {
+    this.reset(); // a seek or start ends any nudge: the element is back at the room's rate
     this.landing = { kind, from, at };
-    this.last = null;
   }
 
   /** Forget the running nudge and the last observation (paused, seeking, a new source). */
   reset() {
     this.nudge = 0;
+    this.pulse = null;
     this.last = null;
     this.readings = [];
     this.outside = 0;
@@ -116,13 +136,37 @@ export class Steering {
     if (this.landing && at - this.landing.at < LANDING_AFTER_MS) {
       return { nudge: 0, seek: false }; // let it land before judging (or learning from) it
     }
+    const landing = this.landing;
     this.observe(at, position, rate);
     const size = Math.abs(error);
     if (size >= SEEK_BEYOND) {
       this.nudge = 0;
+      this.pulse = null;
       return { nudge: 0, seek: true };
     }
     const band = this.band(clockJitter);
+    if (this.pulse) {
+      // Re-timed on each reading, which shows the engage jump as it really was: it ends when the
+      // release jump would leave the element on the room. (A timer brings that tick.)
+      const { nudge } = this.pulse;
+      const left = -(error + this.jump("release", nudge)) / nudge; // s
+      if (left * 1000 <= 1 || at - this.pulse.since > MAX_PULSE_MS) {
+        this.pulse = null;
+        return this.setNudge(0);
+      }
+      this.pulse.until = at + left * 1000;
+      this.setNudge(nudge);
+      return { nudge, seek: false, until: this.pulse.until };
+    }
+    if (landing && this.nudge === 0 && position > landing.from && size > band) {
+      // Landed and moving: the error is what the lag was mis-guessed by, not noise. One pulse
+      // removes it, timed so that both jumps included it ends on the room.
+      const pulse = this.planPulse(error);
+      if (pulse) {
+        this.pulse = { nudge: pulse.nudge, since: at, until: at + pulse.ms };
+        return { ...this.setNudge(pulse.nudge), until: this.pulse.until };
+      }
+    }
     let nudge = 0;
     if (this.nudge === 0) {
       // Leaving the room's rate moves the position by `engage` at once (backwards, in Chromium):
@@ -158,21 +202,73 @@ export class Steering {
       const side = -Math.sign(this.nudge); // +1: it was ahead, being slowed
       if (side * (smooth + this.release) > RELEASE * band) nudge = this.proportional(smooth);
     }
+    return this.setNudge(nudge);
+  }
+
+  /** Put `nudge` in force and note a change of rate, whose jump the next tick measures. */
+  setNudge(nudge) {
     if (nudge === 0 || this.nudge === 0) this.readings = []; // a new nudge starts after its jump
     if (nudge !== 0) this.outside = 0;
     const previous = this.nudge;
     this.nudge = nudge;
     if (this.last) {
-      this.last.nudge = nudge;
       if (previous === 0 && nudge !== 0) this.last.changed = "engage";
-      else if (previous !== 0 && nudge === 0) this.last.changed = "release";
+      else if (previous !== 0 && nudge === 0) {
+        this.last.changed = "release";
+        this.last.from = previous; // the release jump depends on the nudge let go
+      }
+      this.last.nudge = nudge;
     }
     return { nudge, seek: false };
+  }
+
+  /** The jump (s) on leaving the room's rate for `nudge` ("engage") or returning from it. */
+  jump(kind, nudge) {
+    return this[kind] + this.slopes[kind] * (nudge - this.jumpedAt[kind]);
+  }
+
+  /**
+   * A pulse removing `error`: {nudge, ms} such that the engage jump, `ms` at that rate and the
+   * release jump together cancel it; null when a plain nudge is enough.
+   */
+  planPulse(error) {
+    // What leaving and coming back cost at any rate, and how that grows with the rate.
+    const slope = this.slopes.engage + this.slopes.release;
+    const cycle = this.jump("engage", 0) + this.jump("release", 0);
+    const needed = -(error + cycle);
+    const nudge = clamp(needed / PULSE_S, MAX_PULSE);
+    // Less than a plain nudge could do in that time: the plain nudge does it.
+    if (Math.abs(nudge) <= MAX_NUDGE) return null;
+    const seconds = (needed - slope * nudge) / nudge;
+    return seconds > 0 ? { nudge, ms: seconds * 1000 } : null;
   }
 
   proportional(error) {
     const nudge = clamp(-error / HORIZON, MAX_NUDGE);
     return Math.abs(nudge) < MIN_NUDGE ? (error > 0 ? -MIN_NUDGE : MIN_NUDGE) : nudge;
+  }
+
+  /** A jump seen on a change of rate by `nudge`: its intercept (and, given the spread, slope). */
+  learnJump(kind, nudge, jump) {
+    if (Math.abs(nudge) <= MAX_NUDGE) {
+      // What plain nudges meet; a pulse's jumps only show how the jump grows with the rate.
+      this[kind] += LEARN * (jump - this[kind]);
+      this.jumpedAt[kind] += LEARN * (nudge - this.jumpedAt[kind]);
+      const seen = this.jumps[kind];
+      seen.push(jump);
+      if (seen.length > JUMP_SAMPLES) seen.shift();
+    }
+    const fit = this.seenJumps[kind];
+    fit.push([nudge, jump]);
+    if (fit.length > JUMP_SAMPLES) fit.shift();
+    const nudges = fit.map(([n]) => n);
+    const variance = spread(nudges);
+    if (fit.length >= 4 && variance >= MIN_SLOPE_SPREAD * MIN_SLOPE_SPREAD) {
+      const mn = nudges.reduce((sum, n) => sum + n, 0) / fit.length;
+      const mj = fit.reduce((sum, [, j]) => sum + j, 0) / fit.length;
+      const covariance = fit.reduce((sum, [n, j]) => sum + (n - mn) * (j - mj), 0) / fit.length;
+      this.slopes[kind] = clamp(covariance / variance, MAX_SLOPE);
+    }
   }
 
   /** Learn from how the element really moved since the last tick (no clock involved). */
@@ -194,10 +290,7 @@ export class Steering {
     const residual = position - expected;
     const jump = clamp(residual, MAX_JUMP);
     if (last.changed === "engage" || last.changed === "release") {
-      this[last.changed] += LEARN * (jump - this[last.changed]);
-      const seen = this.jumps[last.changed];
-      seen.push(jump);
-      if (seen.length > JUMP_SAMPLES) seen.shift();
+      this.learnJump(last.changed, last.changed === "engage" ? last.nudge : last.from, jump);
     }
     else if (Math.abs(residual) < MAX_JUMP) {
       const noise = last.nudge === 0 ? this.noise : this.nudgedNoise;

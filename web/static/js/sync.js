@@ -6,7 +6,7 @@
 // or a seek when far) and learns this page's own lags. A paused room puts every element on exactly
 // its position, so every viewer shows the same frame.
 
-import { Steering } from "./steering.js";
+import { LANDING_AFTER_MS, Steering } from "./steering.js";
 
 export const IN_SYNC = 0.25; // s: what the indicator calls "in sync"
 const EXACT = 0.0005; // s: a paused element this close is on the position (media time is in µs)
@@ -122,9 +122,7 @@ export class SyncPlayer extends EventTarget {
     if (target === null || Math.abs(this.video.currentTime - target) >= OWN_SEEK) {
       this.userSeekAt = performance.now();
       this.seekingFrom = { at: this.userSeekAt, position: this.video.currentTime };
-      if (!this.video.paused) {
-        this.steering.expectLanding("seek", this.video.currentTime, this.userSeekAt);
-      }
+      if (!this.video.paused) this.expectLanding("seek", this.video.currentTime);
     }
   }
 
@@ -147,8 +145,7 @@ export class SyncPlayer extends EventTarget {
       this.send(video.currentTime, playing, moving);
     } else if (type === "play") {
       if (shared?.playing) return; // we started it to follow the room
-      const since = performance.now();
-      this.steering.expectLanding("play", video.currentTime, since);
+      const since = this.expectLanding("play", video.currentTime);
       this.send(video.currentTime, true, { since, lag: this.steering.lags.play });
     } else if (type === "pause") {
       if (!shared?.playing || video.ended) return; // following the room, or reaching the end
@@ -291,6 +288,11 @@ export class SyncPlayer extends EventTarget {
     } else {
       this.setRate(s.rate * (1 + decision.nudge));
     }
+    if (decision.until !== undefined) {
+      // A timed pulse: the tick that ends it comes on time, not up to a tick late.
+      clearTimeout(this.pulseTimer);
+      this.pulseTimer = setTimeout(() => this.tick(), Math.max(0, decision.until - at));
+    }
     return this.report(drift);
   }
 
@@ -313,8 +315,19 @@ export class SyncPlayer extends EventTarget {
       kind = "fetch";
       to = this.expected(this.clock.now() + lags.fetch * 1000);
     }
-    this.steering.expectLanding(kind, to, performance.now());
+    this.expectLanding(kind, to);
     this.seek(to);
+  }
+
+  /** The element starts moving from `from` soon: judged (and its lag learned) once it has. */
+  expectLanding(kind, from) {
+    const at = performance.now();
+    this.steering.expectLanding(kind, from, at);
+    // The first tick that may judge it comes then, not up to a tick later: what the landing
+    // missed by is mended that much sooner.
+    clearTimeout(this.landingTimer);
+    this.landingTimer = setTimeout(() => this.tick(), LANDING_AFTER_MS + 1);
+    return at;
   }
 
   buffered(at) {
@@ -385,6 +398,8 @@ export class SyncPlayer extends EventTarget {
   stop() {
     clearInterval(this.timer);
     clearTimeout(this.startTimer);
+    clearTimeout(this.pulseTimer);
+    clearTimeout(this.landingTimer);
     saveLearned(this.steering.learned());
   }
 }
