@@ -35,6 +35,9 @@ export const JUMP_SLOPES = { engage: -0.066, release: 0.075 };
 export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
 export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
 const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
+// A pulse's jumps are spread over the audio buffered at its rate (about 150 ms at 35 %): the
+// element's motion during the pulse and this long after it says nothing about its jitter.
+const DRAIN_MS = 300;
 const MIN_SLOPE_SPREAD = 0.05; // nudges must differ this much (s.d.) before a page fits a slope
 const MAX_SLOPE = 0.25; // s per unit of nudge: a steeper fit is noise
 const BAND_SIGMAS = 3;
@@ -80,6 +83,7 @@ export class Steering {
     // The nudge `engage` / `release` were learned at (the defaults count as measured at 0).
     this.jumpedAt = { engage: 0, release: 0, ...(learned.jumpedAt ?? {}) };
     this.pulse = null; // {nudge, until}: a timed pulse after a landing is running
+    this.draining = 0; // until then the element still settles from a pulse: not noise
     this.last = null; // the previous observation
     this.landing = null; // a seek or start whose lag is still to be measured
     this.readings = []; // errors seen during the current nudge
@@ -116,6 +120,7 @@ export class Steering {
   reset() {
     this.nudge = 0;
     this.pulse = null;
+    this.draining = 0;
     this.last = null;
     this.readings = [];
     this.outside = 0;
@@ -152,6 +157,7 @@ export class Steering {
       const left = -(error + this.jump("release", nudge)) / nudge; // s
       if (left * 1000 <= 1 || at - this.pulse.since > MAX_PULSE_MS) {
         this.pulse = null;
+        this.draining = at + DRAIN_MS;
         return this.setNudge(0);
       }
       this.pulse.until = at + left * 1000;
@@ -164,6 +170,7 @@ export class Steering {
       const pulse = this.planPulse(error);
       if (pulse) {
         this.pulse = { nudge: pulse.nudge, since: at, until: at + pulse.ms };
+        this.draining = Infinity; // until the pulse ends
         return { ...this.setNudge(pulse.nudge), until: this.pulse.until };
       }
     }
@@ -292,7 +299,7 @@ export class Steering {
     if (last.changed === "engage" || last.changed === "release") {
       this.learnJump(last.changed, last.changed === "engage" ? last.nudge : last.from, jump);
     }
-    else if (Math.abs(residual) < MAX_JUMP) {
+    else if (Math.abs(residual) < MAX_JUMP && at >= this.draining) {
       const noise = last.nudge === 0 ? this.noise : this.nudgedNoise;
       noise.push(residual);
       if (noise.length > NOISE_SAMPLES) noise.shift();
