@@ -74,7 +74,9 @@ FRAME = """() => {
   return [v.currentTime, v.paused, hash >>> 0];
 }"""
 PAGE_CLOCK = """() => { const c = window.cowatch?.clock; const p = window.cowatch?.player;
+  const jitter = Number.isFinite(c?.jitter) ? c.jitter / 1000 : 0;
   return { offset: c?.offset, roundTrip: c?.roundTrip, learned: p?.steering?.learned(),
+  band: p?.steering?.band(jitter),
   indicator: document.getElementById('sync-indicator')?.textContent }; }"""
 
 
@@ -92,6 +94,41 @@ def scenario(round_: int, steady: float) -> list[tuple[int, str, float | None, f
         (1, "seek", 12.29 + off, steady),
         (0, "pause", None, paused),
     ]
+
+
+def descendants_cpu() -> dict[int, tuple[str, float]]:
+    """CPU seconds so far of every process under this one: {pid: (command name, seconds)}."""
+    tick = os.sysconf("SC_CLK_TCK")
+    parents: dict[int, int] = {}
+    seen: dict[int, tuple[str, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue  # gone meanwhile
+        name, rest = stat[stat.index("(") + 1 : stat.rindex(")")], stat[stat.rindex(")") + 2 :]
+        fields = rest.split()
+        pid = int(entry.name)
+        parents[pid] = int(fields[1])
+        seen[pid] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    mine, changed = {os.getpid()}, True
+    while changed:
+        more = {pid for pid, parent in parents.items() if parent in mine} - mine
+        changed = bool(more)
+        mine |= more
+    return {pid: seen[pid] for pid in mine - {os.getpid()} if pid in seen}
+
+
+def cpu_use(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, float]],
+            seconds: float) -> dict[str, float]:  # fmt: skip
+    """Cores used between two snapshots, browsers apart from the rest."""
+    use = {"browsers": 0.0, "other": 0.0}
+    for pid, (name, cpu) in after.items():
+        spent = cpu - before.get(pid, (name, 0.0))[1]
+        use["browsers" if "chrom" in name.lower() else "other"] += spent / seconds
+    return use
 
 
 class Listener(threading.Thread):
@@ -212,6 +249,7 @@ def run(
         pages.append(page)
     for page in pages:
         page.evaluate(SAMPLER)
+    cpu_before, started, load_before = descendants_cpu(), time.monotonic(), os.getloadavg()[0]
     actions: list[Action] = []
     frames: list[dict[str, Any]] = []
     unshared: list[str] = []
@@ -231,6 +269,8 @@ def run(
                 frames.append({"kind": kind, "frames": shown,
                                "identical": len({(s[0], s[2]) for s in shown}) == 1})  # fmt: skip
     end_ms = time.time() * 1000
+    cpu = cpu_use(cpu_before, descendants_cpu(), time.monotonic() - started)
+    cpu["load_before"], cpu["load_after"] = load_before, os.getloadavg()[0]
     tracks = [Track.from_samples(page.evaluate(COLLECT)) for page in pages]
     traces = [page.evaluate("() => window.cowatch?.player?.trace ?? null") for page in pages]
     clocks = [page.evaluate(PAGE_CLOCK) for page in pages]
@@ -248,6 +288,7 @@ def run(
         ),
     }
     figures["clocks"] = clocks
+    figures["cpu"] = cpu
     figures["unshared"] = unshared
     figures["timeline"] = [
         (
@@ -335,6 +376,14 @@ def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -
             )
         )
     print("    indicators: " + " | ".join(str(c.get("indicator")) for c in f["clocks"]))
+    bands = [c["band"] * 1000 for c in f["clocks"] if c.get("band") is not None]
+    cpu = f["cpu"]
+    print(
+        "    dead bands ms: " + ", ".join(f"{b:.1f}" for b in bands)
+        + f" | CPU while measured: browsers {cpu['browsers']:.2f} cores, other children "
+        f"{cpu['other']:.2f} cores (of {os.cpu_count()}); load {cpu['load_before']:.1f} -> "
+        f"{cpu['load_after']:.1f}"
+    )  # fmt: skip
     if changes:
         report_changes(f)
 
