@@ -339,6 +339,29 @@ def test_quality_switch_keeps_the_second_and_tells_nobody(
     a.close()
 
 
+def test_a_pause_a_tick_sees_before_its_event_stays_a_pause(
+    server: Server, alice: Viewer, video_id: str
+) -> None:
+    # `paused` flips at once and the pause event comes a task later: a tick in between saw the
+    # room playing and the element paused, restarted it and shared that play (the sync bench saw
+    # the viewer who paused undo its own pause).
+    a = open_watch(alice, server, video_id)
+    with explained((alice, a)):
+        a.evaluate(f"{VIDEO}.currentTime = 1.0")
+        a.wait_for_function(SETTLED)
+        a.get_by_role("button", name="Play").click()
+        a.wait_for_function(f"window.cowatch.player.state.playing && !{VIDEO}.paused")
+        a.wait_for_function(SETTLED)
+        start = a.evaluate(VERSION)
+        a.evaluate(f"{VIDEO}.pause(); window.cowatch.player.tick()")
+        a.wait_for_function(f"{SETTLED} && {VERSION} > {start}")
+        assert a.evaluate(f"{VIDEO}.paused")
+        assert a.evaluate(VERSION) == start + 1
+        assert not a.evaluate("window.cowatch.player.state.playing")
+    no_page_errors(alice)
+    a.close()
+
+
 def test_drift_is_nudged_by_rate_and_large_drift_is_seeked(
     server: Server, alice: Viewer, video_id: str
 ) -> None:

@@ -20,6 +20,7 @@ const BUFFERED_AHEAD = 0.5; // s: a seek target counts as buffered with this muc
 const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
 const LEARNED_KEY = "cowatch.sync.learned";
 const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
+const PAUSE_EVENT_WITHIN_MS = 1000; // a pause event later than this is not coming
 
 /** "±N ms" for an accuracy() spread: the sync indicator shows it, a party's member list can too. */
 export function plusMinus(ms) {
@@ -74,6 +75,16 @@ export class SyncPlayer extends EventTarget {
     this.commitDelay = null; // ms from sending a change to the server stamping it
     this.steering = new Steering(loadLearned());
     video.addEventListener("seeking", () => this.seeking());
+    // What the element's last play/pause event said: `paused` flips at once, its event comes a
+    // task later, and a tick in between must not take a viewer's pause for one to undo (it did:
+    // the viewer who paused restarted its element and shared a play). A new source pauses the
+    // element without a pause event.
+    this.eventPlaying = false;
+    this.unannouncedPause = null; // performance.now() when paused was seen before its event
+    video.addEventListener("play", () => (this.eventPlaying = true));
+    for (const type of ["pause", "emptied"]) {
+      video.addEventListener(type, () => (this.eventPlaying = false));
+    }
     for (const type of ["play", "pause", "seeked"]) {
       video.addEventListener(type, () => this.local(type));
     }
@@ -240,6 +251,12 @@ export class SyncPlayer extends EventTarget {
     if (!s || this.holding || video.readyState < HAVE_METADATA) return this.report(null);
     const want = this.expected();
     const atEnd = Number.isFinite(this.duration) && want >= this.duration - 0.05;
+    if (s.playing && video.paused && this.eventPlaying) {
+      const now = performance.now();
+      this.unannouncedPause ??= now;
+      if (now - this.unannouncedPause < PAUSE_EVENT_WITHIN_MS) return this.report(this.drift);
+    }
+    this.unannouncedPause = null;
     if (s.playing && video.paused && !atEnd) {
       // A start announced ahead (a party's effectiveAt): stand on its frame until then.
       const early = s.serverTime - this.clock.now() - this.steering.lags.start * 1000;
