@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from redis import asyncio as aioredis
+from models.redis_pool import redis_client
 
 PREFIX = "cowatch:live:"
 #: A record nobody wrote for this long is dropped (it is rebuilt from the database if needed).
@@ -100,11 +100,11 @@ class RedisLive:
     """The live store in Redis: a hash per record (revision, bytes), a sorted set per presence."""
 
     def __init__(self, url: str) -> None:
-        self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+        self._redis = redis_client(url)
         self._cas = self._redis.register_script(_CAS)
 
     async def read(self, key: str) -> tuple[int, bytes] | None:
-        revision, value = await self._redis.hmget(PREFIX + key, ["r", "v"])
+        revision, value = await self._redis.hmget(PREFIX + key, ["r", "v"])  # type: ignore[misc]
         if revision is None or value is None:
             return None
         return int(revision), bytes(value)

@@ -14,7 +14,8 @@ from typing import Any
 from urllib.parse import urlparse
 
 from broadcaster import BroadcastBackend, Event
-from redis import asyncio as aioredis
+
+from models.redis_pool import redis_client
 
 POLL_S = 1.0
 
@@ -53,9 +54,7 @@ class RedisBackend(BroadcastBackend):
 
     def __init__(self, url: str) -> None:
         self._url = url
-        self._conn = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2, socket_timeout=5, health_check_interval=10
-        )
+        self._conn = redis_client(url, health_check_interval=10)
         self._pubsub = self._conn.pubsub(ignore_subscribe_messages=True)
         self._has_channels = asyncio.Event()
 

@@ -11,6 +11,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
+from models.redis_pool import redis_client
 from resolvers.errors import InvalidToken, RateLimited
 
 if TYPE_CHECKING:
@@ -185,14 +186,13 @@ class RedisWindows:
     def __init__(self, redis_url: str, prefix: str) -> None:
         from limits.aio.storage import RedisStorage
         from limits.aio.strategies import MovingWindowRateLimiter
-        from redis.asyncio import Redis
 
         uri = "async+" + redis_url
         self._storage = RedisStorage(uri, implementation="redispy", key_prefix=prefix)
         self._limiter = MovingWindowRateLimiter(self._storage)
         self._items: dict[Rule, object] = {}
         self._prefix = prefix
-        self._redis = Redis.from_url(redis_url)
+        self._redis = redis_client(redis_url)
         self._attempt = self._redis.register_script(ATTEMPT_LUA)
 
     def _item(self, rule: Rule) -> object:
