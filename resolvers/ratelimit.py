@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import itertools
 import logging
 import math
 import re
+import secrets
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -180,33 +182,42 @@ return {count, redis.call('PTTL', KEYS[1])}
 """
 
 
+#: WindowStore.hit in one Redis call, a moving window as a sorted set of hit times:
+#: KEYS[1]; ARGV now (ms), period (ms), amount, a unique name for this hit.
+HIT_LUA = """
+local now = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
+local count = redis.call('ZCARD', KEYS[1])
+local allowed = 0
+if count < tonumber(ARGV[3]) then
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  count = count + 1
+  allowed = 1
+end
+redis.call('PEXPIRE', KEYS[1], period)
+local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+return {allowed, count, oldest[2] or ARGV[1]}
+"""
+
+
 class RedisWindows:
-    """Moving windows in Redis (the `limits` Lua scripts), shared by every process."""
+    """Moving windows in Redis, shared by every process: one atomic script call per hit."""
 
     def __init__(self, redis_url: str, prefix: str) -> None:
-        from limits.aio.storage import RedisStorage
-        from limits.aio.strategies import MovingWindowRateLimiter
-
-        uri = "async+" + redis_url
-        self._storage = RedisStorage(uri, implementation="redispy", key_prefix=prefix)
-        self._limiter = MovingWindowRateLimiter(self._storage)
-        self._items: dict[Rule, object] = {}
         self._prefix = prefix
         self._redis = redis_client(redis_url)
+        self._hit = self._redis.register_script(HIT_LUA)
         self._attempt = self._redis.register_script(ATTEMPT_LUA)
-
-    def _item(self, rule: Rule) -> object:
-        from limits import RateLimitItemPerSecond
-
-        if rule not in self._items:
-            self._items[rule] = RateLimitItemPerSecond(rule.amount, rule.period_s)
-        return self._items[rule]
+        self._hits = itertools.count()
 
     async def hit(self, key: str, rule: Rule) -> Decision:
-        item = self._item(rule)
-        allowed = await self._limiter.hit(item, key)  # type: ignore[arg-type]
-        reset_at, remaining = await self._limiter.get_window_stats(item, key)  # type: ignore[arg-type]
-        return Decision(allowed, rule.amount, max(0, remaining), reset_at)
+        now_ms = int(time.time() * 1000)
+        name = f"{now_ms}:{next(self._hits)}:{secrets.token_hex(4)}"
+        args: list[int | str] = [now_ms, rule.period_s * 1000, rule.amount, name]
+        allowed, count, oldest = await self._hit(keys=[f"{self._prefix}:w:{key}"], args=args)
+        reset_at = float(oldest) / 1000 + rule.period_s
+        return Decision(bool(allowed), rule.amount, max(0, rule.amount - int(count)), reset_at)
 
     async def attempt(
         self, key: str, *, limit: int, window_s: int, lock_s: int
@@ -216,8 +227,6 @@ class RedisWindows:
         return int(count), max(0, int(ttl_ms)) / 1000
 
     async def close(self) -> None:
-        client = self._storage.bridge.storage  # type: ignore[attr-defined]
-        await client.aclose()
         await self._redis.aclose()
 
 
