@@ -3,9 +3,12 @@
 Two things, each behind the same tiny interface in memory (one process, the embedded mode) and in
 Redis (the production shape):
 
-- records with a revision: `read` returns (revision, bytes), `write` replaces the bytes only if
-  the revision is still the one read (compare-and-set), so concurrent writers on any number of
-  processes never lose each other's changes — the loser reads again and retries;
+- records with a revision: `read` returns (revision, bytes), `swap` replaces the bytes only if
+  the revision is still the one the writer started from (compare-and-set), so concurrent writers
+  on any number of processes never lose each other's changes. A refused swap answers with what
+  is there now, so the loser retries without reading again (one round trip per attempt). A
+  record created anew (after the store lost it) starts at a revision no earlier one used, so a
+  writer holding a copy from before the loss can never overwrite the new record;
 - presence: per key, entries that are alive until their expiry (epoch ms); a process refreshes
   the entries of its own sockets and drops them when they close, so entries of a process that
   died expire by themselves.
@@ -13,7 +16,8 @@ Redis (the production shape):
 
 from __future__ import annotations
 
-from typing import Protocol
+import time
+from typing import NamedTuple, Protocol
 
 from models.redis_pool import redis_client
 
@@ -21,20 +25,38 @@ PREFIX = "cowatch:live:"
 #: A record nobody wrote for this long is dropped (it is rebuilt from the database if needed).
 RECORD_TTL_MS = 7 * 24 * 3600 * 1000
 
-_CAS = """
-local rev = tonumber(redis.call('HGET', KEYS[1], 'r') or '0')
-if rev ~= tonumber(ARGV[1]) then return 0 end
-redis.call('HSET', KEYS[1], 'r', rev + 1, 'v', ARGV[2])
+#: KEYS[1]; ARGV: the revision expected (0: absent), the value, its TTL (ms), a fresh revision.
+_SWAP = """
+local found = redis.call('HMGET', KEYS[1], 'r', 'v')
+local rev = tonumber(found[1] or '0')
+if rev ~= tonumber(ARGV[1]) then return {0, rev, found[2]} end
+local new = rev + 1
+if rev == 0 then new = tonumber(ARGV[4]) end
+redis.call('HSET', KEYS[1], 'r', new, 'v', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-return rev + 1
+return {1, new}
 """
+
+
+class Swap(NamedTuple):
+    """A compare-and-set's answer: written at `revision`, or refused with what is there now."""
+
+    written: bool
+    revision: int
+    #: when refused: the record's bytes now (None if it is absent, revision 0)
+    value: bytes | None = None
+
+
+def fresh_revision() -> int:
+    """A new record's first revision: microseconds since the epoch, above any it replaces."""
+    return time.time_ns() // 1000
 
 
 class LiveStore(Protocol):
     async def read(self, key: str) -> tuple[int, bytes] | None: ...
 
-    async def write(self, key: str, revision: int, value: bytes) -> int:
-        """Store `value` if `key` is still at `revision` (0: absent); the new revision, or 0."""
+    async def swap(self, key: str, revision: int, value: bytes) -> Swap:
+        """Store `value` if `key` is still at `revision` (0: absent)."""
         ...
 
     async def forget(self, key: str) -> None: ...
@@ -64,12 +86,15 @@ class MemoryLive:
     async def read(self, key: str) -> tuple[int, bytes] | None:
         return self._records.get(key)
 
-    async def write(self, key: str, revision: int, value: bytes) -> int:
+    async def swap(self, key: str, revision: int, value: bytes) -> Swap:
         found = self._records.get(key)
-        if (found[0] if found else 0) != revision:
-            return 0
-        self._records[key] = (revision + 1, value)
-        return revision + 1
+        if found is None and revision != 0:
+            return Swap(False, 0)
+        if found is not None and found[0] != revision:
+            return Swap(False, *found)
+        new = revision + 1 if revision else fresh_revision()
+        self._records[key] = (new, value)
+        return Swap(True, new)
 
     async def forget(self, key: str) -> None:
         self._records.pop(key, None)
@@ -101,7 +126,7 @@ class RedisLive:
 
     def __init__(self, url: str) -> None:
         self._redis = redis_client(url)
-        self._cas = self._redis.register_script(_CAS)
+        self._swap = self._redis.register_script(_SWAP)
 
     async def read(self, key: str) -> tuple[int, bytes] | None:
         revision, value = await self._redis.hmget(PREFIX + key, ["r", "v"])  # type: ignore[misc]
@@ -109,8 +134,13 @@ class RedisLive:
             return None
         return int(revision), bytes(value)
 
-    async def write(self, key: str, revision: int, value: bytes) -> int:
-        return int(await self._cas(keys=[PREFIX + key], args=[revision, value, RECORD_TTL_MS]))
+    async def swap(self, key: str, revision: int, value: bytes) -> Swap:
+        args: list[int | bytes] = [revision, value, RECORD_TTL_MS, fresh_revision()]
+        answer = await self._swap(keys=[PREFIX + key], args=args)
+        if answer[0]:
+            return Swap(True, int(answer[1]))
+        found = answer[2] if len(answer) > 2 else None
+        return Swap(False, int(answer[1]), None if found is None else bytes(found))
 
     async def forget(self, key: str) -> None:
         await self._redis.delete(PREFIX + key, PREFIX + "presence:" + key)

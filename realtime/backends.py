@@ -20,7 +20,16 @@ from models.redis_pool import redis_client
 POLL_S = 1.0
 
 
-class MemoryBackend(BroadcastBackend):
+class Backend(BroadcastBackend):
+    """broadcaster's interface, plus several messages sent at once."""
+
+    async def publish_all(self, messages: list[tuple[str, str]]) -> None:
+        """(channel, message) pairs, published in this order."""
+        for channel, message in messages:
+            await self.publish(channel, message)
+
+
+class MemoryBackend(Backend):
     """In-process pub/sub for the embedded mode (every subscriber lives in this process)."""
 
     def __init__(self, url: str) -> None:
@@ -49,7 +58,7 @@ class MemoryBackend(BroadcastBackend):
                 return event
 
 
-class RedisBackend(BroadcastBackend):
+class RedisBackend(Backend):
     """Redis pub/sub; any connection failure surfaces as an exception from every method."""
 
     def __init__(self, url: str) -> None:
@@ -77,6 +86,16 @@ class RedisBackend(BroadcastBackend):
     async def publish(self, channel: str, message: Any) -> None:
         await self._conn.publish(channel, message)
 
+    async def publish_all(self, messages: list[tuple[str, str]]) -> None:
+        """In one round trip (Redis keeps their order: one connection, one pipeline)."""
+        if len(messages) == 1:
+            await self.publish(*messages[0])
+            return
+        async with self._conn.pipeline(transaction=False) as pipe:
+            for channel, message in messages:
+                pipe.publish(channel, message)
+            await pipe.execute()
+
     async def next_published(self) -> Event:
         while True:
             if not self._pubsub.subscribed:
@@ -92,7 +111,7 @@ class RedisBackend(BroadcastBackend):
                 return Event(channel=message["channel"].decode(), message=message["data"].decode())
 
 
-def open_backend(url: str) -> BroadcastBackend:
+def open_backend(url: str) -> Backend:
     scheme = urlparse(url).scheme
     if scheme == "memory":
         return MemoryBackend(url)

@@ -33,9 +33,7 @@ import logging
 from collections.abc import AsyncGenerator
 from contextlib import suppress
 
-from broadcaster import BroadcastBackend
-
-from realtime.backends import open_backend
+from realtime.backends import Backend, open_backend
 from realtime.delivery import (
     Feed,
     FrameWriter,
@@ -77,7 +75,7 @@ class Bus:
         self._rooms: dict[str, Room] = {}
         self._fresh: dict[Room, None] = {}
         self._outboxes: set[Outbox] = set()
-        self._backend: BroadcastBackend | None = None
+        self._backend: Backend | None = None
         self._pump: asyncio.Task[None] | None = None
         self._dirty: dict[Outbox, None] = {}
         self._flush_wake = asyncio.Event()
@@ -180,6 +178,21 @@ class Bus:
             return
         try:
             await backend.publish(CHANNEL_PREFIX + event.topic, event.to_json())
+        except Exception as exc:
+            log.warning("publish failed (%r); the event is stored and resent on recovery", exc)
+
+    async def publish_all(self, events: list[Event]) -> None:
+        """Several events, in order: delivered here at once, then sent in one round trip."""
+        if not events:
+            return
+        for event in events:
+            self._deliver(event)
+        backend = self._backend
+        if backend is None or not self.connected.is_set():
+            log.warning("broadcast backend is down; %s reached this process only", events[0].topic)
+            return
+        try:
+            await backend.publish_all([(CHANNEL_PREFIX + e.topic, e.to_json()) for e in events])
         except Exception as exc:
             log.warning("publish failed (%r); the event is stored and resent on recovery", exc)
 
@@ -320,7 +333,7 @@ class Bus:
             with suppress(Exception):
                 await backend.disconnect()
 
-    async def _connect(self) -> BroadcastBackend:
+    async def _connect(self) -> Backend:
         backend = open_backend(self.url)
         try:
             await backend.connect()

@@ -77,6 +77,10 @@ class Publisher(Protocol):
 
     async def publish(self, event: Event) -> None: ...
 
+    async def publish_all(self, events: list[Event]) -> None:
+        """Several events of one change, in order."""
+        ...
+
 
 @dataclass(frozen=True)
 class Head:

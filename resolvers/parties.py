@@ -27,11 +27,12 @@ from models.parties import (
 )
 from resolvers import party_rules as rules
 from resolvers.auth import Caller, issue_member_token
-from resolvers.errors import BadInput, Forbidden, NotFound, Unauthenticated, Unavailable
+from resolvers.errors import BadInput, Forbidden, NotFound, Unauthenticated
 from resolvers.hashing import DUMMY_HASH, PasswordHashing
+from resolvers.party_log import live_of
 from resolvers.party_rules import BadPassword, PartyEnded
-from resolvers.party_runtime import PartyRuntime, live_of, now_ms
-from resolvers.party_state import Live, Member, encode
+from resolvers.party_runtime import PartyRuntime, now_ms
+from resolvers.party_state import Live, Member
 from resolvers.ratelimit import RateClass, RateLimiter
 from resolvers.videos import find_video
 
@@ -172,8 +173,7 @@ async def create_party(
         username=user.username,
         joined_at=now_ms(),
     )
-    if not await runtime.store.write(f"party:{party.id}", 0, encode(live)):
-        raise Unavailable("the party could not be created; try again")
+    await runtime.create(live)
     applied = await runtime.apply(party.id, lambda state: rules.join(state, host_live))
     return applied.live
 

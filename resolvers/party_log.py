@@ -4,7 +4,8 @@ written behind.
 `PartyLogWriter` batches them into the database (`party_events`, `chat_messages`,
 `parties.snapshot`) every `FLUSH_S` or every 500 events, one transaction and one statement per
 table a batch; a chat message is written at once (its sender waits for the commit before the
-party hears of it), with whatever else is held then.
+party hears of it), with whatever else is held then. It also rebuilds a party's live state from
+them when the live store lost it.
 `PartyTopics` is the bus's `Source` for `party:<id>` topics: the live state's version as the head,
 and the log for what a gap (or an outage) missed.
 """
@@ -17,13 +18,15 @@ import json
 import logging
 from typing import TYPE_CHECKING, ClassVar
 
-from sqlalchemy import bindparam, insert, update
+from sqlalchemy import bindparam, func, insert, update
 from sqlmodel import col, select
 
+from models import User, Video
 from models.chat import ChatMessage
-from models.parties import Party, PartyEvent
+from models.parties import Party, PartyEvent, PartyMember
 from realtime.events import Event, Head
-from resolvers.party_state import Live, encode
+from resolvers.errors import NotFound
+from resolvers.party_state import Live, Member, decode, encode
 from resolvers.videos import now_ms
 
 if TYPE_CHECKING:
@@ -163,6 +166,79 @@ class PartyLogWriter:
     def held_seqs(self, party_id: str) -> list[int]:
         """Versions of the party's events written here but not yet in the database."""
         return [int(str(e["seq"])) for e in self._events if e["party_id"] == party_id]
+
+    async def rebuild(self, party_id: str) -> Live:
+        """A live state the live store lost, from the database: the last state kept, or the
+        rows themselves (NotFound if there is no such party)."""
+        async with self.db.session() as session:
+            party = await session.get(Party, party_id)
+            if party is None:
+                raise NotFound("party not found")
+            members = (
+                await session.exec(
+                    select(PartyMember).where(
+                        PartyMember.party_id == party_id,
+                        col(PartyMember.left_at).is_(None),
+                        col(PartyMember.kicked_at).is_(None),
+                    )
+                )
+            ).all()
+            stored = (
+                await session.exec(
+                    select(func.max(PartyEvent.seq)).where(PartyEvent.party_id == party_id)
+                )
+            ).one()
+        seq = max([stored or 0, *self.held_seqs(party_id)])
+        if party.snapshot:
+            live = decode(party.snapshot.encode())
+        else:
+            live = await self._from_rows(party, list(members))
+        live.seq = max(live.seq, seq)
+        for member in live.members.values():  # presence is rebuilt by the sockets themselves
+            member.online = False
+        live.ended = live.ended or party.ended_at is not None
+        return live
+
+    async def _from_rows(self, party: Party, rows: list[PartyMember]) -> Live:
+        """A party that never reached the log writer: its settings and members as stored."""
+        async with self.db.session() as session:
+            video = await session.get(Video, party.video_id)
+            ids = [row.user_id for row in rows if row.user_id]
+            users = (await session.exec(select(User).where(col(User.id).in_(ids)))).all()
+        names = {user.id: user.username for user in users}
+        live = live_of(party, duration=video.duration if video else None)
+        for row in rows:
+            member = Member(
+                id=row.id,
+                name=row.display_name,
+                role=row.role,
+                user_id=row.user_id,
+                username=names.get(row.user_id or ""),
+                joined_at=int(row.joined_at.timestamp() * 1000),
+            )
+            live.members[member.id] = member
+            if member.role == "HOST":
+                live.host_id = member.id
+        return live
+
+
+def live_of(party: Party, *, duration: float | None) -> Live:
+    """A party's live state from its row, before anyone joined."""
+    return Live(
+        id=party.id,
+        code=party.code,
+        name=party.name,
+        video_id=party.video_id,
+        duration=duration,
+        visibility=party.visibility,
+        control=party.control,
+        max_members=party.max_members,
+        chat_enabled=party.chat_enabled,
+        has_password=party.password_hash is not None,
+        host_user_id=party.host_user_id,
+        created_at=int(party.created_at.timestamp() * 1000),
+        ended=party.ended_at is not None,
+    )
 
 
 class PartyTopics:

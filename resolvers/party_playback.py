@@ -5,6 +5,7 @@ from __future__ import annotations
 from realtime.events import Event
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
+from resolvers.errors import DomainError
 from resolvers.parties import actor, require_view
 from resolvers.party_runtime import PartyRuntime, now_ms, party_topic
 from resolvers.party_state import Live, Member, media_time, party_fields
@@ -61,8 +62,12 @@ async def report_player_state(
     latency_ms: float | None = None,
 ) -> Member:
     """A member's player is READY or BUFFERING at `position` (rate-limited per member)."""
-    live = await runtime.get(party_id)
-    member_id = actor(live, caller)
+    # Who the caller is, for the rate limit (the transition checks it again on the state):
+    # from this process's last copy, read anew if that copy does not know the caller yet.
+    try:
+        member_id = actor(await runtime.peek(party_id), caller)
+    except DomainError:
+        member_id = actor(await runtime.get(party_id), caller)
     await limiter.check(RateClass.PLAYER_STATE, f"member:{member_id}")
     applied = await runtime.apply(
         party_id,

@@ -1,13 +1,16 @@
 """Where live parties are kept, changed and announced, in this process and across processes.
 
-`PartyRuntime` is built once in the app's lifespan. It reads a party's `Live` state from the live
-store (rebuilding it from the database if the store lost it), applies a transition of
-`resolvers/party_state.py` and writes it back with compare-and-set (retrying when another process
-won), then publishes the transition's events on the party's topic with consecutive versions. What
-must outlive the live store goes to the database behind it (`PartyLogWriter`): the log of events
-(`Party.events`, replays) and the party's last state. Presence (which members have a socket open,
-in any process) and the timers a party needs (the ready barrier's timeout, a premiere's start, a
-host away too long) are kept here as well, with a sweeper that also covers another process's.
+`PartyRuntime` is built once in the app's lifespan. It keeps the last state it saw of each party
+(`Live`, as stored in the live store), applies a transition of `resolvers/party_rules.py` to it
+and writes it back with compare-and-set in one round trip; when another process wrote first, the
+refusal carries the stored state and the transition runs again on it. Changes to one party that
+arrive while its write is in flight go together in the next write (`resolvers/party_batch.py`).
+Then the events are published on the party's topic with consecutive versions, in one round trip.
+What must outlive the live store goes to the database behind it (`PartyLogWriter`): the log of
+events (`Party.events`, replays) and the party's last state, from which a lost state is rebuilt.
+Presence (which members have a socket open, in any process) and the timers a party needs (the
+ready barrier's timeout, a premiere's start, a host away too long) are kept here as well, with a
+sweeper that also covers another process's.
 """
 
 from __future__ import annotations
@@ -17,19 +20,19 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, update
+from sqlalchemy import delete, update
 from sqlmodel import col, select
 
-from models import User, Video
 from models.base import utcnow
-from models.parties import Party, PartyEvent, PartyMember
+from models.parties import Party, PartyEvent
 from realtime.events import Event, Publisher, topic
 from resolvers.errors import NotFound, Unavailable
+from resolvers.party_batch import Keep, Outcome, Pending, Transition, fail, run
 from resolvers.party_log import PartyLogWriter
 from resolvers.party_rules import (
     MAX_LEAD_MS,
@@ -40,7 +43,7 @@ from resolvers.party_rules import (
     presence,
     start_scheduled,
 )
-from resolvers.party_state import Change, Live, Member, decode, encode, media_time
+from resolvers.party_state import Live, decode, encode
 from resolvers.videos import now_ms
 
 if TYPE_CHECKING:
@@ -57,10 +60,10 @@ PRESENCE_TTL_MS = 3000
 #: How often the database is searched for parties idle past COWATCH_PARTY_IDLE_S.
 IDLE_SWEEP_S = 60.0
 CAS_ATTEMPTS = 50
+#: Parties whose last known state this process keeps (a write starts from it, not from a read).
+CACHED_STATES = 10_000
 #: How long after its party ended a reaction stays in the party's log (seconds).
 REACTION_KEEP_S = 3600
-
-Transition = Callable[[Live], list[Change]]
 
 
 def party_topic(party_id: str) -> str:
@@ -94,6 +97,10 @@ class PartyRuntime:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        #: the last state this process saw of each party (revision, bytes), oldest first
+        self._states: dict[str, tuple[int, bytes]] = {}
+        #: changes waiting behind a write in progress, per party
+        self._queues: dict[str, list[Pending]] = {}
 
     async def start(self) -> None:
         self._loops = [
@@ -113,69 +120,179 @@ class PartyRuntime:
 
     # -- reading and changing a party ---------------------------------------------------
     async def load(self, party_id: str) -> tuple[int, Live]:
-        """The party's live state and its revision; NotFound if there is no such party."""
-        found = await self.store.read(live_key(party_id))
-        if found is not None:
-            return found[0], decode(found[1])
-        live = await self._rebuild(party_id)
-        revision = await self.store.write(live_key(party_id), 0, encode(live))
-        if revision:
-            return revision, live
-        found = await self.store.read(live_key(party_id))  # another process rebuilt it first
-        if found is None:
-            raise Unavailable("the party's state could not be loaded; try again")
-        return found[0], decode(found[1])
+        """The party's live state as stored now, and its revision; NotFound if there is none."""
+        revision, raw = await self._fetch(party_id)
+        return revision, decode(raw)
 
     async def get(self, party_id: str) -> Live:
         return (await self.load(party_id))[1]
+
+    async def peek(self, party_id: str) -> Live:
+        """The last state of the party this process saw (read if it saw none): possibly behind
+        the stored one, so only for lookups a transition checks again (who a caller is)."""
+        found = self._states.get(party_id)
+        return decode(found[1]) if found is not None else await self.get(party_id)
+
+    async def create(self, live: Live) -> None:
+        """Store a new party's first state (Unavailable if its key is somehow taken)."""
+        raw = encode(live)
+        swap = await self.store.swap(live_key(live.id), 0, raw)
+        if not swap.written:
+            raise Unavailable("the party could not be created; try again")
+        self._remember(live.id, swap.revision, raw)
+
+    async def _fetch(self, party_id: str) -> tuple[int, bytes]:
+        """The stored state (rebuilt from the database if the live store lost it)."""
+        key = live_key(party_id)
+        found = await self.store.read(key)
+        if found is None:
+            raw = encode(await self.writer.rebuild(party_id))
+            swap = await self.store.swap(key, 0, raw)
+            if swap.written:
+                found = swap.revision, raw
+            elif swap.value is not None:  # another process rebuilt it first
+                found = swap.revision, swap.value
+            else:
+                raise Unavailable("the party's state could not be loaded; try again")
+        self._remember(party_id, *found)
+        return found
+
+    def _remember(self, party_id: str, revision: int, raw: bytes) -> None:
+        """Keep the newest state seen (revisions only grow, even across a lost record)."""
+        cache = self._states
+        known = cache.pop(party_id, None)
+        if known is not None and known[0] > revision:
+            revision, raw = known
+        cache[party_id] = (revision, raw)
+        if len(cache) > CACHED_STATES:
+            del cache[next(iter(cache))]
 
     async def apply(
         self,
         party_id: str,
         transition: Transition,
-        keep: Callable[[list[Event]], Awaitable[None]] | None = None,
+        keep: Keep | None = None,
     ) -> Applied:
         """Apply `transition` with compare-and-set, then publish its events in order.
+
+        Changes to one party that arrive while one of them is being written are applied
+        together in the next write, in arrival order (a group commit): a burst of READYs costs
+        one round trip to the live store, not one each plus the retries they would cause each
+        other. A transition that raises (a DomainError) fails its own caller only.
 
         `keep` stores what the events announce (a chat message's row) before anyone hears of
         them; if it fails, the events still go out (their versions are taken) and the error is
         raised for the caller to take back what was announced.
         """
+        pending = Pending(transition, keep, asyncio.get_running_loop().create_future())
+        queue = self._queues.get(party_id)
+        if queue is not None:
+            queue.append(pending)
+            return await pending.done
+        self._queues[party_id] = []
+        try:
+            await self._commit(party_id, [pending])
+        finally:
+            if self._queues[party_id]:
+                self._background(self._drain(party_id))
+            else:
+                del self._queues[party_id]
+        return pending.done.result()
+
+    async def _drain(self, party_id: str) -> None:
+        """Write what queued behind a write, batch after batch, until nothing is left."""
+        try:
+            while batch := self._queues[party_id]:
+                self._queues[party_id] = []
+                await self._commit(party_id, batch)
+        finally:
+            for pending in self._queues.pop(party_id, []):
+                fail(pending, Unavailable("the server is shutting down; try again"))
+
+    async def _commit(self, party_id: str, batch: list[Pending]) -> None:
+        batch = [pending for pending in batch if not pending.done.done()]  # callers gone
+        try:
+            if batch:
+                await self._write(party_id, batch)
+        except Exception as exc:
+            for pending in batch:
+                fail(pending, exc)
+        except BaseException:
+            for pending in batch:
+                fail(pending, Unavailable("the change was interrupted; try again"))
+            raise
+
+    async def _write(self, party_id: str, batch: list[Pending]) -> None:
+        key = live_key(party_id)
+        found = self._states.get(party_id)
+        current = False  # whether `found` is known to be the stored state (not a copy)
         for _ in range(CAS_ATTEMPTS):
-            revision, live = await self.load(party_id)
-            changes = transition(live)  # a DomainError here leaves everything as it was
-            now = now_ms()
-            events = [
-                Event(
-                    topic=party_topic(party_id),
-                    version=live.seq + index,
-                    kind=change.kind,
-                    # An event's own fields win: a playhead's `server_time` is when its
-                    # `timestamp` holds (a start's is in the future), not when it was sent.
-                    data={"server_time": now, "media_time": media_time(live, now), **change.data},
-                )
-                for index, change in enumerate(changes, start=1)
-            ]
-            live.seq += len(changes)
-            if not await self.store.write(live_key(party_id), revision, encode(live)):
+            if found is None:
+                found, current = await self._fetch(party_id), True
+            revision, raw = found
+            live, outcomes = run(party_id, batch, raw)
+            if all(isinstance(outcome, Exception) for outcome in outcomes):
+                if not current:  # a refusal must come from the stored state, not a copy
+                    found = None
+                    continue
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    assert isinstance(outcome, Exception)
+                    fail(pending, outcome)
+                return
+            final = encode(live)
+            swap = await self.store.swap(key, revision, final)
+            if not swap.written:
+                found = None  # the live store lost it (rebuilt by the next fetch)
+                if swap.value is not None:
+                    found, current = (swap.revision, swap.value), True
+                    self._remember(party_id, *found)
                 continue
-            for change, event in zip(changes, events, strict=True):
-                if change.logged:
-                    self.writer.log(party_id, event)
-            self.writer.keep(live)
-            try:
-                if keep is not None:
-                    await keep(events)
-            finally:
-                for event in events:
-                    await self.publisher.publish(event)
-                self._arm_timers(live)
-            return Applied(live=live, events=events)
+            self._remember(party_id, swap.revision, final)
+            await self._announce(live, batch, outcomes)
+            return
         raise Unavailable("the party is too busy right now; try again")
+
+    async def _announce(
+        self, live: Live, batch: list[Pending], outcomes: list[Outcome | Exception]
+    ) -> None:
+        """After a write: log, keep, publish every event in version order, arm the timers."""
+        published: list[Event] = []
+        keeping: list[tuple[int, Awaitable[None]]] = []
+        failures: list[BaseException | None] = [
+            outcome if isinstance(outcome, Exception) else None for outcome in outcomes
+        ]
+        try:
+            for index, (pending, outcome) in enumerate(zip(batch, outcomes, strict=True)):
+                if isinstance(outcome, Outcome):
+                    for change, event in zip(outcome.changes, outcome.events, strict=True):
+                        if change.logged:
+                            self.writer.log(live.id, event)
+                    published += outcome.events
+                    if pending.keep is not None:
+                        keeping.append((index, pending.keep(outcome.events)))
+            self.writer.keep(live)
+            if keeping:  # side by side: the log writer commits them together
+                kept = await asyncio.gather(*(k for _, k in keeping), return_exceptions=True)
+                for (index, _), result in zip(keeping, kept, strict=True):
+                    if isinstance(result, Exception):
+                        failures[index] = result
+                    elif isinstance(result, BaseException):
+                        raise result
+        finally:
+            await self.publisher.publish_all(published)
+            self._arm_timers(live)
+        for pending, outcome, failure in zip(batch, outcomes, failures, strict=True):
+            if isinstance(failure, Exception):
+                fail(pending, failure)
+            elif isinstance(outcome, Outcome) and not pending.done.done():
+                pending.done.set_result(Applied(live=outcome.live(live), events=outcome.events))
 
     def spawn(self, party_id: str, transition: Transition) -> None:
         """Apply a transition in the background (timers, presence); failures are logged."""
-        task = asyncio.create_task(self._quietly(party_id, transition))
+        self._background(self._quietly(party_id, transition))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
@@ -184,59 +301,6 @@ class PartyRuntime:
             await self.apply(party_id, transition)
         except Exception as exc:
             log.warning("party %s: a background change failed: %r", party_id, exc)
-
-    async def _rebuild(self, party_id: str) -> Live:
-        """The live state from the database: the last state kept, or the rows themselves."""
-        async with self.db.session() as session:
-            party = await session.get(Party, party_id)
-            if party is None:
-                raise NotFound("party not found")
-            members = (
-                await session.exec(
-                    select(PartyMember).where(
-                        PartyMember.party_id == party_id,
-                        col(PartyMember.left_at).is_(None),
-                        col(PartyMember.kicked_at).is_(None),
-                    )
-                )
-            ).all()
-            stored = (
-                await session.exec(
-                    select(func.max(PartyEvent.seq)).where(PartyEvent.party_id == party_id)
-                )
-            ).one()
-        seq = max([stored or 0, *self.writer.held_seqs(party_id)])
-        if party.snapshot:
-            live = decode(party.snapshot.encode())
-        else:
-            live = await self._from_rows(party, list(members))
-        live.seq = max(live.seq, seq)
-        for member in live.members.values():  # presence is rebuilt by the sockets themselves
-            member.online = False
-        live.ended = live.ended or party.ended_at is not None
-        return live
-
-    async def _from_rows(self, party: Party, rows: list[PartyMember]) -> Live:
-        """A party that never reached the log writer: its settings and members as stored."""
-        async with self.db.session() as session:
-            video = await session.get(Video, party.video_id)
-            ids = [row.user_id for row in rows if row.user_id]
-            users = (await session.exec(select(User).where(col(User.id).in_(ids)))).all()
-        names = {user.id: user.username for user in users}
-        live = live_of(party, duration=video.duration if video else None)
-        for row in rows:
-            member = Member(
-                id=row.id,
-                name=row.display_name,
-                role=row.role,
-                user_id=row.user_id,
-                username=names.get(row.user_id or ""),
-                joined_at=int(row.joined_at.timestamp() * 1000),
-            )
-            live.members[member.id] = member
-            if member.role == "HOST":
-                live.host_id = member.id
-        return live
 
     # -- timers ---------------------------------------------------------------------------
     def _arm_timers(self, live: Live) -> None:
@@ -384,25 +448,6 @@ class PartyRuntime:
             await conn.execute(
                 update(Party).where(col(Party.id) == party_id).values(ended_at=utcnow())
             )
-
-
-def live_of(party: Party, *, duration: float | None) -> Live:
-    """A party's live state from its row, before anyone joined."""
-    return Live(
-        id=party.id,
-        code=party.code,
-        name=party.name,
-        video_id=party.video_id,
-        duration=duration,
-        visibility=party.visibility,
-        control=party.control,
-        max_members=party.max_members,
-        chat_enabled=party.chat_enabled,
-        has_password=party.password_hash is not None,
-        host_user_id=party.host_user_id,
-        created_at=int(party.created_at.timestamp() * 1000),
-        ended=party.ended_at is not None,
-    )
 
 
 def _timeout(version: int) -> Transition:

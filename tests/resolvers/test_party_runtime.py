@@ -1,0 +1,192 @@
+"""How a party's changes are written: bursts to one party, and two processes on one live store."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator
+
+import pytest
+
+from models.live import LiveStore, MemoryLive, RedisLive
+from models.parties import PartyState, PlayerState
+from resolvers import parties
+from resolvers import party_rules as rules
+from resolvers.auth import Caller
+from resolvers.errors import Forbidden
+from resolvers.party_batch import Transition
+from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms
+from resolvers.party_state import Live
+from resolvers.services import Services
+from tests.factories import make_user, make_videos
+
+REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def store(request: pytest.FixtureRequest) -> AsyncIterator[LiveStore]:
+    """One live store, as every process of a deployment shares it."""
+    live: LiveStore = MemoryLive() if request.param == "memory" else RedisLive(REDIS_URL)
+    try:
+        yield live
+    finally:
+        await live.close()
+
+
+@pytest.fixture
+def created() -> list[str]:
+    """The parties a test made (their live records are removed afterwards)."""
+    return []
+
+
+@pytest.fixture
+async def runtimes(
+    services: Services, store: LiveStore, created: list[str]
+) -> AsyncIterator[list[PartyRuntime]]:
+    """Two processes' runtimes on one database, bus and live store."""
+    made = [
+        PartyRuntime(db=services.db, live=store, publisher=services.bus, settings=services.settings)
+        for _ in range(2)
+    ]
+    try:
+        yield made
+    finally:
+        for runtime in made:
+            await runtime.close()
+        for party_id in created:
+            await store.forget(live_key(party_id))
+
+
+async def _party(
+    services: Services, runtime: PartyRuntime, created: list[str], guests: int
+) -> tuple[Live, Caller]:
+    host = await make_user(services)
+    (video,) = await make_videos(services, host.user, 1, duration=90.0)
+    live = await parties.create_party(
+        runtime=runtime, hashing=services.hashing, user=host.user, video_id=video.id
+    )
+    created.append(live.id)
+    for number in range(guests):
+        await _join(services, runtime, live.code, f"guest {number}")
+    return await runtime.get(live.id), Caller(user=host.user)
+
+
+async def _join(services: Services, runtime: PartyRuntime, code: str, name: str) -> str:
+    joined = await parties.join_party(
+        runtime=runtime,
+        hashing=services.hashing,
+        limiter=services.rate_limiter,
+        settings=services.settings,
+        secret=services.jwt_secret,
+        caller=Caller(),
+        address="127.0.0.1",
+        code=code,
+        display_name=name,
+    )
+    return joined.member.id
+
+
+def _ready(member_id: str) -> Transition:
+    return lambda live: rules.report(
+        live, member_id, state=PlayerState.READY, position=10.0, latency_ms=None, now=now_ms()
+    )
+
+
+def _online(member_id: str) -> Transition:
+    return lambda live: rules.presence(live, member_id, online=True, latency_ms=None, now=now_ms())
+
+
+def _play(member_id: str) -> Transition:
+    return lambda live: rules.set_playback(
+        live,
+        member_id,
+        timestamp=10.0,
+        playing=True,
+        rate=None,
+        now=now_ms(),
+        ready_timeout_ms=60_000,
+    )
+
+
+async def test_a_burst_of_readies_releases_the_barrier_once_with_every_version_once(
+    services: Services, runtimes: list[PartyRuntime], created: list[str]
+) -> None:
+    runtime = runtimes[0]
+    live, _ = await _party(services, runtime, created, guests=4)
+    members = list(live.members)
+    for member_id in members:  # online and no longer IDLE: the barrier waits for each
+        await runtime.apply(live.id, _online(member_id))
+        await runtime.apply(live.id, _ready(member_id))
+    waiting = await runtime.apply(live.id, _play(members[0]))
+    assert waiting.live.playback.state == PartyState.WAITING
+    assert sorted(waiting.live.playback.waiting_for) == sorted(members)
+
+    answers = await asyncio.gather(*(runtime.apply(live.id, _ready(m)) for m in members))
+
+    after = await runtime.get(live.id)
+    assert after.playback.state == PartyState.PLAYING
+    assert all(after.members[m].player == PlayerState.READY for m in members)
+    events = [event for answer in answers for event in answer.events]
+    assert sorted(e.version or 0 for e in events) == list(
+        range(waiting.live.seq + 1, after.seq + 1)
+    )
+    starts = [e for e in events if e.kind == "playback" and e.data["state"] == PartyState.PLAYING]
+    assert len(starts) == 1
+    for member_id, answer in zip(members, answers, strict=True):
+        assert answer.live.members[member_id].player == PlayerState.READY
+
+
+async def test_a_refused_change_in_a_burst_fails_its_caller_only(
+    services: Services, runtimes: list[PartyRuntime], created: list[str]
+) -> None:
+    runtime = runtimes[0]
+    live, _ = await _party(services, runtime, created, guests=3)
+    _host, first, second, third = list(live.members)
+
+    answers = await asyncio.gather(
+        runtime.apply(live.id, _ready(first)),
+        runtime.apply(live.id, _play(second)),  # a guest in a HOST party: refused
+        runtime.apply(live.id, _ready(third)),
+        return_exceptions=True,
+    )
+
+    assert isinstance(answers[0], Applied) and isinstance(answers[2], Applied)
+    assert isinstance(answers[1], Forbidden)
+    after = await runtime.get(live.id)
+    assert after.playback.version == live.playback.version
+    assert after.members[first].player == PlayerState.READY
+    assert after.members[third].player == PlayerState.READY
+    assert after.members[second].player == PlayerState.IDLE
+    assert after.seq == live.seq + 2
+
+
+async def test_a_process_working_from_an_older_state_loses_nothing_of_the_newer_one(
+    services: Services, runtimes: list[PartyRuntime], created: list[str]
+) -> None:
+    one, two = runtimes
+    live, _ = await _party(services, one, created, guests=1)
+    await two.get(live.id)  # the second process has seen the party as it is now
+    late = await _join(services, one, live.code, "late")
+
+    await two.apply(live.id, _ready(live.host_id or ""))
+
+    after = await one.get(live.id)
+    assert late in after.members
+    assert after.members[live.host_id or ""].player == PlayerState.READY
+
+
+async def test_a_state_held_from_before_the_live_store_lost_it_cannot_overwrite_the_rebuilt_one(
+    services: Services, store: LiveStore, runtimes: list[PartyRuntime], created: list[str]
+) -> None:
+    one, two = runtimes
+    live, _ = await _party(services, one, created, guests=1)  # three writes: created, host, guest
+    await two.get(live.id)
+    await store.forget(live_key(live.id))  # Redis flushed or restarted
+    await one.get(live.id)  # rebuilt from the database: a new record
+    late = [await _join(services, one, live.code, f"late {n}") for n in range(2)]  # two writes
+
+    await two.apply(live.id, _ready(live.host_id or ""))
+
+    after = await one.get(live.id)
+    assert all(member_id in after.members for member_id in late)
+    assert after.members[live.host_id or ""].player == PlayerState.READY
