@@ -47,6 +47,13 @@ class Swap(NamedTuple):
     value: bytes | None = None
 
 
+class Tended(NamedTuple):
+    """A key after a presence refresh: every presence entry, and the record (if any)."""
+
+    presence: dict[str, int]
+    record: tuple[int, bytes] | None
+
+
 def fresh_revision() -> int:
     """A new record's first revision: microseconds since the epoch, above any it replaces."""
     return time.time_ns() // 1000
@@ -69,6 +76,10 @@ class LiveStore(Protocol):
 
     async def presence(self, key: str) -> dict[str, int]:
         """Every presence entry of `key` with its expiry (expired ones included)."""
+        ...
+
+    async def refresh(self, entries: dict[str, dict[str, int]]) -> dict[str, Tended]:
+        """`present` for several keys at once, then each key's presence and record."""
         ...
 
     async def ping(self) -> None: ...
@@ -112,6 +123,11 @@ class MemoryLive:
 
     async def presence(self, key: str) -> dict[str, int]:
         return dict(self._presence.get(key, {}))
+
+    async def refresh(self, entries: dict[str, dict[str, int]]) -> dict[str, Tended]:
+        for key, mine in entries.items():
+            await self.present(key, mine)
+        return {key: Tended(await self.presence(key), await self.read(key)) for key in entries}
 
     async def ping(self) -> None:
         pass
@@ -159,6 +175,27 @@ class RedisLive:
     async def presence(self, key: str) -> dict[str, int]:
         entries = await self._redis.zrange(PREFIX + "presence:" + key, 0, -1, withscores=True)
         return {member.decode(): int(score) for member, score in entries}
+
+    async def refresh(self, entries: dict[str, dict[str, int]]) -> dict[str, Tended]:
+        """In one round trip, however many keys (a process's presence pass)."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for key, mine in entries.items():
+                name = PREFIX + "presence:" + key
+                if mine:
+                    pipe.zadd(name, mine)  # type: ignore[arg-type]
+                    pipe.pexpire(name, RECORD_TTL_MS)
+                pipe.zrange(name, 0, -1, withscores=True)
+                pipe.hmget(PREFIX + key, ["r", "v"])
+            answers = iter(await pipe.execute())
+        found = {}
+        for key, mine in entries.items():
+            if mine:
+                next(answers), next(answers)
+            presence = {member.decode(): int(score) for member, score in next(answers)}
+            revision, value = next(answers)
+            record = None if revision is None or value is None else (int(revision), bytes(value))
+            found[key] = Tended(presence, record)
+        return found
 
     async def ping(self) -> None:
         await self._redis.ping()

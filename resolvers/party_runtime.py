@@ -10,7 +10,7 @@ What must outlive the live store goes to the database behind it (`PartyLogWriter
 events (`Party.events`, replays) and the party's last state, from which a lost state is rebuilt.
 Presence (which members have a socket open, in any process) and the timers a party needs (the
 ready barrier's timeout, a premiere's start, a host away too long) are kept here as well, with a
-sweeper that also covers another process's.
+sweeper that also covers another process's (one round trip per pass for all of its parties).
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ from resolvers.videos import now_ms
 if TYPE_CHECKING:
     from config import Settings
     from models.db import Database
-    from models.live import LiveStore
+    from models.live import LiveStore, Tended
 
 log = logging.getLogger("cowatch.parties")
 
@@ -369,27 +369,47 @@ class PartyRuntime:
     async def _presence_loop(self) -> None:
         while True:
             await asyncio.sleep(PRESENCE_REFRESH_S)
-            for party_id in list(self.sockets):
-                try:
-                    await self.tend(party_id)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    log.warning("party %s: presence pass failed: %r", party_id, exc)
+            try:
+                await self.tend()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("presence pass failed: %r", exc)
 
-    async def tend(self, party_id: str) -> None:
-        """Refresh this process's presence entries for the party; retire the expired entries
-        of processes that died; fire the party's overdue timers (their process may be gone)."""
-        counts = self.sockets.get(party_id, {})
-        key = live_key(party_id)
-        await self.store.present(key, {self._entry(m): now_ms() + PRESENCE_TTL_MS for m in counts})
+    async def tend(self) -> None:
+        """Refresh this process's presence entries for its parties and read each party back,
+        in one round trip; then per party: retire the expired entries of processes that died
+        and fire the overdue timers (their process may be gone)."""
+        expiry = now_ms() + PRESENCE_TTL_MS
+        mine = {
+            live_key(party_id): {self._entry(member_id): expiry for member_id in counts}
+            for party_id, counts in list(self.sockets.items())
+        }
+        if not mine:
+            return
+        found = await self.store.refresh(mine)
+        for key, tended in found.items():
+            party_id = key.partition(":")[2]
+            try:
+                await self._tend(party_id, tended)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("party %s: presence pass failed: %r", party_id, exc)
+
+    async def _tend(self, party_id: str, tended: Tended) -> None:
+        if tended.record is None:
+            live = await self.get(party_id)  # the live store lost it: rebuilt
+        else:
+            self._remember(party_id, *tended.record)
+            live = decode(tended.record[1])
         now = now_ms()
-        stale = [entry for entry, until in (await self.store.presence(key)).items() if until <= now]
+        stale = [entry for entry, until in tended.presence.items() if until <= now]
+        key = live_key(party_id)
         for entry in stale:
             await self.store.absent(key, entry)
         if stale:
             await self._offline_if_gone(party_id, {entry.split("|")[0] for entry in stale})
-        live = await self.get(party_id)
         playback = live.playback
         if playback.deadline is not None and now >= playback.deadline:
             self.spawn(party_id, _timeout(playback.version))
