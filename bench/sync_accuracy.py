@@ -76,7 +76,14 @@ FRAME = """() => {
 PAGE_CLOCK = """() => { const c = window.cowatch?.clock; const p = window.cowatch?.player;
   const jitter = Number.isFinite(c?.jitter) ? c.jitter / 1000 : 0;
   return { offset: c?.offset, roundTrip: c?.roundTrip, learned: p?.steering?.learned(),
-  band: p?.steering?.band(jitter),
+  band: p?.steering?.band(jitter), parts: p?.steering && ((st) => {
+    const rms = (xs) => Math.sqrt(xs.reduce((a, x) => a + x * x, 0) / Math.max(1, xs.length));
+    const med = (xs) => [...xs].map(Math.abs).sort((a, b) => a - b)[xs.length >> 1] ?? 0;
+    const sd = (xs) => { const m = xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
+      return rms(xs.map((x) => x - m)); };
+    return { noiseRms: rms(st.noise), noiseMed: med(st.noise), nudgedRms: rms(st.nudgedNoise),
+      nudgedMed: med(st.nudgedNoise), release: sd(st.jumps.release), engage: sd(st.jumps.engage),
+      clock: jitter }; })(p.steering),
   indicator: document.getElementById('sync-indicator')?.textContent }; }"""
 
 
@@ -377,6 +384,13 @@ def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -
         )
     print("    indicators: " + " | ".join(str(c.get("indicator")) for c in f["clocks"]))
     bands = [c["band"] * 1000 for c in f["clocks"] if c.get("band") is not None]
+    parts = [c["parts"] for c in f["clocks"] if c.get("parts")]
+    if parts:
+        print(
+            "    band parts ms (tick noise rms/median, nudged rms/median, s.d. of release and "
+            "engage jumps, clock): "
+            + "; ".join("/".join(f"{v * 1000:.1f}" for v in x.values()) for x in parts)
+        )
     cpu = f["cpu"]
     print(
         "    dead bands ms: " + ", ".join(f"{b:.1f}" for b in bands)
