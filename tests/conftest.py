@@ -39,6 +39,8 @@ TABLES = (
 )
 T = TypeVar("T")
 TEST_SECRET = "test-secret-" + "x" * 40
+#: The Redis every Redis-backed test talks to (the one running on this machine).
+REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 #: per test using `client`: how many REST answers were checked against /openapi.json
 CHECKED_ANSWERS: list[int] = []
 

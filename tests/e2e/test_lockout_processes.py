@@ -11,7 +11,7 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from tests.conftest import TEST_SECRET
+from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.live import start_servers
 from tests.servers import Server
 
@@ -28,7 +28,7 @@ def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[l
     env = {
         "COWATCH_DATA_DIR": str(tmp / "data"),
         "COWATCH_DATABASE_URL": pg_url,
-        "COWATCH_REDIS_URL": "redis://127.0.0.1:6379/0",
+        "COWATCH_REDIS_URL": REDIS_URL,
         "COWATCH_RATE_LIMIT_PREFIX": f"cowatch-test-{run}",
         "COWATCH_TRANSCODE_QUEUE": f"cowatch-test-{run}",
         "COWATCH_STORAGE_URL": "",

@@ -12,11 +12,9 @@ import httpx
 
 from models import Video
 from models.db import Database
-from tests.conftest import TEST_SECRET
+from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.live import graphql_client, put_time, start_servers, wait_for, ws_client
 from tests.servers import broadcast_ready, free_port, sign_up
-
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
 
 
 def server_env(pg_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
@@ -42,7 +40,7 @@ async def insert_video(pg_url: str, owner_id: str) -> str:
 
 
 async def test_two_processes_share_a_room_through_redis(pg_url: str, tmp_path: Path) -> None:
-    env = server_env(pg_url, SHARED_REDIS, tmp_path / "data")
+    env = server_env(pg_url, REDIS_URL, tmp_path / "data")
     with ExitStack() as stack:
         a, b = start_servers(stack, 2, env, tmp_path)
         for server in (a, b):

@@ -23,6 +23,7 @@ from models import User
 from models.base import utcnow
 from resolvers.ratelimit import MemoryWindows, RedisWindows, WindowStore
 from resolvers.services import Services
+from tests.conftest import REDIS_URL
 from tests.factories import PASSWORD, error_code, gql, make_user
 from tests.live import LiveServer, live_server
 
@@ -218,7 +219,7 @@ async def store(request: pytest.FixtureRequest) -> AsyncIterator[WindowStore]:
     if request.param == "memory":
         windows = MemoryWindows()
     else:
-        windows = RedisWindows("redis://127.0.0.1:6379/0", f"cowatch-test-{uuid.uuid4().hex}")
+        windows = RedisWindows(REDIS_URL, f"cowatch-test-{uuid.uuid4().hex}")
     yield windows
     await windows.close()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import AsyncIterator
 
 import pytest
@@ -18,9 +17,8 @@ from resolvers.party_batch import Transition
 from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms
 from resolvers.party_state import Live
 from resolvers.services import Services
+from tests.conftest import REDIS_URL
 from tests.factories import make_user, make_videos
-
-REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture(params=["memory", "redis"])

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -22,6 +21,7 @@ from websockets.exceptions import ConnectionClosedError
 from config import Settings
 from models import VideoStatus
 from resolvers.services import Services
+from tests.conftest import REDIS_URL
 from tests.factories import gql, make_user, make_videos
 from tests.live import GraphQLClient, graphql_client, live_server
 from tests.media import make_clip
@@ -30,7 +30,6 @@ from workers.progress import progress_event
 from workers.queue import ArqQueue
 from workers.worker import build_worker
 
-REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 PROCESSING = (
     "subscription($id: ID!) { videoProcessing(videoId: $id) "
     "{ status progress failureReason renditions { quality } } }"

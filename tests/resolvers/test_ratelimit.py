@@ -12,9 +12,8 @@ from config import Settings
 from models import User
 from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
 from resolvers.services import Services
+from tests.conftest import REDIS_URL
 from tests.factories import PASSWORD, error_code, gql, make_user
-
-REDIS_URL = "redis://127.0.0.1:6379/0"
 
 
 @pytest.fixture

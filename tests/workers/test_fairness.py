@@ -3,7 +3,6 @@ the jobs workers start, and a retried job's real due time leaves the clock alone
 
 from __future__ import annotations
 
-import os
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -11,9 +10,8 @@ from collections.abc import AsyncIterator
 import pytest
 from redis.asyncio import Redis
 
+from tests.conftest import REDIS_URL
 from workers import fairness
-
-REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@ in-process queue or arq on the real Redis runs them."""
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 
@@ -15,14 +14,13 @@ from sqlmodel import col, select
 from config import Settings
 from models import TranscodeRun, VideoStatus
 from resolvers.services import Services
+from tests.conftest import REDIS_URL
 from tests.factories import Account, make_user
 from tests.live import live_server
 from tests.media import make_clip, wait_for_status
 from tests.resolvers.test_uploads import rest_upload
 from workers.queue import ArqQueue, InProcessQueue
 from workers.worker import build_worker
-
-REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 async def _upload_backlog(

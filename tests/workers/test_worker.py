@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from pathlib import Path
 from typing import Any
@@ -14,6 +13,7 @@ from sqlmodel import col, update
 from config import Settings
 from models import Video, VideoStatus
 from resolvers.services import Services
+from tests.conftest import REDIS_URL
 from tests.factories import make_user
 from tests.live import live_server
 from tests.media import make_clip, renditions, wait_for_status
@@ -21,8 +21,6 @@ from tests.resolvers.test_uploads import rest_upload
 from workers.jobs import MAX_ATTEMPTS, transcode_video
 from workers.queue import ArqQueue
 from workers.worker import build_worker
-
-REDIS_URL = os.environ.get("COWATCH_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def job_ctx(services: Services, **extra: Any) -> dict[str, Any]:
