@@ -362,6 +362,25 @@ def test_a_pause_a_tick_sees_before_its_event_stays_a_pause(
     a.close()
 
 
+def test_a_play_a_tick_sees_before_its_event_stays_a_play(
+    server: Server, alice: Viewer, video_id: str
+) -> None:
+    # The same race the other way: the tick paused the element it saw playing in a paused room,
+    # and the pause event after the play event was shared as the viewer's (the bench saw it).
+    a = open_watch(alice, server, video_id)
+    with explained((alice, a)):
+        a.evaluate(f"{VIDEO}.currentTime = 1.0")
+        a.wait_for_function(f"{SETTLED} && !window.cowatch.player.state.playing")
+        start = a.evaluate(VERSION)
+        a.evaluate(f"{VIDEO}.play(); window.cowatch.player.tick()")
+        a.wait_for_function(f"{SETTLED} && {VERSION} > {start}")
+        assert not a.evaluate(f"{VIDEO}.paused")
+        assert a.evaluate(VERSION) == start + 1
+        assert a.evaluate("window.cowatch.player.state.playing")
+    no_page_errors(alice)
+    a.close()
+
+
 def test_drift_is_nudged_by_rate_and_large_drift_is_seeked(
     server: Server, alice: Viewer, video_id: str
 ) -> None:

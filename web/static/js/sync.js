@@ -20,7 +20,7 @@ const BUFFERED_AHEAD = 0.5; // s: a seek target counts as buffered with this muc
 const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
 const LEARNED_KEY = "cowatch.sync.learned";
 const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
-const PAUSE_EVENT_WITHIN_MS = 1000; // a pause event later than this is not coming
+const EVENT_WITHIN_MS = 1000; // a play or pause event later than this is not coming
 
 /** "±N ms" for an accuracy() spread: the sync indicator shows it, a party's member list can too. */
 export function plusMinus(ms) {
@@ -76,11 +76,11 @@ export class SyncPlayer extends EventTarget {
     this.steering = new Steering(loadLearned());
     video.addEventListener("seeking", () => this.seeking());
     // What the element's last play/pause event said: `paused` flips at once, its event comes a
-    // task later, and a tick in between must not take a viewer's pause for one to undo (it did:
-    // the viewer who paused restarted its element and shared a play). A new source pauses the
-    // element without a pause event.
+    // task later, and a tick in between must not take a viewer's pause or play for one to undo
+    // (it did: the viewer who paused restarted its element and shared a play, the one who played
+    // paused it and shared a pause). A new source pauses the element without a pause event.
     this.eventPlaying = false;
-    this.unannouncedPause = null; // performance.now() when paused was seen before its event
+    this.unannounced = null; // performance.now() when `paused` was seen ahead of its event
     video.addEventListener("play", () => (this.eventPlaying = true));
     for (const type of ["pause", "emptied"]) {
       video.addEventListener(type, () => (this.eventPlaying = false));
@@ -251,12 +251,12 @@ export class SyncPlayer extends EventTarget {
     if (!s || this.holding || video.readyState < HAVE_METADATA) return this.report(null);
     const want = this.expected();
     const atEnd = Number.isFinite(this.duration) && want >= this.duration - 0.05;
-    if (s.playing && video.paused && this.eventPlaying) {
+    if (video.paused === this.eventPlaying) {
       const now = performance.now();
-      this.unannouncedPause ??= now;
-      if (now - this.unannouncedPause < PAUSE_EVENT_WITHIN_MS) return this.report(this.drift);
+      this.unannounced ??= now;
+      if (now - this.unannounced < EVENT_WITHIN_MS) return this.report(this.drift);
     }
-    this.unannouncedPause = null;
+    this.unannounced = null;
     if (s.playing && video.paused && !atEnd) {
       // A start announced ahead (a party's effectiveAt): stand on its frame until then.
       const early = s.serverTime - this.clock.now() - this.steering.lags.start * 1000;
