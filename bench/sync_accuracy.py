@@ -74,7 +74,7 @@ FRAME = """() => {
   return [v.currentTime, v.paused, hash >>> 0];
 }"""
 PAGE_CLOCK = """() => { const c = window.cowatch?.clock; const p = window.cowatch?.player;
-  const jitter = Number.isFinite(c?.jitter) ? c.jitter / 1000 : 0;
+  const jitter = p?.clockError ? p.clockError() : Number.isFinite(c?.jitter) ? c.jitter / 1000 : 0;
   return { offset: c?.offset, roundTrip: c?.roundTrip, learned: p?.steering?.learned(),
   band: p?.steering?.band(jitter), parts: p?.steering && ((st) => {
     const rms = (xs) => Math.sqrt(xs.reduce((a, x) => a + x * x, 0) / Math.max(1, xs.length));

@@ -21,6 +21,7 @@ const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent err
 const LEARNED_KEY = "cowatch.sync.learned";
 const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
 const EVENT_WITHIN_MS = 1000; // a play or pause event later than this is not coming
+const MEDIAN_ERROR = 1.25; // a median's standard error per standard deviation over sqrt(n)
 
 /** "±N ms" for an accuracy() spread: the sync indicator shows it, a party's member list can too. */
 export function plusMinus(ms) {
@@ -292,7 +293,7 @@ export class SyncPlayer extends EventTarget {
       position: video.currentTime,
       error: drift,
       rate: s.rate,
-      clockJitter: Number.isFinite(this.clock.jitter) ? this.clock.jitter / 1000 : 0,
+      clockJitter: this.clockError(),
     });
     const { nudge } = decision;
     const seek = decision.seek ? 1 : null;
@@ -311,6 +312,18 @@ export class SyncPlayer extends EventTarget {
       this.pulseTimer = setTimeout(() => this.tick(), Math.max(0, decision.until - at));
     }
     return this.report(drift);
+  }
+
+  /**
+   * How far off the clock's offset may be (s): the spread of the samples it is the median of,
+   * over the square root of their number (a median's standard error). The spread itself (5-8 ms
+   * through the emulated link) is how far one sample may be off; taken as the offset's error it
+   * set 25 ms dead bands there.
+   */
+  clockError() {
+    const { jitter, used } = this.clock;
+    if (!Number.isFinite(jitter)) return 0;
+    return (MEDIAN_ERROR * jitter) / Math.sqrt(Math.max(1, Number(used) || 1)) / 1000;
   }
 
   /** The room plays and the element does not: start it where the room will be once it moves. */
