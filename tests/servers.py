@@ -15,6 +15,9 @@ from pathlib import Path
 
 import httpx
 
+from models import Video, VideoStatus
+from models.db import Database
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -131,3 +134,24 @@ async def sign_up(server: Server) -> tuple[str, str]:
         assert login.status_code == 200, login.text
     body = login.json()
     return body["user"]["id"], body["access_token"]
+
+
+async def transcoded_video_row(database_url: str, owner_id: str, title: str) -> str:
+    """A TRANSCODED video row written straight to the servers' database (the transcoder is
+    exercised elsewhere): a video parties can be made of."""
+    db = Database(database_url)
+    try:
+        video = Video(
+            owner_id=owner_id,
+            title=title,
+            duration=300.0,
+            status=VideoStatus.TRANSCODED,
+            width=1280,
+            height=720,
+        )
+        async with db.session() as session:
+            session.add(video)
+            await session.commit()
+        return video.id
+    finally:
+        await db.dispose()

@@ -12,44 +12,21 @@ from pathlib import Path
 
 import httpx
 
-from models import Video, VideoStatus
-from models.db import Database
-from tests.conftest import TEST_SECRET
+from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.factories import gql
 from tests.live import GraphQLClient, WsClient, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import CREATE, DELETE, LOG, MESSAGES, REACT, SEND, join, ok
-from tests.servers import Server, broadcast_ready, sign_up
-
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
+from tests.servers import Server, broadcast_ready, sign_up, transcoded_video_row
 
 
 def server_env(pg_url: str, data_dir: Path) -> dict[str, str]:
     return {
         "COWATCH_DATABASE_URL": pg_url,
         "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_REDIS_URL": SHARED_REDIS,
+        "COWATCH_REDIS_URL": REDIS_URL,
         "COWATCH_DATA_DIR": str(data_dir),
         # rate limits stay on: the chat limit is part of what the processes share
     }
-
-
-async def transcoded_video(pg_url: str, owner_id: str) -> str:
-    db = Database(pg_url)
-    try:
-        video = Video(
-            owner_id=owner_id,
-            title="chat room",
-            duration=300.0,
-            status=VideoStatus.TRANSCODED,
-            width=1280,
-            height=720,
-        )
-        async with db.session() as session:
-            session.add(video)
-            await session.commit()
-        return video.id
-    finally:
-        await db.dispose()
 
 
 CHAT_TYPES = ("ChatMessageAdded", "ChatMessageDeleted", "ReactionAdded")
@@ -91,7 +68,7 @@ async def test_chat_crosses_processes_both_ways(pg_url: str, tmp_path: Path) -> 
             wait_for(partial(broadcast_ready, server), f"{server.url} broadcast ready")
         host_id, host_token = await sign_up(a)
         _, member_account = await sign_up(b)
-        video_id = await transcoded_video(pg_url, host_id)
+        video_id = await transcoded_video_row(pg_url, host_id, "chat room")
         async with (
             httpx.AsyncClient(base_url=a.url) as http_a,
             httpx.AsyncClient(base_url=b.url) as http_b,

@@ -20,21 +20,23 @@ import pytest
 from redis import asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
-from models import Video, VideoStatus
-from models.db import Database
-from tests.conftest import TEST_SECRET
+from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.live import RECEIVE_TIMEOUT_S, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import JOIN, REPORT, GraphQLFollower, WsFollower, ok
-from tests.servers import Server, broadcast_ready, cowatch_serve, sign_up
-
-SHARED_REDIS = "redis://127.0.0.1:6379/0"
+from tests.servers import (
+    Server,
+    broadcast_ready,
+    cowatch_serve,
+    sign_up,
+    transcoded_video_row,
+)
 
 
 def server_env(pg_url: str, data_dir: Path) -> dict[str, str]:
     return {
         "COWATCH_DATABASE_URL": pg_url,
         "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_REDIS_URL": SHARED_REDIS,
+        "COWATCH_REDIS_URL": REDIS_URL,
         "COWATCH_DATA_DIR": str(data_dir),
         # The shared Redis holds other runs' budgets too: limits are tested in-process.
         "COWATCH_RATE_LIMIT_ENABLED": "false",
@@ -66,26 +68,6 @@ def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
 
 
-async def insert_video(pg_url: str, owner_id: str) -> str:
-    """A transcoded video row (the transcoder is exercised elsewhere)."""
-    db = Database(pg_url)
-    try:
-        video = Video(
-            owner_id=owner_id,
-            title="party across processes",
-            duration=300.0,
-            status=VideoStatus.TRANSCODED,
-            width=1280,
-            height=720,
-        )
-        async with db.session() as session:
-            session.add(video)
-            await session.commit()
-        return video.id
-    finally:
-        await db.dispose()
-
-
 async def members_seen(http: httpx.AsyncClient, party_id: str, token: str) -> dict[str, Any]:
     """`Party.members` as a process tells it: member id → (role, online)."""
     response = await http.get(f"/api/parties/{party_id}", headers=bearer(token))
@@ -97,7 +79,7 @@ async def test_two_processes_share_members_and_playhead(servers: list[Server], p
     a, b = servers
     host_user, host_token = await sign_up(a)
     _friend_user, friend_token = await sign_up(b)
-    video_id = await insert_video(pg_url, host_user)
+    video_id = await transcoded_video_row(pg_url, host_user, "party across processes")
     async with (
         httpx.AsyncClient(base_url=a.url, timeout=60) as http_a,
         httpx.AsyncClient(base_url=b.url, timeout=60) as http_b,
@@ -201,7 +183,7 @@ async def until_entries(party_id: str, member_id: str, count: int) -> None:
     (another process's state: there is no event to await). Polls without blocking the loop,
     so the sockets keep answering the servers' pings meanwhile."""
     key = f"cowatch:live:presence:party:{party_id}"
-    client = aioredis.Redis.from_url(SHARED_REDIS)
+    client = aioredis.Redis.from_url(REDIS_URL)
     try:
         async with asyncio.timeout(RECEIVE_TIMEOUT_S):
             while True:
@@ -218,7 +200,7 @@ async def test_a_member_stays_online_while_a_socket_on_either_process_is_open(
 ) -> None:
     a, b = servers
     host_user, host_token = await sign_up(a)
-    video_id = await insert_video(pg_url, host_user)
+    video_id = await transcoded_video_row(pg_url, host_user, "party across processes")
     async with (
         httpx.AsyncClient(base_url=a.url, timeout=60) as http_a,
         httpx.AsyncClient(base_url=b.url, timeout=60) as http_b,
@@ -263,7 +245,7 @@ async def test_a_process_that_dies_takes_its_members_presence_with_it(
 ) -> None:
     a, _b = servers
     host_user, host_token = await sign_up(a)
-    video_id = await insert_video(pg_url, host_user)
+    video_id = await transcoded_video_row(pg_url, host_user, "party across processes")
     async with httpx.AsyncClient(base_url=a.url, timeout=60) as http_a:
         created = await http_a.post(
             "/api/parties", json={"video_id": video_id}, headers=bearer(host_token)
