@@ -240,6 +240,19 @@ class PartyRuntime:
                     fail(pending, outcome)
                 return
             final = encode(live)
+            if final == raw:
+                # Nothing changed (a timer whose moment passed, a member already online): no
+                # write, no events. Judged on the stored state only, like a refusal.
+                if not current:
+                    found = None
+                    continue
+                self._arm_timers(live)
+                for pending, outcome in zip(batch, outcomes, strict=True):
+                    if isinstance(outcome, Exception):
+                        fail(pending, outcome)
+                    elif not pending.done.done():
+                        pending.done.set_result(Applied(live=outcome.live(live), events=[]))
+                return
             swap = await self.store.swap(key, revision, final)
             if not swap.written:
                 found = None  # the live store lost it (rebuilt by the next fetch)

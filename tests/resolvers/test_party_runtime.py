@@ -188,3 +188,41 @@ async def test_a_state_held_from_before_the_live_store_lost_it_cannot_overwrite_
     after = await one.get(live.id)
     assert all(member_id in after.members for member_id in late)
     assert after.members[live.host_id or ""].player == PlayerState.READY
+
+
+async def test_a_change_that_changes_nothing_writes_nothing_and_publishes_nothing(
+    services: Services, store: LiveStore, runtimes: list[PartyRuntime], created: list[str]
+) -> None:
+    runtime = runtimes[0]
+    live, _ = await _party(services, runtime, created, guests=1)
+    guest = next(m for m in live.members if m != live.host_id)
+    await runtime.apply(live.id, _online(guest))
+    before = await store.read(live_key(live.id))
+
+    again = await runtime.apply(live.id, _online(guest))  # already online: nothing to say
+
+    assert again.events == []
+    assert await store.read(live_key(live.id)) == before
+
+
+async def test_a_change_that_changes_nothing_on_an_old_copy_is_judged_on_the_stored_state(
+    services: Services, runtimes: list[PartyRuntime], created: list[str]
+) -> None:
+    one, two = runtimes
+    live, _ = await _party(services, one, created, guests=1)
+    guest = next(m for m in live.members if m != live.host_id)
+    await two.get(live.id)  # the second process saw the guest offline
+    await one.apply(live.id, _online(guest))
+    await one.apply(live.id, _online(live.host_id or ""))
+    await one.apply(live.id, _ready(guest))
+
+    # On the second process's copy the guest is offline and IDLE: going offline changes
+    # nothing there, while the stored state has it online; the change must reach that state.
+    left = await two.apply(live.id, _offline(guest))
+
+    assert [event.kind for event in left.events][:1] == ["member_left"]
+    assert not (await one.get(live.id)).members[guest].online
+
+
+def _offline(member_id: str) -> Transition:
+    return lambda live: rules.presence(live, member_id, online=False, latency_ms=None, now=now_ms())
