@@ -7,6 +7,9 @@ Redis (the production shape):
   the revision is still the one the writer started from (compare-and-set), so concurrent writers
   on any number of processes never lose each other's changes. A refused swap answers with what
   is there now, so the loser retries without reading again (one round trip per attempt). A
+  swap may carry messages to publish once the value is written, in the same atomic step (Redis:
+  inside the script), so the other processes hear of a change one round trip after it is made
+  and in the order the writes happened; a store that cannot (memory) says it did not. A
   record created anew (after the store lost it) starts at a revision no earlier one used, so a
   writer holding a copy from before the loss can never overwrite the new record;
 - presence: per key, entries that are alive until their expiry (epoch ms); a process refreshes
@@ -17,6 +20,7 @@ Redis (the production shape):
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from typing import NamedTuple, Protocol
 
 from models.redis_pool import redis_client
@@ -25,7 +29,8 @@ PREFIX = "cowatch:live:"
 #: A record nobody wrote for this long is dropped (it is rebuilt from the database if needed).
 RECORD_TTL_MS = 7 * 24 * 3600 * 1000
 
-#: KEYS[1]; ARGV: the revision expected (0: absent), the value, its TTL (ms), a fresh revision.
+#: KEYS[1]; ARGV: the revision expected (0: absent), the value, its TTL (ms), a fresh revision,
+#: then (channel, message) pairs published once the value is written.
 _SWAP = """
 local found = redis.call('HMGET', KEYS[1], 'r', 'v')
 local rev = tonumber(found[1] or '0')
@@ -34,6 +39,7 @@ local new = rev + 1
 if rev == 0 then new = tonumber(ARGV[4]) end
 redis.call('HSET', KEYS[1], 'r', new, 'v', ARGV[2])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
+for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return {1, new}
 """
 
@@ -45,6 +51,8 @@ class Swap(NamedTuple):
     revision: int
     #: when refused: the record's bytes now (None if it is absent, revision 0)
     value: bytes | None = None
+    #: whether the messages given to the swap were published with the write
+    published: bool = False
 
 
 class Tended(NamedTuple):
@@ -60,10 +68,16 @@ def fresh_revision() -> int:
 
 
 class LiveStore(Protocol):
+    #: the Redis it keeps its records in (None: this process's memory)
+    url: str | None
+
     async def read(self, key: str) -> tuple[int, bytes] | None: ...
 
-    async def swap(self, key: str, revision: int, value: bytes) -> Swap:
-        """Store `value` if `key` is still at `revision` (0: absent)."""
+    async def swap(
+        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+    ) -> Swap:
+        """Store `value` if `key` is still at `revision` (0: absent); if written, publish the
+        (channel, message) pairs in the same step where the store can (`Swap.published`)."""
         ...
 
     async def forget(self, key: str) -> None: ...
@@ -90,6 +104,8 @@ class LiveStore(Protocol):
 class MemoryLive:
     """One process's live store (the embedded mode)."""
 
+    url: str | None = None
+
     def __init__(self) -> None:
         self._records: dict[str, tuple[int, bytes]] = {}
         self._presence: dict[str, dict[str, int]] = {}
@@ -97,7 +113,9 @@ class MemoryLive:
     async def read(self, key: str) -> tuple[int, bytes] | None:
         return self._records.get(key)
 
-    async def swap(self, key: str, revision: int, value: bytes) -> Swap:
+    async def swap(
+        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+    ) -> Swap:
         found = self._records.get(key)
         if found is None and revision != 0:
             return Swap(False, 0)
@@ -141,6 +159,7 @@ class RedisLive:
     """The live store in Redis: a hash per record (revision, bytes), a sorted set per presence."""
 
     def __init__(self, url: str) -> None:
+        self.url: str | None = url
         self._redis = redis_client(url)
         self._swap = self._redis.register_script(_SWAP)
 
@@ -150,11 +169,15 @@ class RedisLive:
             return None
         return int(revision), bytes(value)
 
-    async def swap(self, key: str, revision: int, value: bytes) -> Swap:
-        args: list[int | bytes] = [revision, value, RECORD_TTL_MS, fresh_revision()]
+    async def swap(
+        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+    ) -> Swap:
+        args: list[int | bytes | str] = [revision, value, RECORD_TTL_MS, fresh_revision()]
+        for channel, message in publish:
+            args += (channel, message)
         answer = await self._swap(keys=[PREFIX + key], args=args)
         if answer[0]:
-            return Swap(True, int(answer[1]))
+            return Swap(True, int(answer[1]), published=bool(publish))
         found = answer[2] if len(answer) > 2 else None
         return Swap(False, int(answer[1]), None if found is None else bytes(found))
 

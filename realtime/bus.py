@@ -185,8 +185,7 @@ class Bus:
         """Several events, in order: delivered here at once, then sent in one round trip."""
         if not events:
             return
-        for event in events:
-            self._deliver(event)
+        self.deliver_here(events)
         backend = self._backend
         if backend is None or not self.connected.is_set():
             log.warning("broadcast backend is down; %s reached this process only", events[0].topic)
@@ -195,6 +194,19 @@ class Bus:
             await backend.publish_all([(CHANNEL_PREFIX + e.topic, e.to_json()) for e in events])
         except Exception as exc:
             log.warning("publish failed (%r); the event is stored and resent on recovery", exc)
+
+    def wire(self, events: list[Event], redis_url: str | None) -> list[tuple[str, str]] | None:
+        """The (channel, message) pairs `publish_all` would send, for a writer that publishes
+        them itself through `redis_url` (the live store's script); None unless that is the
+        Redis this bus listens to. The writer then calls `deliver_here`."""
+        if redis_url is None or redis_url != self.url:
+            return None
+        return [(CHANNEL_PREFIX + event.topic, event.to_json()) for event in events]
+
+    def deliver_here(self, events: list[Event]) -> None:
+        """Deliver to this process's listeners only (the others heard through Redis)."""
+        for event in events:
+            self._deliver(event)
 
     async def subscribe(self, topic: str, listener: Listener) -> int | None:
         """Join a topic's room; the version it stands at (a stateful topic offers its state)."""

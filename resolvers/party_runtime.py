@@ -5,7 +5,9 @@
 and writes it back with compare-and-set in one round trip; when another process wrote first, the
 refusal carries the stored state and the transition runs again on it. Changes to one party that
 arrive while its write is in flight go together in the next write (`resolvers/party_batch.py`).
-Then the events are published on the party's topic with consecutive versions, in one round trip.
+Then the events are published on the party's topic with consecutive versions: in the production
+shape inside the compare-and-set itself (one round trip for the write and the publication, and
+the other processes hear of changes in the order they were written), else one round trip after.
 What must outlive the live store goes to the database behind it (`PartyLogWriter`): the log of
 events (`Party.events`, replays) and the party's last state, from which a lost state is rebuilt.
 Presence (which members have a socket open, in any process) and the timers a party needs (the
@@ -23,7 +25,7 @@ from collections import defaultdict
 from collections.abc import Awaitable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from sqlalchemy import delete, update
 from sqlmodel import col, select
@@ -74,6 +76,16 @@ def live_key(party_id: str) -> str:
     return f"party:{party_id}"
 
 
+class PartyPublisher(Publisher, Protocol):
+    """The bus as the runtime uses it: it may hand the publication to the live store's write."""
+
+    def wire(self, events: list[Event], redis_url: str | None) -> list[tuple[str, str]] | None:
+        """The messages to publish with a write through `redis_url`; None if it cannot."""
+        ...
+
+    def deliver_here(self, events: list[Event]) -> None: ...
+
+
 @dataclass(frozen=True)
 class Applied:
     """A transition that was written: the state after it and the events it published."""
@@ -84,7 +96,7 @@ class Applied:
 
 class PartyRuntime:
     def __init__(
-        self, *, db: Database, live: LiveStore, publisher: Publisher, settings: Settings
+        self, *, db: Database, live: LiveStore, publisher: PartyPublisher, settings: Settings
     ) -> None:
         self.db = db
         self.store = live
@@ -253,7 +265,11 @@ class PartyRuntime:
                     elif not pending.done.done():
                         pending.done.set_result(Applied(live=outcome.live(live), events=[]))
                 return
-            swap = await self.store.swap(key, revision, final)
+            wire = None
+            if all(pending.keep is None for pending in batch):  # a kept row goes first
+                events = [e for o in outcomes if isinstance(o, Outcome) for e in o.events]
+                wire = self.publisher.wire(events, self.store.url) if events else None
+            swap = await self.store.swap(key, revision, final, wire or ())
             if not swap.written:
                 found = None  # the live store lost it (rebuilt by the next fetch)
                 if swap.value is not None:
@@ -261,15 +277,21 @@ class PartyRuntime:
                     self._remember(party_id, *found)
                 continue
             self._remember(party_id, swap.revision, final)
-            await self._announce(live, batch, outcomes)
+            await self._announce(live, batch, outcomes, published=swap.published)
             return
         raise Unavailable("the party is too busy right now; try again")
 
     async def _announce(
-        self, live: Live, batch: list[Pending], outcomes: list[Outcome | Exception]
+        self,
+        live: Live,
+        batch: list[Pending],
+        outcomes: list[Outcome | Exception],
+        *,
+        published: bool = False,
     ) -> None:
-        """After a write: log, keep, publish every event in version order, arm the timers."""
-        published: list[Event] = []
+        """After a write: log, keep, publish every event in version order (here only, if the
+        write `published` them to the other processes), arm the timers."""
+        events: list[Event] = []
         keeping: list[tuple[int, Awaitable[None]]] = []
         failures: list[BaseException | None] = [
             outcome if isinstance(outcome, Exception) else None for outcome in outcomes
@@ -280,7 +302,7 @@ class PartyRuntime:
                     for change, event in zip(outcome.changes, outcome.events, strict=True):
                         if change.logged:
                             self.writer.log(live.id, event)
-                    published += outcome.events
+                    events += outcome.events
                     if pending.keep is not None:
                         keeping.append((index, pending.keep(outcome.events)))
             self.writer.keep(live)
@@ -292,7 +314,10 @@ class PartyRuntime:
                     elif isinstance(result, BaseException):
                         raise result
         finally:
-            await self.publisher.publish_all(published)
+            if published:
+                self.publisher.deliver_here(events)
+            else:
+                await self.publisher.publish_all(events)
             self._arm_timers(live)
         for pending, outcome, failure in zip(batch, outcomes, failures, strict=True):
             if isinstance(failure, Exception):

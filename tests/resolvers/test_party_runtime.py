@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
 from models.live import LiveStore, MemoryLive, RedisLive
 from models.parties import PartyState, PlayerState
+from realtime.bus import Bus
+from realtime.delivery import Listener
+from realtime.events import Event
 from resolvers import parties
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
 from resolvers.errors import Forbidden
 from resolvers.party_batch import Transition
-from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms
+from resolvers.party_log import PartyTopics
+from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms, party_topic
 from resolvers.party_state import Live
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
@@ -226,3 +230,61 @@ async def test_a_change_that_changes_nothing_on_an_old_copy_is_judged_on_the_sto
 
 def _offline(member_id: str) -> Transition:
     return lambda live: rules.presence(live, member_id, online=False, latency_ms=None, now=now_ms())
+
+
+class CountingBus(Bus):
+    """A process's bus that counts the events it sent to Redis itself."""
+
+    sent = 0
+
+    async def publish_all(self, events: list[Event]) -> None:
+        self.sent += len(events)
+        await super().publish_all(events)
+
+
+async def test_on_redis_a_change_is_published_by_its_write_and_heard_by_the_other_process(
+    services: Services, created: list[str]
+) -> None:
+    store = RedisLive(REDIS_URL)
+    buses = [CountingBus(REDIS_URL), CountingBus(REDIS_URL)]
+    one, two = (
+        PartyRuntime(db=services.db, live=store, publisher=bus, settings=services.settings)
+        for bus in buses
+    )
+    heard: list[list[str]] = [[], []]
+    arrived = asyncio.Event()
+    try:
+        for bus, runtime in zip(buses, (one, two), strict=True):
+            bus.sources["party"] = PartyTopics(runtime)
+            await bus.start()
+            await bus.connected.wait()
+        live, _ = await _party(services, one, created, guests=1)
+        for number, bus in enumerate(buses):
+
+            def send(frame: str, into: list[str] = heard[number]) -> Awaitable[None]:
+                into.append(frame)
+                arrived.set()
+                return asyncio.sleep(0)
+
+            listener = Listener(bus.open_outbox(send), lambda e, _: f"{e.kind}:{e.version}")
+            await bus.subscribe(party_topic(live.id), listener)
+        guest = next(m for m in live.members if m != live.host_id)
+
+        applied = await one.apply(live.id, _online(guest))
+
+        expected = [f"{e.kind}:{e.version}" for e in applied.events]
+        assert expected == [f"member_updated:{live.seq + 1}"]
+        async with asyncio.timeout(10):
+            while any(frames[-1:] != expected[-1:] for frames in heard):
+                arrived.clear()
+                await arrived.wait()
+        assert all(frames[-len(expected) :] == expected for frames in heard)
+        assert buses[0].sent == 0  # the write published them, not the bus
+    finally:
+        for runtime in (one, two):
+            await runtime.close()
+        for bus in buses:
+            await bus.close()
+        for party_id in created:
+            await store.forget(live_key(party_id))
+        await store.close()
