@@ -21,11 +21,13 @@ With `--chat` (issue 14), every party also sends one `chat:send` per period, hal
 its change, from each member in turn; every member must receive it as `party:chat_message`.
 
 Reported per target: latency from the change to the last member's PLAYING `party:playback`
-(p50/p99/max; and to the last WAITING one), rounds that never completed, events lost or out of
-order (must be 0), error frames, each server's CPU (share of one core over the measured
-seconds), how long it was ready to run but waited for a CPU (other work on the machine), and
-RSS, the clients' CPU and how late they sent the changes; with `--chat`, the latency from
-`chat:send` to the last member's frame and the messages some member never got.
+(p50/p99/max; and to the last WAITING one), the barrier's own share (from the last member's
+WAITING, which every member answers at once with its ready, to the last PLAYING), rounds that
+never completed, events lost or out of order (must be 0), error frames, each server's CPU (share
+of one core over the measured seconds), how long it was ready to run but waited for a CPU (other
+work on the machine), and RSS, the clients' CPU and how late they sent the changes; with
+`--chat`, the latency from `chat:send` to the last member's frame and the messages some member
+never got.
 Exit status 0 only if nothing was lost, reordered or left incomplete and no server logged an
 error.
 """
@@ -197,6 +199,7 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
     # A round that never completed counts as infinitely late, so p99 cannot hide it.
     latencies = result.values("latencies") + [float("inf")] * (rounds - completed)
     waits = result.values("waiting")
+    barriers = result.values("barrier")
     lag = result.values("lag")
     errors: Counter[str] = Counter()
     for tally in result.tallies:
@@ -211,6 +214,7 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
         "max": max(latencies, default=float("nan")),
         "wait_p99": percentile(waits, 0.99),
         "waits": waits,
+        "barriers": barriers,
         "received": sum(t.received for t in result.tallies),
         "lost": sum(t.lost for t in result.tallies),
         "out_of_order": sum(t.out_of_order for t in result.tallies),
@@ -228,7 +232,9 @@ def report(result: Phase, args: argparse.Namespace) -> dict[str, Any]:
     print(
         f"    {row['target']:8} rounds {rounds} ({row['incomplete']} incomplete); "
         f"change → last PLAYING p50 {ms(row['p50'])}, p99 {ms(row['p99'])}, "
-        f"max {ms(row['max'])}; → last WAITING p99 {ms(row['wait_p99'])}\n"
+        f"max {ms(row['max'])}; → last WAITING p99 {ms(row['wait_p99'])}; "
+        f"last WAITING → last PLAYING p50 {ms(percentile(barriers, 0.5))}, "
+        f"p99 {ms(percentile(barriers, 0.99))}\n"
         f"             frames {row['received']:,}, lost {row['lost']}, "
         f"out of order {row['out_of_order']}, errors {row['errors']}, "
         f"closed sockets {row['closed']}; server CPU "
@@ -343,15 +349,16 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
         f"(after {args.warmup:g} s warm-up each)"
     )
     print(
-        "\n| target | p50 | p99 | max | → WAITING p99 | rounds (incomplete) | lost | "
-        "out of order | server CPU | server RSS |"
+        "\n| target | p50 | p99 | max | → WAITING p99 | WAITING → PLAYING p50 / p99 "
+        "| rounds (incomplete) | lost | out of order | server CPU | server RSS |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     pooled: dict[str, float] = {}
     chat_rows: list[str] = []
     ok = True
     for name, phases in rows.items():
         latencies = [x for row in phases for x in row["latencies"]]
+        barriers = [x for row in phases for x in row["barriers"]]
         pooled[name] = percentile(latencies, 0.99)
         per_server = zip(*(row["server_cpu"] for row in phases), strict=True)
         cpu = [sum(c) / len(phases) for c in per_server]
@@ -366,6 +373,7 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
             f"| {name} | {ms(percentile(latencies, 0.5))} | {ms(pooled[name])} "
             f"| {ms(max(latencies, default=float('nan')))} "
             f"| {ms(percentile([x for row in phases for x in row['waits']], 0.99))} "
+            f"| {ms(percentile(barriers, 0.5))} / {ms(percentile(barriers, 0.99))} "
             f"| {rounds:,} ({incomplete}) | {lost} | {out_of_order} "
             f"| {' + '.join(f'{c * 100:.0f} %' for c in cpu)} "
             f"| {' + '.join(f'{r:.0f} MB' for r in rss)} |"

@@ -95,6 +95,9 @@ class Tally:
     completed: int = 0
     latencies: bytes = b""  # array("d"), ms: change → last member's PLAYING
     waiting: bytes = b""  # array("d"), ms: change → last member's WAITING
+    #: array("d"), ms: last member's WAITING (each member answers it at once) → last PLAYING:
+    #: the barrier's own time, the members' ready reports to the start
+    barrier: bytes = b""
     received: int = 0
     lost: int = 0
     out_of_order: int = 0
@@ -134,6 +137,7 @@ class Party:
         self.rounds: dict[float, Round] = {}
         self.latencies: list[float] = []
         self.waits: list[float] = []
+        self.barriers: list[float] = []
         self.measured = 0
         self.chats: dict[str, Chat] = {}
         self.chat_latencies: list[float] = []
@@ -153,6 +157,7 @@ class Party:
             if current.playing == len(self.members):
                 if current.measured:
                     self.latencies.append((now - current.sent) * 1000)
+                    self.barriers.append((now - current.waiting_last) * 1000)
                     self.open.closed_one()
                 del self.rounds[frame.timestamp or -1.0]
 
@@ -384,6 +389,7 @@ async def run(pipe: Connection, specs: list[PartySpec]) -> None:
         completed=sum(len(party.latencies) for party in parties),
         latencies=array("d", (x for party in parties for x in party.latencies)).tobytes(),
         waiting=array("d", (x for party in parties for x in party.waits)).tobytes(),
+        barrier=array("d", (x for party in parties for x in party.barriers)).tobytes(),
         received=sum(m.received for m in members),
         lost=sum(m.lost for m in members),
         out_of_order=sum(m.out_of_order for m in members),
