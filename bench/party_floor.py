@@ -245,7 +245,10 @@ def app(redis_url: str | None) -> Starlette:
             return
         import redis.asyncio as redis
 
-        client = redis.Redis.from_url(redis_url)
+        # The pool Cowatch uses (models/redis_pool.py): redis-py 5.3's default asyncio pool runs
+        # one command per event-loop turn under concurrency (redis/redis-py#3692).
+        pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=5)
+        client = redis.Redis(connection_pool=pool)
         pubsub = client.pubsub()
         await pubsub.psubscribe("floor:*")
 
