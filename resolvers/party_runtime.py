@@ -22,7 +22,7 @@ import contextlib
 import logging
 import uuid
 from collections import defaultdict
-from collections.abc import Awaitable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
@@ -117,8 +117,13 @@ class PartyRuntime:
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(self.writer.run(), name="cowatch-party-log"),
-            asyncio.create_task(self._presence_loop(), name="cowatch-party-presence"),
-            asyncio.create_task(self._idle_loop(), name="cowatch-party-idle"),
+            asyncio.create_task(
+                _every(PRESENCE_REFRESH_S, self.tend, "presence pass"),
+                name="cowatch-party-presence",
+            ),
+            asyncio.create_task(
+                _every(IDLE_SWEEP_S, self.end_idle, "idle party sweep"), name="cowatch-party-idle"
+            ),
         ]
 
     async def close(self) -> None:
@@ -404,16 +409,6 @@ class PartyRuntime:
             with contextlib.suppress(NotFound):
                 await self.apply(party_id, _offline(member_id))
 
-    async def _presence_loop(self) -> None:
-        while True:
-            await asyncio.sleep(PRESENCE_REFRESH_S)
-            try:
-                await self.tend()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("presence pass failed: %r", exc)
-
     async def tend(self) -> None:
         """Refresh this process's presence entries for its parties and read each party back,
         in one round trip; then per party: retire the expired entries of processes that died
@@ -456,16 +451,6 @@ class PartyRuntime:
         if host_away(live, now):  # a copy: `live` is not written back here
             self.spawn(party_id, lambda state: host_away(state, now_ms()))
 
-    async def _idle_loop(self) -> None:
-        while True:
-            await asyncio.sleep(IDLE_SWEEP_S)
-            try:
-                await self.end_idle()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                log.warning("idle party sweep failed: %r", exc)
-
     async def end_idle(self) -> list[str]:
         """End every party nobody was online in for COWATCH_PARTY_IDLE_S; their ids."""
         await self.writer.flush()
@@ -506,6 +491,18 @@ class PartyRuntime:
             await conn.execute(
                 update(Party).where(col(Party.id) == party_id).values(ended_at=utcnow())
             )
+
+
+async def _every(seconds: float, work: Callable[[], Awaitable[object]], what: str) -> None:
+    """Run `work` every `seconds` until cancelled; a pass that fails is logged, not fatal."""
+    while True:
+        await asyncio.sleep(seconds)
+        try:
+            await work()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.warning("%s failed: %r", what, exc)
 
 
 def _timeout(version: int) -> Transition:
