@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import create_async_engine
 
 from app import create_app
 from config import Settings
+from models.live import LiveStore, MemoryLive, RedisLive
 from models.migrate import migrate
 from resolvers.services import Services
 from tests.openapi import checker_for
@@ -170,3 +171,13 @@ async def client(app_services: tuple[object, Services]) -> AsyncIterator[httpx.A
     ) as http:
         yield http
     CHECKED_ANSWERS.append(checker.checked)
+
+
+@pytest.fixture(params=["memory", "redis"])
+async def live_store(request: pytest.FixtureRequest) -> AsyncIterator[LiveStore]:
+    """A live store, as every process of a deployment shares it: memory, then Redis."""
+    live: LiveStore = MemoryLive() if request.param == "memory" else RedisLive(REDIS_URL)
+    try:
+        yield live
+    finally:
+        await live.close()

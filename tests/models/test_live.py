@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
 
 import pytest
 import redis.asyncio as aioredis
@@ -13,13 +12,9 @@ from models.live import PREFIX, LiveStore, MemoryLive, RedisLive
 from tests.conftest import REDIS_URL
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[LiveStore]:
-    live: LiveStore = MemoryLive() if request.param == "memory" else RedisLive(REDIS_URL)
-    try:
-        yield live
-    finally:
-        await live.close()
+@pytest.fixture
+def store(live_store: LiveStore) -> LiveStore:
+    return live_store
 
 
 @pytest.fixture

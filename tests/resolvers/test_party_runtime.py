@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable
 
 import pytest
 
-from models.live import LiveStore, MemoryLive, RedisLive
+from models.live import LiveStore, RedisLive
 from models.parties import PartyState, PlayerState
 from realtime.bus import Bus
 from realtime.delivery import Listener
@@ -25,14 +25,9 @@ from tests.conftest import REDIS_URL
 from tests.factories import make_user, make_videos
 
 
-@pytest.fixture(params=["memory", "redis"])
-async def store(request: pytest.FixtureRequest) -> AsyncIterator[LiveStore]:
-    """One live store, as every process of a deployment shares it."""
-    live: LiveStore = MemoryLive() if request.param == "memory" else RedisLive(REDIS_URL)
-    try:
-        yield live
-    finally:
-        await live.close()
+@pytest.fixture
+def store(live_store: LiveStore) -> LiveStore:
+    return live_store
 
 
 @pytest.fixture
