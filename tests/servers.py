@@ -17,8 +17,28 @@ import httpx
 
 from models import Video, VideoStatus
 from models.db import Database
+from tests.conftest import REDIS_URL, TEST_SECRET
 
 ROOT = Path(__file__).resolve().parent.parent
+
+
+def production_env(
+    database_url: str, data_dir: Path, redis_url: str | None = None, **settings: str
+) -> dict[str, str]:
+    """The environment of a `cowatch serve` in the production shape: PostgreSQL, Redis (this
+    machine's unless given), local media; rate-limit keys and the transcode queue of its own, so
+    runs sharing the Redis do not share budgets or jobs. `settings`: more `COWATCH_*` values."""
+    run = uuid.uuid4().hex[:8]
+    return {
+        "COWATCH_DATABASE_URL": database_url,
+        "COWATCH_REDIS_URL": redis_url or REDIS_URL,
+        "COWATCH_DATA_DIR": str(data_dir),
+        "COWATCH_JWT_SECRET": TEST_SECRET,
+        "COWATCH_STORAGE_URL": "",
+        "COWATCH_RATE_LIMIT_PREFIX": f"cowatch-test-{run}",
+        "COWATCH_TRANSCODE_QUEUE": f"cowatch-test-{run}",
+        **settings,
+    }
 
 
 def free_port() -> int:

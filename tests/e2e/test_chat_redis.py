@@ -12,21 +12,21 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.factories import gql
 from tests.live import GraphQLClient, WsClient, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import CREATE, DELETE, LOG, MESSAGES, REACT, SEND, join, ok
-from tests.servers import Server, broadcast_ready, sign_up, transcoded_video_row
+from tests.servers import (
+    Server,
+    broadcast_ready,
+    production_env,
+    sign_up,
+    transcoded_video_row,
+)
 
 
 def server_env(pg_url: str, data_dir: Path) -> dict[str, str]:
-    return {
-        "COWATCH_DATABASE_URL": pg_url,
-        "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_REDIS_URL": REDIS_URL,
-        "COWATCH_DATA_DIR": str(data_dir),
-        # rate limits stay on: the chat limit is part of what the processes share
-    }
+    # rate limits stay on: the chat limit is part of what the processes share
+    return production_env(pg_url, data_dir)
 
 
 CHAT_TYPES = ("ChatMessageAdded", "ChatMessageDeleted", "ReactionAdded")

@@ -11,9 +11,8 @@ from contextlib import ExitStack
 import httpx
 import pytest
 
-from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.live import start_servers
-from tests.servers import Server
+from tests.servers import Server, production_env
 
 GUESSES = 40
 MAX_FAILURES = 5
@@ -24,18 +23,12 @@ pytestmark = pytest.mark.timeout(180)
 @pytest.fixture(scope="module")
 def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
     tmp = tmp_path_factory.mktemp("lockout-e2e")
-    run = uuid.uuid4().hex[:8]
-    env = {
-        "COWATCH_DATA_DIR": str(tmp / "data"),
-        "COWATCH_DATABASE_URL": pg_url,
-        "COWATCH_REDIS_URL": REDIS_URL,
-        "COWATCH_RATE_LIMIT_PREFIX": f"cowatch-test-{run}",
-        "COWATCH_TRANSCODE_QUEUE": f"cowatch-test-{run}",
-        "COWATCH_STORAGE_URL": "",
-        "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_RATE_LIMIT_LOGIN": "100000/minute",
-        "COWATCH_HASH_QUEUE": str(GUESSES),
-    }
+    env = production_env(
+        pg_url,
+        tmp / "data",
+        COWATCH_RATE_LIMIT_LOGIN="100000/minute",
+        COWATCH_HASH_QUEUE=str(GUESSES),
+    )
     with ExitStack() as stack:
         yield start_servers(stack, 2, env, tmp)
 

@@ -20,31 +20,30 @@ import pytest
 from redis import asyncio as aioredis
 from websockets.exceptions import ConnectionClosed
 
-from tests.conftest import REDIS_URL, TEST_SECRET
+from tests.conftest import REDIS_URL
 from tests.live import RECEIVE_TIMEOUT_S, graphql_client, start_servers, wait_for, ws_client
 from tests.parties import JOIN, REPORT, GraphQLFollower, WsFollower, ok
 from tests.servers import (
     Server,
     broadcast_ready,
     cowatch_serve,
+    production_env,
     sign_up,
     transcoded_video_row,
 )
 
 
 def server_env(pg_url: str, data_dir: Path) -> dict[str, str]:
-    return {
-        "COWATCH_DATABASE_URL": pg_url,
-        "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_REDIS_URL": REDIS_URL,
-        "COWATCH_DATA_DIR": str(data_dir),
-        # The shared Redis holds other runs' budgets too: limits are tested in-process.
-        "COWATCH_RATE_LIMIT_ENABLED": "false",
+    return production_env(
+        pg_url,
+        data_dir,
+        # Limits are tested in-process.
+        COWATCH_RATE_LIMIT_ENABLED="false",
         # The barrier is released by the members here, never by its timeout.
-        "COWATCH_PARTY_READY_TIMEOUT_S": "60",
-        "COWATCH_PARTY_PING_INTERVAL_S": "0.2",
-        "COWATCH_PARTY_PING_TIMEOUT_S": "0.4",
-    }
+        COWATCH_PARTY_READY_TIMEOUT_S="60",
+        COWATCH_PARTY_PING_INTERVAL_S="0.2",
+        COWATCH_PARTY_PING_TIMEOUT_S="0.4",
+    )
 
 
 @pytest.fixture(scope="module")

@@ -12,19 +12,13 @@ import httpx
 
 from models import Video
 from models.db import Database
-from tests.conftest import REDIS_URL, TEST_SECRET
+from tests.conftest import REDIS_URL
 from tests.live import graphql_client, put_time, start_servers, wait_for, ws_client
-from tests.servers import broadcast_ready, free_port, sign_up
+from tests.servers import broadcast_ready, free_port, production_env, sign_up
 
 
 def server_env(pg_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
-    return {
-        "COWATCH_DATABASE_URL": pg_url,
-        "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_REDIS_URL": redis_url,
-        "COWATCH_DATA_DIR": str(data_dir),
-        "COWATCH_RATE_LIMIT_ENABLED": "false",
-    }
+    return production_env(pg_url, data_dir, redis_url, COWATCH_RATE_LIMIT_ENABLED="false")
 
 
 async def insert_video(pg_url: str, owner_id: str) -> str:

@@ -20,9 +20,8 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from realtime.connection import CLOSE_INVALID_TOKEN
-from tests.conftest import REDIS_URL, TEST_SECRET
 from tests.live import receive_json, start_servers, wait_for
-from tests.servers import Server
+from tests.servers import Server, production_env
 
 pytestmark = pytest.mark.timeout(180)
 PASSWORD = "revocation test password"
@@ -31,17 +30,7 @@ PASSWORD = "revocation test password"
 @pytest.fixture(scope="module")
 def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[list[Server]]:
     tmp = tmp_path_factory.mktemp("revocation-e2e")
-    run = uuid.uuid4().hex[:8]
-    env = {
-        "COWATCH_DATA_DIR": str(tmp / "data"),
-        "COWATCH_DATABASE_URL": pg_url,
-        "COWATCH_REDIS_URL": REDIS_URL,
-        "COWATCH_RATE_LIMIT_PREFIX": f"cowatch-test-{run}",
-        "COWATCH_TRANSCODE_QUEUE": f"cowatch-test-{run}",
-        "COWATCH_STORAGE_URL": "",
-        "COWATCH_JWT_SECRET": TEST_SECRET,
-        "COWATCH_RATE_LIMIT_ENABLED": "false",
-    }
+    env = production_env(pg_url, tmp / "data", COWATCH_RATE_LIMIT_ENABLED="false")
     with ExitStack() as stack:
         running = start_servers(stack, 2, env, tmp)
         for server in running:
