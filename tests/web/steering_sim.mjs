@@ -11,6 +11,10 @@
 // rate change as measured in Chromium here (1.05 ... 1.5 and 0.95 ... 0.67 from and back to 1.0):
 // the trace gives what they are for the nudges it made (up to 10 %), CHROMIUM_SLOPES how they grow
 // beyond that (a pulse after a landing).
+// Chromium's jump on leaving the rate does not arrive at once: in the traces part of it shows in
+// the first tick after the change and the rest (often the larger part) in the second. Each engage
+// of the model replays one recorded split, the first part at once and the late part LATE_MS after
+// the change, whatever the controller did meanwhile (a nudge let go before it keeps it coming).
 //
 // Two kinds of runs: the element starts off by an error and is steered from there, or it has just
 // landed from a seek off by an error (what a mis-guessed seek lag leaves).
@@ -21,6 +25,7 @@ const ERRORS = [-1.5, -0.6, -0.2, -0.08, -0.03, -0.012, 0.012, 0.03, 0.08, 0.2, 
 const LANDINGS = [-0.15, -0.1, -0.08, -0.06, -0.035, -0.02, 0.02, 0.035, 0.06, 0.08, 0.1, 0.15];
 const CHROMIUM_SLOPES = { engage: -0.066, release: 0.075 }; // s of jump per unit of nudge
 const SEEK_LAG = 0.05;
+const LATE_MS = 150; // the second tick after a change (at 100 ms a tick) sees the late part
 const rows = JSON.parse(readFileSync(process.argv[2], "utf8"));
 const tick = (r) => ({
   at: r[0],
@@ -36,20 +41,28 @@ const ticks = rows.map(tick);
 // What the element did on its own.
 const steadyNoise = [];
 const nudgedNoise = [];
-const engages = [];
+const engages = []; // [nudge, first tick's part, second tick's part]
 const releases = [];
 const SETTLING = 5; // ticks after the room jumped (a seek, a start) are landing, not noise
 let settled = 0;
+let engaged = null; // the engage whose late part the next residual is
 for (let k = 2; k < ticks.length; k += 1) {
   const [before, prev, now] = [ticks[k - 2], ticks[k - 1], ticks[k]];
   const dt = (now.at - prev.at) / 1000;
   const roomMoved = now.position - now.drift - (prev.position - prev.drift) - dt * now.rate;
   settled = Math.abs(roomMoved) > 0.02 || prev.seek !== null || dt > 1 ? 0 : settled + 1;
-  if (settled < SETTLING) continue;
+  const late = engaged;
+  engaged = null;
   const residual = now.position - (prev.position + dt * prev.rate * (1 + prev.nudge));
-  if (Math.abs(residual) > 0.05) continue; // a stall, not jitter
-  if (before.nudge === 0 && prev.nudge !== 0) engages.push([prev.nudge, residual]);
-  else if (before.nudge !== 0 && prev.nudge === 0) releases.push([before.nudge, residual]);
+  // The tick after an engage holds that engage's late part, settled or not: never noise (nor a
+  // release's jump alone, when the nudge ended there).
+  const second = ticks[k - 3]?.nudge === 0 && before.nudge !== 0;
+  if (settled < SETTLING || Math.abs(residual) > 0.05) continue; // landing, or a stall
+  if (before.nudge === 0 && prev.nudge !== 0) {
+    engaged = [prev.nudge, residual];
+  } else if (second) {
+    if (late && prev.nudge !== 0) engages.push([...late, residual]);
+  } else if (before.nudge !== 0 && prev.nudge === 0) releases.push([before.nudge, residual]);
   else if (prev.nudge === 0) steadyNoise.push(residual);
   else nudgedNoise.push(residual);
 }
@@ -58,7 +71,7 @@ const median = (xs, fallback) => {
   const s = [...xs].sort((a, b) => a - b);
   return s[s.length >> 1];
 };
-const engage = median(engages.map(([, jump]) => jump), -0.022);
+const engage = median(engages.map(([, first, second]) => first + second), -0.022);
 const release = median(releases.map(([, jump]) => jump), 0.002);
 const TRACED = 0.1; // the largest nudge the traces were recorded with
 const beyond = (nudge) => Math.sign(nudge) * Math.max(0, Math.abs(nudge) - TRACED);
@@ -83,6 +96,8 @@ function run(initial, { landed = false } = {}) {
   let position = room + initial;
   let nudge = 0;
   let until = null; // a pulse's end: the next tick comes then, as the page's timer brings it
+  let late = []; // [when, jump]: parts of engage jumps still to arrive
+  let engaged = 0; // how many engages so far: each replays the next recorded split
   if (landed) steering.expectLanding("seek", position, at);
   const out = { initial, landed, errors: [], nudges: [], bands: [], seeks: 0, pulses: 0 };
   for (let k = 0; k < TICKS; k += 1) {
@@ -113,11 +128,17 @@ function run(initial, { landed = false } = {}) {
       room += dt * rate + wobble;
       position = target + Math.max(0, dt - SEEK_LAG) * rate;
       nudge = 0;
+      late = []; // a seek drops the audio those parts were re-timing
       continue;
     }
     let jump = 0;
     if (nudge === 0 && decision.nudge !== 0) {
-      jump = engage + CHROMIUM_SLOPES.engage * beyond(decision.nudge);
+      const whole = engage + CHROMIUM_SLOPES.engage * beyond(decision.nudge);
+      const [, first, second] = engages[engaged % engages.length] ?? [0, engage, 0];
+      engaged += 1;
+      const share = first + second === 0 ? 1 : first / (first + second);
+      jump = whole * share;
+      late.push([at - dt * 1000 + LATE_MS, whole - jump]);
     } else if (nudge !== 0 && decision.nudge === 0) {
       jump = release + CHROMIUM_SLOPES.release * beyond(nudge);
     } else if (nudge !== 0 && decision.nudge !== nudge) {
@@ -128,6 +149,8 @@ function run(initial, { landed = false } = {}) {
     const noise = nudge === 0 ? steadyNoise : nudgedNoise.length ? nudgedNoise : steadyNoise;
     room += dt * rate + wobble;
     position += dt * rate * (1 + nudge) + jump + part * (noise.length ? noise[k % noise.length] : 0);
+    for (const [when, size] of late) if (when <= at) position += size;
+    late = late.filter(([when]) => when > at);
   }
   return out;
 }

@@ -13,6 +13,9 @@
 //   returning moves it by about +1 ms + 75 ms * n (bench/rate_jumps.py). `engage`/`release` are
 //   learned from this page's plain nudges (at about `jumpedAt`), JUMP_SLOPES say how the jumps
 //   grow from there for a larger rate (a page that saw several sizes fits its own slopes).
+//   The engage jump arrives over two ticks, not one: part in the first tick after the change and
+//   the rest (often the larger part) in the second. It is learned as all the element did over
+//   ENGAGE_MS, and until then what has not arrived yet counts as part of the error.
 // - after a seek or start lands, what is left of the error is removed by one timed pulse of a
 //   larger rate (the error is known then, and nudging it away at 10 % takes most of a second).
 // - the dead band: a few standard deviations of the measured error (the element's own jitter, the
@@ -30,7 +33,10 @@ export const MAX_BAND = 0.025; // s: ... and ceiling
 // pages learned seek 69-135 ms, start 70-133 ms, medians about 100, with 2-5 viewers on 2 cores).
 // `fetch`: a seek or start to where nothing is buffered yet waits for the network as well.
 export const DEFAULT_LAGS = { seek: 0.1, start: 0.1, play: 0.05, fetch: 0.3 }; // s
-export const DEFAULT_ENGAGE = -0.02; // s
+// s, over both ticks: the recorded traces show -17 to -30 ms (median -25) at nudges of 2-10 %,
+// and a release of -3 to -5 ms.
+export const DEFAULT_ENGAGE = -0.022;
+export const DEFAULT_RELEASE = -0.004;
 // s of jump per unit of nudge (measured: 1.05 ... 1.5 and 0.95 ... 0.67 from and back to 1.0).
 export const JUMP_SLOPES = { engage: -0.066, release: 0.075 };
 export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
@@ -47,11 +53,21 @@ const RELEASE = 0.75; // a nudge ends once the error would be this much of the b
 const SMOOTH_TICKS = 4; // a nudge is judged on the mean of this many readings
 const LEARN = 0.5; // weight of a new measurement in a learned lag or jump
 const NOISE_SAMPLES = 40;
+// s: how far apart a nudged element's readings fall in Chromium (the recorded traces: +4, +4,
+// -6 ms and so on, 4.5 ms RMS), until this page has measured PRIOR_SAMPLES of its own.
+const NUDGED_NOISE = 0.0045;
+const PRIOR_SAMPLES = 10;
 const JUMP_SAMPLES = 10;
 const MAX_JUMP = 0.1; // s: a larger jump across a rate change is something else (a stall)
+// ms: the tick this long after leaving the room's rate (the second, at 100 ms a tick) has seen
+// the whole engage jump; the ones before see part of it, which says nothing about the jitter.
+const ENGAGE_MS = 180;
 export const LANDING_AFTER_MS = 200; // a landing judged sooner may not be moving yet ...
 const LANDING_WITHIN_MS = 2500; // ... and one measured later says too little
 const LAG_LIMIT = 0.5; // s
+// ms after a nudge or pulse ends: what it left is its own landing error (the jumps' spread), and
+// turning round for it costs another engage jump, so only an error beyond 2 bands turns round.
+const TURN_MS = 1000;
 
 const clamp = (x, limit) => Math.max(-limit, Math.min(limit, x));
 const meanSquare = (xs) => (xs.length ? xs.reduce((sum, x) => sum + x * x, 0) / xs.length : 0);
@@ -61,6 +77,12 @@ function spread(xs) {
   if (xs.length < 2) return 0;
   const mean = xs.reduce((sum, x) => sum + x, 0) / xs.length;
   return meanSquare(xs.map((x) => x - mean));
+}
+
+function median(xs) {
+  const sorted = [...xs].sort((a, b) => a - b);
+  const mid = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
 
 /** The mean of recent readings, each carried forward to `at` at the rate they change by (s/s). */
@@ -74,7 +96,7 @@ export class Steering {
   constructor(learned = {}) {
     this.lags = { ...DEFAULT_LAGS, ...(learned.lags ?? {}) };
     this.engage = Number(learned.engage ?? DEFAULT_ENGAGE) || 0;
-    this.release = Number(learned.release) || 0;
+    this.release = Number(learned.release ?? DEFAULT_RELEASE) || 0;
     this.slopes = { ...JUMP_SLOPES };
     this.nudge = 0; // the rate offset in force: rate = room rate * (1 + nudge)
     this.noise = []; // the element's own tick-to-tick residuals at the room's rate, s
@@ -85,9 +107,12 @@ export class Steering {
     this.jumpedAt = { engage: 0, release: 0, ...(learned.jumpedAt ?? {}) };
     this.pulse = null; // {nudge, until}: a timed pulse after a landing is running
     this.draining = 0; // until then the element still settles from a pulse: not noise
+    this.ended = null; // {at, side}: the last nudge or pulse let go, and which way it pushed
+    this.engaged = null; // {at, nudge, expected, seen, whole}: an engage jump still arriving
     this.last = null; // the previous observation
     this.landing = null; // a seek or start whose lag is still to be measured
     this.readings = []; // errors seen during the current nudge
+    this.turned = false; // the current nudge has turned round once
     this.outside = 0; // steady ticks in a row outside the band
   }
 
@@ -105,10 +130,18 @@ export class Steering {
     const sigma = Math.sqrt(
       meanSquare(this.noise) +
         clockJitter * clockJitter +
-        meanSquare(this.nudgedNoise) / SMOOTH_TICKS +
+        this.nudgedSquare() / SMOOTH_TICKS +
         spread(this.jumps.release),
     );
     return Math.min(MAX_BAND, Math.max(MIN_BAND, BAND_SIGMAS * sigma));
+  }
+
+  /** The mean square of the nudged readings' noise, the prior standing in for missing ones. */
+  nudgedSquare() {
+    const seen = this.nudgedNoise;
+    const missing = Math.max(0, PRIOR_SAMPLES - seen.length);
+    const sum = seen.reduce((total, x) => total + x * x, 0);
+    return (sum + missing * NUDGED_NOISE * NUDGED_NOISE) / (seen.length + missing);
   }
 
   /** The element is about to seek to `from` (+ playing) or start from `from`: measure its lag. */
@@ -122,6 +155,7 @@ export class Steering {
     this.nudge = 0;
     this.pulse = null;
     this.draining = 0;
+    this.engaged = null;
     this.last = null;
     this.readings = [];
     this.outside = 0;
@@ -144,6 +178,8 @@ export class Steering {
     }
     const landing = this.landing;
     this.observe(at, position, rate);
+    // What the element will read once the engage jump has all arrived.
+    error += this.pending();
     const size = Math.abs(error);
     if (size >= SEEK_BEYOND) {
       this.nudge = 0;
@@ -195,39 +231,76 @@ export class Steering {
       const pulse = Math.abs(after) <= band;
       const lands = pulse ? after + this.release : after;
       const past = Math.sign(lands) !== Math.sign(error) && Math.abs(lands) + unsure > band;
-      this.outside = size > band && !past ? this.outside + 1 : 0;
-      if (this.outside >= PERSIST || (size > PERSIST * band && !past)) {
-        nudge = this.proportional(after);
+      const turns =
+        this.ended !== null &&
+        at - this.ended.at < TURN_MS &&
+        Math.sign(-after) !== this.ended.side &&
+        size <= 2 * band;
+      this.outside = size > band && !past && !turns ? this.outside + 1 : 0;
+      if (!turns && (this.outside >= PERSIST || (size > PERSIST * band && !past))) {
+        // Slowing down, the engage jump (backwards) helps, and how much it does shows only
+        // over two ticks: until then the nudge is the smallest, not to push on past the room.
+        nudge = Math.max(this.proportional(after), -MIN_NUDGE);
       }
     } else {
       // A nudged element reads a few ms noisier (the audio is being re-timed): judge the mean of
-      // the last readings (each moved on by the nudge since), never turning round.
+      // the last readings (each moved on by the nudge since).
       this.readings.push({ at, error });
       if (this.readings.length > SMOOTH_TICKS) this.readings.shift();
+      // Until the engage jump has all arrived, what is left of it is a guess as noisy as a
+      // nudged reading (the late part is often the larger): the nudge holds.
+      if (this.engaged) return this.setNudge(this.nudge);
       // Let go as soon as the release (and its jump) would leave it inside the band on this side:
       // what is left inside the band stays there, and going further invites overshoot.
       const smooth = settle(this.readings, at, rate * this.nudge);
       const side = -Math.sign(this.nudge); // +1: it was ahead, being slowed
-      if (side * (smooth + this.release) > RELEASE * band) nudge = this.proportional(smooth);
+      const lands = smooth + this.jump("release", this.nudge); // if let go now
+      // A reading already past the room stops it too: pushing on only carries it further.
+      const crossed = side * error < 0;
+      if (!crossed && side * lands > RELEASE * band) {
+        nudge = this.proportional(smooth);
+      } else if (side * lands < -RELEASE * band && !this.turned) {
+        // The engage jump did more than expected: carried on, the release would leave it past the
+        // room. Between two rates other than the room's there is no constant jump (only the
+        // re-timing, small at these rates), so it turns round once instead of letting go.
+        this.turned = true;
+        this.readings = [{ at, error }];
+        nudge = this.proportional(lands);
+      }
     }
     return this.setNudge(nudge);
   }
 
   /** Put `nudge` in force and note a change of rate, whose jump the next tick measures. */
   setNudge(nudge) {
-    if (nudge === 0 || this.nudge === 0) this.readings = []; // a new nudge starts after its jump
+    if (nudge === 0 || this.nudge === 0) {
+      this.readings = []; // a new nudge starts after its jump
+      this.turned = false;
+    }
     if (nudge !== 0) this.outside = 0;
     const previous = this.nudge;
     this.nudge = nudge;
     if (this.last) {
-      if (previous === 0 && nudge !== 0) this.last.changed = "engage";
-      else if (previous !== 0 && nudge === 0) {
+      if (previous === 0 && nudge !== 0) {
+        const expected = this.jump("engage", nudge);
+        this.engaged = { at: this.last.at, nudge, expected, seen: 0, whole: true };
+      } else if (previous !== 0 && nudge === 0) {
+        this.ended = { at: this.last.at, side: Math.sign(previous) };
         this.last.changed = "release";
         this.last.from = previous; // the release jump depends on the nudge let go
       }
       this.last.nudge = nudge;
     }
     return { nudge, seek: false };
+  }
+
+  /** What is still to come of the engage jump (s; 0 once it has all been seen). */
+  pending() {
+    if (!this.engaged) return 0;
+    const { expected, seen } = this.engaged;
+    // Between none of it and all of it: the readings' noise may say more arrived already.
+    const rest = Math.sign(expected) * (expected - seen);
+    return Math.sign(expected) * Math.min(Math.abs(expected), Math.max(0, rest));
   }
 
   /** The jump (s) on leaving the room's rate for `nudge` ("engage") or returning from it. */
@@ -265,6 +338,9 @@ export class Steering {
       const seen = this.jumps[kind];
       seen.push(jump);
       if (seen.length > JUMP_SAMPLES) seen.shift();
+      // A jump is read with the noise of the ticks it spans (an engage: two nudged ones, +-5 ms
+      // each): once there are a few, their median says more than the latest ones.
+      if (seen.length >= 3) this[kind] = median(seen);
     }
     const fit = this.seenJumps[kind];
     fit.push([nudge, jump]);
@@ -297,10 +373,22 @@ export class Steering {
     const expected = last.position + ((at - last.at) / 1000) * rate * (1 + last.nudge);
     const residual = position - expected;
     const jump = clamp(residual, MAX_JUMP);
-    if (last.changed === "engage" || last.changed === "release") {
-      this.learnJump(last.changed, last.changed === "engage" ? last.nudge : last.from, jump);
-    }
-    else if (Math.abs(residual) < MAX_JUMP && at >= this.draining) {
+    const engaged = this.engaged;
+    if (engaged) {
+      // Everything the element did since leaving the room's rate; a release before the engage
+      // jump has all arrived mixes the two, and neither is learned from it.
+      if (last.changed === "release") {
+        engaged.whole = false;
+        engaged.expected += this.jump("release", last.from);
+      }
+      engaged.seen += jump;
+      if (at - engaged.at >= ENGAGE_MS) {
+        if (engaged.whole) this.learnJump("engage", engaged.nudge, engaged.seen);
+        this.engaged = null;
+      }
+    } else if (last.changed === "release") {
+      this.learnJump("release", last.from, jump);
+    } else if (Math.abs(residual) < MAX_JUMP && at >= this.draining) {
       const noise = last.nudge === 0 ? this.noise : this.nudgedNoise;
       noise.push(residual);
       if (noise.length > NOISE_SAMPLES) noise.shift();

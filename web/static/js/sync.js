@@ -18,7 +18,8 @@ const HAVE_METADATA = 1;
 const HAVE_FUTURE_DATA = 3;
 const BUFFERED_AHEAD = 0.5; // s: a seek target counts as buffered with this much after it
 const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
-const LEARNED_KEY = "cowatch.sync.learned";
+// .2: the engage jump learned over two ticks (a value learned over one is too small by half)
+const LEARNED_KEY = "cowatch.sync.learned.2";
 const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
 const EVENT_WITHIN_MS = 1000; // a play or pause event later than this is not coming
 const MEDIAN_ERROR = 1.25; // a median's standard error per standard deviation over sqrt(n)
