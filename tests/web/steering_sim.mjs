@@ -8,9 +8,12 @@
 // tick-to-tick jitter and its jumps when playbackRate left or returned to the room's rate. The
 // model element starts off by a given error and moves by the controller's rate, those jumps and
 // that jitter; a seek lands after the recorded page's seek lag. The jumps grow with the size of the
-// rate change as measured in Chromium here (1.05 ... 1.5 and 0.95 ... 0.67 from and back to 1.0):
-// the trace gives what they are for the nudges it made (up to 10 %), CHROMIUM_SLOPES how they grow
-// beyond that (a pulse after a landing).
+// rate change as measured in Chromium here: the trace gives what they are for the nudges it made
+// (up to 10 %), CHROMIUM what they are beyond that (a pulse after a landing): the 14 pulses of
+// 17-29 % in the sync bench's loopback run of 2026-12-02 07:38 left 1.0 at -23.5 ms - 66 ms * n
+// (-31 to -45 ms, summed over the ticks they arrived in) and came back at +5 ms + 75 ms * n
+// (+17 to +27 ms, mostly in the second tick); the slopes are bench/rate_jumps.py's (1.05 ... 1.5,
+// 0.95 ... 0.67 from and back to 1.0 on a bare page).
 // Chromium's jump on leaving the rate does not arrive at once: in the traces part of it shows in
 // the first tick after the change and the rest (often the larger part) in the second. Each engage
 // of the model replays one recorded split, the first part at once and the late part LATE_MS after
@@ -19,11 +22,12 @@
 // Two kinds of runs: the element starts off by an error and is steered from there, or it has just
 // landed from a seek off by an error (what a mis-guessed seek lag leaves).
 import { readFileSync } from "node:fs";
-import { Steering } from "../../web/static/js/steering.js";
+import { LAND_BEHIND, Steering } from "../../web/static/js/steering.js";
 
 const ERRORS = [-1.5, -0.6, -0.2, -0.08, -0.03, -0.012, 0.012, 0.03, 0.08, 0.2, 0.6, 2.5];
 const LANDINGS = [-0.15, -0.1, -0.08, -0.06, -0.035, -0.02, 0.02, 0.035, 0.06, 0.08, 0.1, 0.15];
-const CHROMIUM_SLOPES = { engage: -0.066, release: 0.075 }; // s of jump per unit of nudge
+const CHROMIUM = { engage: [-0.0235, -0.066], release: [0.005, 0.075] }; // [s, s per unit of nudge]
+const PULSE_RELEASE_FIRST = 0.2; // of a pulse's return jump, in the first tick after
 const SEEK_LAG = 0.05;
 const LATE_MS = 150; // the second tick after a change (at 100 ms a tick) sees the late part
 const rows = JSON.parse(readFileSync(process.argv[2], "utf8"));
@@ -75,6 +79,7 @@ const engage = median(engages.map(([, first, second]) => first + second), -0.022
 const release = median(releases.map(([, jump]) => jump), 0.002);
 const TRACED = 0.1; // the largest nudge the traces were recorded with
 const beyond = (nudge) => Math.sign(nudge) * Math.max(0, Math.abs(nudge) - TRACED);
+const chromium = (kind, nudge) => CHROMIUM[kind][0] + CHROMIUM[kind][1] * nudge;
 
 // How the room moved as the page saw it, tick by tick, where it moved steadily (its clock's
 // wobble included): replayed over and over for as long as a run needs.
@@ -103,13 +108,6 @@ function run(initial, { landed = false } = {}) {
   for (let k = 0; k < TICKS; k += 1) {
     const step = steps[k % steps.length];
     const { rate, jitter } = step;
-    let { dt } = step;
-    if (until !== null && until - at < dt * 1000) {
-      dt = Math.max(0, until - at) / 1000;
-      until = null;
-    }
-    const part = step.dt > 0 ? dt / step.dt : 1; // a tick brought early by a pulse's timer
-    const wobble = step.wobble * part;
     const error = position - room;
     const clockJitter = Number.isFinite(jitter) ? jitter / 1000 : 0;
     const decision = steering.decide({ at, position, error, rate, clockJitter });
@@ -120,10 +118,18 @@ function run(initial, { landed = false } = {}) {
       if (until === null && nudge === 0) out.pulses += 1;
       until = decision.until;
     }
+    // The next tick: the pulse's timer brings it early when this decision (re-)timed its end.
+    let { dt } = step;
+    if (until !== null && until - at < dt * 1000) {
+      dt = Math.max(0, until - at) / 1000;
+      until = null;
+    }
+    const part = step.dt > 0 ? dt / step.dt : 1;
+    const wobble = step.wobble * part;
     at += dt * 1000;
     if (decision.seek) {
       out.seeks += 1;
-      const target = room + steering.lags.seek;
+      const target = room + steering.lags.seek - LAND_BEHIND;
       steering.expectLanding("seek", target, at - dt * 1000);
       room += dt * rate + wobble;
       position = target + Math.max(0, dt - SEEK_LAG) * rate;
@@ -132,18 +138,25 @@ function run(initial, { landed = false } = {}) {
       continue;
     }
     let jump = 0;
+    const changed = at - dt * 1000;
     if (nudge === 0 && decision.nudge !== 0) {
-      const whole = engage + CHROMIUM_SLOPES.engage * beyond(decision.nudge);
+      const pulse = beyond(decision.nudge) !== 0;
+      const whole = pulse ? chromium("engage", decision.nudge) : engage;
       const [, first, second] = engages[engaged % engages.length] ?? [0, engage, 0];
       engaged += 1;
       const share = first + second === 0 ? 1 : first / (first + second);
       jump = whole * share;
-      late.push([at - dt * 1000 + LATE_MS, whole - jump]);
+      late.push([changed + LATE_MS, whole - jump]);
     } else if (nudge !== 0 && decision.nudge === 0) {
-      jump = release + CHROMIUM_SLOPES.release * beyond(nudge);
+      if (beyond(nudge) === 0) jump = release;
+      else {
+        const whole = chromium("release", nudge);
+        jump = whole * PULSE_RELEASE_FIRST;
+        late.push([changed + LATE_MS, whole - jump]);
+      }
     } else if (nudge !== 0 && decision.nudge !== nudge) {
       // Between two rates other than the room's only the re-timing of the buffered audio shows.
-      jump = CHROMIUM_SLOPES.engage * (beyond(decision.nudge) - beyond(nudge));
+      jump = CHROMIUM.engage[1] * (beyond(decision.nudge) - beyond(nudge));
     }
     nudge = decision.nudge;
     const noise = nudge === 0 ? steadyNoise : nudgedNoise.length ? nudgedNoise : steadyNoise;

@@ -11,11 +11,11 @@
 //   room's rate. Chromium here: leaving 1.0 for 1 + n moves currentTime by about -20 ms - 66 ms * n
 //   (its time-stretcher starts with a 20 ms window and re-times the audio it has buffered),
 //   returning moves it by about +1 ms + 75 ms * n (bench/rate_jumps.py). `engage`/`release` are
-//   learned from this page's plain nudges (at about `jumpedAt`), JUMP_SLOPES say how the jumps
-//   grow from there for a larger rate (a page that saw several sizes fits its own slopes).
-//   The engage jump arrives over two ticks, not one: part in the first tick after the change and
-//   the rest (often the larger part) in the second. It is learned as all the element did over
-//   ENGAGE_MS, and until then what has not arrived yet counts as part of the error.
+//   learned from this page's plain nudges (at about `jumpedAt`); for a pulse's larger rates
+//   PULSE_JUMPS, plus what this page's own pulses showed (`offsets`).
+//   A jump arrives over two ticks, not one: part in the first tick after the change and the rest
+//   (often the larger part) in the second. It is learned as all the element did over JUMP_MS, and
+//   until then what has not arrived yet counts as part of the error.
 // - after a seek or start lands, what is left of the error is removed by one timed pulse of a
 //   larger rate (the error is known then, and nudging it away at 10 % takes most of a second).
 // - the dead band: a few standard deviations of the measured error (the element's own jitter, the
@@ -37,16 +37,22 @@ export const DEFAULT_LAGS = { seek: 0.1, start: 0.1, play: 0.05, fetch: 0.3 }; /
 // and a release of -3 to -5 ms.
 export const DEFAULT_ENGAGE = -0.022;
 export const DEFAULT_RELEASE = -0.004;
-// s of jump per unit of nudge (measured: 1.05 ... 1.5 and 0.95 ... 0.67 from and back to 1.0).
-export const JUMP_SLOPES = { engage: -0.066, release: 0.075 };
+// [s, s per unit of nudge]: the jump on leaving 1.0 for 1 + n / returning from it at a pulse's
+// rates. The slopes are bench/rate_jumps.py's (1.05 ... 1.5 and 0.95 ... 0.67 on a bare page);
+// the intercepts fit the sync bench's 14 pulses at 17-29 % (-31 to -45 ms and +17 to +27 ms,
+// summed over the ticks they arrived in). The slopes also carry a plain nudge's jumps from the
+// nudge they were learned at to another.
+export const PULSE_JUMPS = { engage: [-0.0235, -0.066], release: [0.005, 0.075] };
+// s: a seek or start aims this much behind the room. Landings on loopback were judged +5 ms off on
+// average, spread 8 ms; one left ahead by more than the band cannot be mended (every nudge starts
+// with Chromium's jump back, about 25 ms), one behind can.
+export const LAND_BEHIND = 0.008;
 export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
 export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
 const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
 // A pulse's jumps are spread over the audio buffered at its rate (about 150 ms at 35 %): the
 // element's motion during the pulse and this long after it says nothing about its jitter.
 const DRAIN_MS = 300;
-const MIN_SLOPE_SPREAD = 0.05; // nudges must differ this much (s.d.) before a page fits a slope
-const MAX_SLOPE = 0.25; // s per unit of nudge: a steeper fit is noise
 const BAND_SIGMAS = 3;
 const PERSIST = 3; // ticks a small error must last before a nudge
 const RELEASE = 0.75; // a nudge ends once the error would be this much of the band
@@ -59,9 +65,9 @@ const NUDGED_NOISE = 0.0045;
 const PRIOR_SAMPLES = 10;
 const JUMP_SAMPLES = 10;
 const MAX_JUMP = 0.1; // s: a larger jump across a rate change is something else (a stall)
-// ms: the tick this long after leaving the room's rate (the second, at 100 ms a tick) has seen
-// the whole engage jump; the ones before see part of it, which says nothing about the jitter.
-const ENGAGE_MS = 180;
+// ms: the tick this long after a change of rate (the second, at 100 ms a tick) has seen the whole
+// jump; the ones before see part of it, which says nothing about the jitter.
+const JUMP_MS = 180;
 export const LANDING_AFTER_MS = 200; // a landing judged sooner may not be moving yet ...
 const LANDING_WITHIN_MS = 2500; // ... and one measured later says too little
 const LAG_LIMIT = 0.5; // s
@@ -97,18 +103,17 @@ export class Steering {
     this.lags = { ...DEFAULT_LAGS, ...(learned.lags ?? {}) };
     this.engage = Number(learned.engage ?? DEFAULT_ENGAGE) || 0;
     this.release = Number(learned.release ?? DEFAULT_RELEASE) || 0;
-    this.slopes = { ...JUMP_SLOPES };
+    this.offsets = { engage: 0, release: 0, ...(learned.offsets ?? {}) }; // pulses' vs PULSE_JUMPS
     this.nudge = 0; // the rate offset in force: rate = room rate * (1 + nudge)
     this.noise = []; // the element's own tick-to-tick residuals at the room's rate, s
     this.nudgedNoise = []; // ... and while nudged
     this.jumps = { engage: [], release: [] }; // recent jumps on leaving / returning to the rate
-    this.seenJumps = { engage: [], release: [] }; // ... with the nudge of each: [nudge, jump]
     // The nudge `engage` / `release` were learned at (the defaults count as measured at 0).
     this.jumpedAt = { engage: 0, release: 0, ...(learned.jumpedAt ?? {}) };
     this.pulse = null; // {nudge, until}: a timed pulse after a landing is running
     this.draining = 0; // until then the element still settles from a pulse: not noise
     this.ended = null; // {at, side}: the last nudge or pulse let go, and which way it pushed
-    this.engaged = null; // {at, nudge, expected, seen, whole}: an engage jump still arriving
+    this.arriving = null; // {kind, at, nudge, expected, seen, whole}: a jump still arriving
     this.last = null; // the previous observation
     this.landing = null; // a seek or start whose lag is still to be measured
     this.readings = []; // errors seen during the current nudge
@@ -118,8 +123,8 @@ export class Steering {
 
   /** What to keep between visits (the page stores it). */
   learned() {
-    const { lags, engage, release, jumpedAt } = this;
-    return { lags: { ...lags }, engage, release, jumpedAt: { ...jumpedAt } };
+    const { lags, engage, release, jumpedAt, offsets } = this;
+    return { lags: { ...lags }, engage, release, jumpedAt: { ...jumpedAt }, offsets: { ...offsets } };
   }
 
   /** The dead band (s) for a clock whose own error has this standard deviation (s). */
@@ -155,7 +160,7 @@ export class Steering {
     this.nudge = 0;
     this.pulse = null;
     this.draining = 0;
-    this.engaged = null;
+    this.arriving = null;
     this.last = null;
     this.readings = [];
     this.outside = 0;
@@ -178,7 +183,7 @@ export class Steering {
     }
     const landing = this.landing;
     this.observe(at, position, rate);
-    // What the element will read once the engage jump has all arrived.
+    // What the element will read once the last jump has all arrived.
     error += this.pending();
     const size = Math.abs(error);
     if (size >= SEEK_BEYOND) {
@@ -190,8 +195,8 @@ export class Steering {
     if (this.pulse) {
       // Re-timed on each reading, which shows the engage jump as it really was: it ends when the
       // release jump would leave the element on the room. (A timer brings that tick.)
-      const { nudge } = this.pulse;
-      const left = -(error + this.jump("release", nudge)) / nudge; // s
+      const { nudge, target } = this.pulse;
+      const left = (target - error - this.jump("release", nudge)) / nudge; // s
       if (left * 1000 <= 1 || at - this.pulse.since > MAX_PULSE_MS) {
         this.pulse = null;
         this.draining = at + DRAIN_MS;
@@ -203,10 +208,12 @@ export class Steering {
     }
     if (landing && this.nudge === 0 && position > landing.from && size > band) {
       // Landed and moving: the error is what the lag was mis-guessed by, not noise. One pulse
-      // removes it, timed so that both jumps included it ends on the room.
-      const pulse = this.planPulse(error);
+      // removes it, timed so that both jumps included it ends on the room; from behind, it aims
+      // half a band short, as a miss ahead past the band cannot be mended (see LAND_BEHIND).
+      const target = error < 0 ? -band / 2 : 0;
+      const pulse = this.planPulse(error, target);
       if (pulse) {
-        this.pulse = { nudge: pulse.nudge, since: at, until: at + pulse.ms };
+        this.pulse = { nudge: pulse.nudge, target, since: at, until: at + pulse.ms };
         this.draining = Infinity; // until the pulse ends
         return { ...this.setNudge(pulse.nudge), until: this.pulse.until };
       }
@@ -249,7 +256,7 @@ export class Steering {
       if (this.readings.length > SMOOTH_TICKS) this.readings.shift();
       // Until the engage jump has all arrived, what is left of it is a guess as noisy as a
       // nudged reading (the late part is often the larger): the nudge holds.
-      if (this.engaged) return this.setNudge(this.nudge);
+      if (this.arriving) return this.setNudge(this.nudge);
       // Let go as soon as the release (and its jump) would leave it inside the band on this side:
       // what is left inside the band stays there, and going further invites overshoot.
       const smooth = settle(this.readings, at, rate * this.nudge);
@@ -281,23 +288,32 @@ export class Steering {
     const previous = this.nudge;
     this.nudge = nudge;
     if (this.last) {
-      if (previous === 0 && nudge !== 0) {
-        const expected = this.jump("engage", nudge);
-        this.engaged = { at: this.last.at, nudge, expected, seen: 0, whole: true };
-      } else if (previous !== 0 && nudge === 0) {
+      if (previous === 0 && nudge !== 0) this.arrive("engage", nudge);
+      else if (previous !== 0 && nudge === 0) {
         this.ended = { at: this.last.at, side: Math.sign(previous) };
-        this.last.changed = "release";
-        this.last.from = previous; // the release jump depends on the nudge let go
+        this.arrive("release", previous); // the release jump depends on the nudge let go
       }
       this.last.nudge = nudge;
     }
     return { nudge, seek: false };
   }
 
-  /** What is still to come of the engage jump (s; 0 once it has all been seen). */
+  /** The rate left or returned to the room's now: its jump arrives over the next ticks. */
+  arrive(kind, nudge) {
+    const expected = this.jump(kind, nudge);
+    const at = this.last.at;
+    if (this.arriving) {
+      // The previous change's jump is still arriving: the two mix, and neither is learned.
+      Object.assign(this.arriving, { at, whole: false, expected: this.arriving.expected + expected });
+    } else {
+      this.arriving = { kind, at, nudge, expected, seen: 0, whole: true };
+    }
+  }
+
+  /** What is still to come of the last jump (s; 0 once it has all been seen). */
   pending() {
-    if (!this.engaged) return 0;
-    const { expected, seen } = this.engaged;
+    if (!this.arriving) return 0;
+    const { expected, seen } = this.arriving;
     // Between none of it and all of it: the readings' noise may say more arrived already.
     const rest = Math.sign(expected) * (expected - seen);
     return Math.sign(expected) * Math.min(Math.abs(expected), Math.max(0, rest));
@@ -305,18 +321,24 @@ export class Steering {
 
   /** The jump (s) on leaving the room's rate for `nudge` ("engage") or returning from it. */
   jump(kind, nudge) {
-    return this[kind] + this.slopes[kind] * (nudge - this.jumpedAt[kind]);
+    const [intercept, slope] = PULSE_JUMPS[kind];
+    if (Math.abs(nudge) > MAX_NUDGE) return intercept + slope * nudge + this.offsets[kind];
+    return this[kind] + slope * (nudge - this.jumpedAt[kind]);
   }
 
   /**
-   * A pulse removing `error`: {nudge, ms} such that the engage jump, `ms` at that rate and the
-   * release jump together cancel it; null when a plain nudge is enough.
+   * A pulse taking `error` to `target`: {nudge, ms} such that the engage jump, `ms` at that rate
+   * and the release jump together do it; null when a plain nudge is enough.
    */
-  planPulse(error) {
-    // What leaving and coming back cost at any rate, and how that grows with the rate.
-    const slope = this.slopes.engage + this.slopes.release;
-    const cycle = this.jump("engage", 0) + this.jump("release", 0);
-    const needed = -(error + cycle);
+  planPulse(error, target) {
+    // What leaving and coming back cost at a pulse's rates, and how that grows with the rate.
+    const [[engage, engageSlope], [release, releaseSlope]] = [
+      PULSE_JUMPS.engage,
+      PULSE_JUMPS.release,
+    ];
+    const slope = engageSlope + releaseSlope;
+    const cycle = engage + release + this.offsets.engage + this.offsets.release;
+    const needed = target - (error + cycle);
     const nudge = clamp(needed / PULSE_S, MAX_PULSE);
     // Less than a plain nudge could do in that time: the plain nudge does it.
     if (Math.abs(nudge) <= MAX_NUDGE) return null;
@@ -329,10 +351,14 @@ export class Steering {
     return Math.abs(nudge) < MIN_NUDGE ? (error > 0 ? -MIN_NUDGE : MIN_NUDGE) : nudge;
   }
 
-  /** A jump seen on a change of rate by `nudge`: its intercept (and, given the spread, slope). */
+  /** A jump seen on a change of rate by `nudge`. */
   learnJump(kind, nudge, jump) {
-    if (Math.abs(nudge) <= MAX_NUDGE) {
-      // What plain nudges meet; a pulse's jumps only show how the jump grows with the rate.
+    if (Math.abs(nudge) > MAX_NUDGE) {
+      // A pulse: how far this page's jumps at such rates are from PULSE_JUMPS.
+      const [intercept, slope] = PULSE_JUMPS[kind];
+      const offset = jump - intercept - slope * nudge;
+      this.offsets[kind] += LEARN * (offset - this.offsets[kind]);
+    } else {
       this[kind] += LEARN * (jump - this[kind]);
       this.jumpedAt[kind] += LEARN * (nudge - this.jumpedAt[kind]);
       const seen = this.jumps[kind];
@@ -341,17 +367,6 @@ export class Steering {
       // A jump is read with the noise of the ticks it spans (an engage: two nudged ones, +-5 ms
       // each): once there are a few, their median says more than the latest ones.
       if (seen.length >= 3) this[kind] = median(seen);
-    }
-    const fit = this.seenJumps[kind];
-    fit.push([nudge, jump]);
-    if (fit.length > JUMP_SAMPLES) fit.shift();
-    const nudges = fit.map(([n]) => n);
-    const variance = spread(nudges);
-    if (fit.length >= 4 && variance >= MIN_SLOPE_SPREAD * MIN_SLOPE_SPREAD) {
-      const mn = nudges.reduce((sum, n) => sum + n, 0) / fit.length;
-      const mj = fit.reduce((sum, [, j]) => sum + j, 0) / fit.length;
-      const covariance = fit.reduce((sum, [n, j]) => sum + (n - mn) * (j - mj), 0) / fit.length;
-      this.slopes[kind] = clamp(covariance / variance, MAX_SLOPE);
     }
   }
 
@@ -373,21 +388,14 @@ export class Steering {
     const expected = last.position + ((at - last.at) / 1000) * rate * (1 + last.nudge);
     const residual = position - expected;
     const jump = clamp(residual, MAX_JUMP);
-    const engaged = this.engaged;
-    if (engaged) {
-      // Everything the element did since leaving the room's rate; a release before the engage
-      // jump has all arrived mixes the two, and neither is learned from it.
-      if (last.changed === "release") {
-        engaged.whole = false;
-        engaged.expected += this.jump("release", last.from);
+    const arriving = this.arriving;
+    if (arriving) {
+      // Everything the element did since the rate changed is the jump.
+      arriving.seen += jump;
+      if (at - arriving.at >= JUMP_MS) {
+        if (arriving.whole) this.learnJump(arriving.kind, arriving.nudge, arriving.seen);
+        this.arriving = null;
       }
-      engaged.seen += jump;
-      if (at - engaged.at >= ENGAGE_MS) {
-        if (engaged.whole) this.learnJump("engage", engaged.nudge, engaged.seen);
-        this.engaged = null;
-      }
-    } else if (last.changed === "release") {
-      this.learnJump("release", last.from, jump);
     } else if (Math.abs(residual) < MAX_JUMP && at >= this.draining) {
       const noise = last.nudge === 0 ? this.noise : this.nudgedNoise;
       noise.push(residual);

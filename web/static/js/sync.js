@@ -6,7 +6,7 @@
 // or a seek when far) and learns this page's own lags. A paused room puts every element on exactly
 // its position, so every viewer shows the same frame.
 
-import { LANDING_AFTER_MS, Steering } from "./steering.js";
+import { LAND_BEHIND, LANDING_AFTER_MS, Steering } from "./steering.js";
 
 export const IN_SYNC = 0.25; // s: what the indicator calls "in sync"
 const EXACT = 0.0005; // s: a paused element this close is on the position (media time is in µs)
@@ -341,10 +341,10 @@ export class SyncPlayer extends EventTarget {
   /** Seek to where the room will be once the element moves again, by this page's lag for it. */
   seekAhead(kind) {
     const lags = this.steering.lags;
-    let to = this.expected(this.clock.now() + lags[kind] * 1000);
+    let to = this.expected(this.clock.now() + (lags[kind] - LAND_BEHIND) * 1000);
     if (!this.buffered(to)) {
       kind = "fetch";
-      to = this.expected(this.clock.now() + lags.fetch * 1000);
+      to = this.expected(this.clock.now() + (lags.fetch - LAND_BEHIND) * 1000);
     }
     this.expectLanding(kind, to);
     this.seek(to);
