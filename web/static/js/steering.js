@@ -37,16 +37,17 @@ export const DEFAULT_LAGS = { seek: 0.1, start: 0.1, play: 0.05, fetch: 0.3 }; /
 // and a release of -3 to -5 ms.
 export const DEFAULT_ENGAGE = -0.022;
 export const DEFAULT_RELEASE = -0.004;
+const JUMP_SD = 0.004; // s: how much the engage jump varies from one nudge to the next (traces)
 // [s, s per unit of nudge]: the jump on leaving 1.0 for 1 + n / returning from it at a pulse's
 // rates. The slopes are bench/rate_jumps.py's (1.05 ... 1.5 and 0.95 ... 0.67 on a bare page);
 // the intercepts fit the sync bench's 14 pulses at 17-29 % (-31 to -45 ms and +17 to +27 ms,
 // summed over the ticks they arrived in). The slopes also carry a plain nudge's jumps from the
 // nudge they were learned at to another.
 export const PULSE_JUMPS = { engage: [-0.0235, -0.066], release: [0.005, 0.075] };
-// s: a seek or start aims this much behind the room. Landings on loopback were judged +5 ms off on
-// average, spread 8 ms; one left ahead by more than the band cannot be mended (every nudge starts
-// with Chromium's jump back, about 25 ms), one behind can.
-export const LAND_BEHIND = 0.008;
+// s: a seek or start aims this much behind the room. Landings vary by 10-14 ms (s.d.) here; one
+// left ahead by more than the band cannot be mended (every nudge starts with Chromium's jump back,
+// about 25 ms), one behind is mended by a pulse.
+export const LAND_BEHIND = 0.02;
 export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
 export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
 const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
@@ -194,7 +195,7 @@ export class Steering {
     const band = this.band(clockJitter);
     if (this.pulse) {
       // Re-timed on each reading, which shows the engage jump as it really was: it ends when the
-      // release jump would leave the element on the room. (A timer brings that tick.)
+      // release jump would leave the element on its target. (A timer brings that tick.)
       const { nudge, target } = this.pulse;
       const left = (target - error - this.jump("release", nudge)) / nudge; // s
       if (left * 1000 <= 1 || at - this.pulse.since > MAX_PULSE_MS) {
@@ -220,24 +221,20 @@ export class Steering {
     }
     let nudge = 0;
     if (this.nudge === 0) {
-      // Leaving the room's rate moves the position by `engage` at once (backwards, in Chromium):
-      // steer from where that jump leaves the element, so the nudge itself never overshoots.
+      // Leaving the room's rate moves the position by `engage` over the next two ticks
+      // (backwards, in Chromium): steer from where that jump leaves the element, so the nudge
+      // itself never overshoots.
       // A small error must persist a few ticks first: a reading just after a release is still
       // settling, and a nudge costs that jump.
       // When the jump alone would carry it past the room by more than the band (ahead by less
       // than the jump), no nudge can help without overshooting: the error is left as it is.
-      // (A jump that nearly does the whole job is a pulse: released at once, so its landing is
-      // judged with the release jump and with how much both jumps vary.)
+      // (A jump that nearly does the whole job leaves the nudge little to do; if the release's
+      // jump would then carry it past, the nudge turns round rather than let go.)
       const after = error + this.engage;
-      // A jump is read across one nudged tick, so it is never known better than that noise.
-      const unsure =
-        2 *
-        Math.sqrt(
-          spread(this.jumps.engage) + spread(this.jumps.release) + meanSquare(this.nudgedNoise),
-        );
-      const pulse = Math.abs(after) <= band;
-      const lands = pulse ? after + this.release : after;
-      const past = Math.sign(lands) !== Math.sign(error) && Math.abs(lands) + unsure > band;
+      // How much this engage's jump may differ from the learned one (one s.d. of those seen).
+      const seen = this.jumps.engage;
+      const unsure = seen.length >= 3 ? Math.sqrt(spread(seen)) : JUMP_SD;
+      const past = Math.sign(after) !== Math.sign(error) && Math.abs(after) + unsure > band;
       const turns =
         this.ended !== null &&
         at - this.ended.at < TURN_MS &&

@@ -171,7 +171,7 @@ export class SyncPlayer extends EventTarget {
    * Share a change. `moving` (playing): the element was told to move at `since` (performance.now())
    * and stands still `lag` s from then (a seek that took longer is over: it moves now); the server
    * stamps the change `commitDelay` ms later (measured on earlier changes; one way at first), so
-   * the timestamp sent is where the element is by then.
+   * the timestamp sent is where the element is by then (plus LAND_BEHIND).
    */
   send(timestamp, playing, moving = null) {
     if (!this.canControl()) {
@@ -187,7 +187,9 @@ export class SyncPlayer extends EventTarget {
       const oneWay = this.commitDelay ?? (this.clock.oneWay || 0);
       const rate = base.rate || 1;
       const still = Math.max(0, moving.lag - (performance.now() - moving.since) / 1000);
-      timestamp += (oneWay / 1000 - still) * rate;
+      // ... and a little ahead of that, as a follower's seek aims a little behind the room: a
+      // landing ahead of the room by more than the band cannot be mended, one behind can.
+      timestamp += (oneWay / 1000 - still + LAND_BEHIND) * rate;
       timestamp = Math.max(0, timestamp);
       serverTime += oneWay;
     }
