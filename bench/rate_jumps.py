@@ -7,7 +7,7 @@ Cowatch). A 1 ms sampler records `currentTime` while the rate goes from `--base`
 a second later, back. The jump on engaging is where a line of the new rate through the readings
 150 ms-1 s after the change meets the change's instant, less where the line of the old rate
 through the 350 ms before it does; the same for the release. steering.js sizes its pulses by
-these (JUMP_SLOPES).
+these (the slopes of PULSE_JUMPS).
 """
 
 from __future__ import annotations

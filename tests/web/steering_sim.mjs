@@ -22,7 +22,7 @@
 // Two kinds of runs: the element starts off by an error and is steered from there, or it has just
 // landed from a seek off by an error (what a mis-guessed seek lag leaves).
 import { readFileSync } from "node:fs";
-import { LAND_BEHIND, Steering } from "../../web/static/js/steering.js";
+import { Steering } from "../../web/static/js/steering.js";
 
 const ERRORS = [-1.5, -0.6, -0.2, -0.08, -0.03, -0.012, 0.012, 0.03, 0.08, 0.2, 0.6, 2.5];
 const LANDINGS = [-0.15, -0.1, -0.08, -0.06, -0.035, -0.02, 0.02, 0.035, 0.06, 0.08, 0.1, 0.15];
@@ -129,7 +129,7 @@ function run(initial, { landed = false } = {}) {
     at += dt * 1000;
     if (decision.seek) {
       out.seeks += 1;
-      const target = room + steering.lags.seek - LAND_BEHIND;
+      const target = room + steering.lags.seek - steering.aimBehind(clockJitter);
       steering.expectLanding("seek", target, at - dt * 1000);
       room += dt * rate + wobble;
       position = target + Math.max(0, dt - SEEK_LAG) * rate;

@@ -44,10 +44,6 @@ const JUMP_SD = 0.004; // s: how much the engage jump varies from one nudge to t
 // summed over the ticks they arrived in). The slopes also carry a plain nudge's jumps from the
 // nudge they were learned at to another.
 export const PULSE_JUMPS = { engage: [-0.0235, -0.066], release: [0.005, 0.075] };
-// s: a seek or start aims this much behind the room. Landings vary by 10-14 ms (s.d.) here; one
-// left ahead by more than the band cannot be mended (every nudge starts with Chromium's jump back,
-// about 25 ms), one behind is mended by a pulse.
-export const LAND_BEHIND = 0.02;
 export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
 export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
 const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
@@ -150,6 +146,22 @@ export class Steering {
     return (sum + missing * NUDGED_NOISE * NUDGED_NOISE) / (seen.length + missing);
   }
 
+  /** How much an engage's jump may differ from the learned one (s): one s.d. of those seen. */
+  jumpUnsure() {
+    const seen = this.jumps.engage;
+    return seen.length >= 3 ? Math.sqrt(spread(seen)) : JUMP_SD;
+  }
+
+  /**
+   * How far behind the room a seek or start aims (s). An element ahead by more than the band but
+   * by less than the engage jump's reach less the band cannot be mended (the jump would carry it
+   * past the room by more than the band, so it is left there); one behind is mended by a pulse.
+   * Landings vary by 10-14 ms (s.d.) in Chromium here, so they aim below that reach.
+   */
+  aimBehind(clockJitter = 0) {
+    return Math.max(0, -this.engage + this.jumpUnsure() - this.band(clockJitter));
+  }
+
   /** The element is about to seek to `from` (+ playing) or start from `from`: measure its lag. */
   expectLanding(kind, from, at) {
     this.reset(); // a seek or start ends any nudge: the element is back at the room's rate
@@ -210,7 +222,7 @@ export class Steering {
     if (landing && this.nudge === 0 && position > landing.from && size > band) {
       // Landed and moving: the error is what the lag was mis-guessed by, not noise. One pulse
       // removes it, timed so that both jumps included it ends on the room; from behind, it aims
-      // half a band short, as a miss ahead past the band cannot be mended (see LAND_BEHIND).
+      // half a band short, as a miss ahead past the band may not be mended (see aimBehind).
       const target = error < 0 ? -band / 2 : 0;
       const pulse = this.planPulse(error, target);
       if (pulse) {
@@ -231,10 +243,8 @@ export class Steering {
       // (A jump that nearly does the whole job leaves the nudge little to do; if the release's
       // jump would then carry it past, the nudge turns round rather than let go.)
       const after = error + this.engage;
-      // How much this engage's jump may differ from the learned one (one s.d. of those seen).
-      const seen = this.jumps.engage;
-      const unsure = seen.length >= 3 ? Math.sqrt(spread(seen)) : JUMP_SD;
-      const past = Math.sign(after) !== Math.sign(error) && Math.abs(after) + unsure > band;
+      const past =
+        Math.sign(after) !== Math.sign(error) && Math.abs(after) + this.jumpUnsure() > band;
       const turns =
         this.ended !== null &&
         at - this.ended.at < TURN_MS &&

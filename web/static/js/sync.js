@@ -6,7 +6,7 @@
 // or a seek when far) and learns this page's own lags. A paused room puts every element on exactly
 // its position, so every viewer shows the same frame.
 
-import { LAND_BEHIND, LANDING_AFTER_MS, Steering } from "./steering.js";
+import { LANDING_AFTER_MS, Steering } from "./steering.js";
 
 export const IN_SYNC = 0.25; // s: what the indicator calls "in sync"
 const EXACT = 0.0005; // s: a paused element this close is on the position (media time is in µs)
@@ -171,7 +171,7 @@ export class SyncPlayer extends EventTarget {
    * Share a change. `moving` (playing): the element was told to move at `since` (performance.now())
    * and stands still `lag` s from then (a seek that took longer is over: it moves now); the server
    * stamps the change `commitDelay` ms later (measured on earlier changes; one way at first), so
-   * the timestamp sent is where the element is by then (plus LAND_BEHIND).
+   * the timestamp sent is where the element is by then (plus the steering's aimBehind).
    */
   send(timestamp, playing, moving = null) {
     if (!this.canControl()) {
@@ -188,8 +188,9 @@ export class SyncPlayer extends EventTarget {
       const rate = base.rate || 1;
       const still = Math.max(0, moving.lag - (performance.now() - moving.since) / 1000);
       // ... and a little ahead of that, as a follower's seek aims a little behind the room: a
-      // landing ahead of the room by more than the band cannot be mended, one behind can.
-      timestamp += (oneWay / 1000 - still + LAND_BEHIND) * rate;
+      // landing ahead of the room by more than the band may not be mended, one behind can.
+      const behind = this.steering.aimBehind(this.clockError());
+      timestamp += (oneWay / 1000 - still + behind) * rate;
       timestamp = Math.max(0, timestamp);
       serverTime += oneWay;
     }
@@ -343,10 +344,11 @@ export class SyncPlayer extends EventTarget {
   /** Seek to where the room will be once the element moves again, by this page's lag for it. */
   seekAhead(kind) {
     const lags = this.steering.lags;
-    let to = this.expected(this.clock.now() + (lags[kind] - LAND_BEHIND) * 1000);
+    const behind = this.steering.aimBehind(this.clockError());
+    let to = this.expected(this.clock.now() + (lags[kind] - behind) * 1000);
     if (!this.buffered(to)) {
       kind = "fetch";
-      to = this.expected(this.clock.now() + (lags.fetch - LAND_BEHIND) * 1000);
+      to = this.expected(this.clock.now() + (lags.fetch - behind) * 1000);
     }
     this.expectLanding(kind, to);
     this.seek(to);
