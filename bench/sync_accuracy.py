@@ -361,6 +361,12 @@ def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -
         + ", ".join(f"{c['offset']:+.1f}/{c['roundTrip']:.1f}" for c in f["clocks"])
         + " ms offset/round trip"
     )
+    jumps = f.get("across_jumps")
+    if jumps and jumps["count"]:
+        print(
+            f"    instants skipped, one sample before a seek and one after: {jumps['count']} "
+            f"(interpolated, their pairwise would have been up to {jumps['largest_ms']:.1f} ms)"
+        )
     if f.get("console"):
         print(f"    page warnings and errors: {len(f['console'])}, first: {f['console'][:3]}")
     if f.get("extras"):

@@ -9,6 +9,9 @@ from typing import Any
 
 GRID_MS = 20.0  # common instants this far apart
 MAX_GAP_MS = 100.0  # two samples further apart than this say nothing about the time between
+# s: two samples whose positions differ by more than the time between them (at up to 2x) and this
+# have a seek between them, finished before the second was taken: nothing lies between them.
+JUMP_S = 0.1
 SETTLE_S = 2.0  # after an action, this long is convergence, not steady state
 HOLD_S = 0.5  # converged: within the threshold and staying there this long
 STALL_MS = 100.0  # a playing element whose position stands still this long has stalled
@@ -68,6 +71,22 @@ class Track:
         t0, t1 = self.times[k], self.times[k + 1]
         if t1 - t0 > MAX_GAP_MS or self.seeking[k] or self.seeking[k + 1]:
             return None
+        p0, p1 = self.positions[k], self.positions[k + 1]
+        if self.jumped(k):
+            return None
+        return p0 + (p1 - p0) * (t - t0) / (t1 - t0)
+
+    def jumped(self, k: int) -> bool:
+        """Whether the position jumped (a seek) between samples k and k + 1."""
+        moved = abs(self.positions[k + 1] - self.positions[k])
+        return moved > 2 * (self.times[k + 1] - self.times[k]) / 1000 + JUMP_S
+
+    def jump_at(self, t: float) -> float | None:
+        """Where interpolating across a jump at `t` would have put the position (else None)."""
+        k = bisect.bisect_right(self.times, t) - 1
+        if k < 0 or k + 1 >= len(self.times) or not self.jumped(k):
+            return None
+        t0, t1 = self.times[k], self.times[k + 1]
         p0, p1 = self.positions[k], self.positions[k + 1]
         return p0 + (p1 - p0) * (t - t0) / (t1 - t0)
 
@@ -136,6 +155,7 @@ def analyse(
     errors: list[float] = []
     bias: list[list[float]] = [[] for _ in tracks]
     apart = 0
+    jumped: list[float] = []  # instants skipped as interpolated across a seek: their pairwise
     stalls: list[float] = []
     seeks = 0
     convergence: dict[str, list[float | None]] = {}
@@ -164,6 +184,14 @@ def analyse(
         t = steady_from
         while t < stop:
             positions = [track.at(t) for track in tracks]
+            across = [track.jump_at(t) for track in tracks]
+            if any(a is not None for a in across):
+                # What the figures showed before jumps were skipped: one viewer's interpolation
+                # between a sample before a seek and one after it, as if it were that far off.
+                guess = [a if a is not None else p for a, p in zip(across, positions, strict=True)]
+                if all(g is not None for g in guess):
+                    known_guess = [g for g in guess if g is not None]
+                    jumped.append((max(known_guess) - min(known_guess)) * 1000)
             if all(p is not None for p in positions):
                 known = [p for p in positions if p is not None]
                 shared = room.position(t)
@@ -182,6 +210,7 @@ def analyse(
         "convergence_s": convergence,
         "changes": changes,
         "stalls": {"count": len(stalls), "longest_ms": max(stalls, default=0.0)},
+        "across_jumps": {"count": len(jumped), "largest_ms": max(jumped, default=0.0)},
         "own_seeks": seeks,
         # Versions no bench action made: a page echoing what it followed would show up here.
         "extra_versions": len(states) - len({a.state.version for a in actions}) - 1,
