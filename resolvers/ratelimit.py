@@ -1,17 +1,18 @@
-"""Rate limits: moving windows per (class, caller), in memory or shared through Redis."""
+"""Rate limits: sliding windows per (class, caller), in memory or shared through Redis."""
 
 from __future__ import annotations
 
 import enum
-import itertools
 import logging
 import math
 import re
-import secrets
 import time
-from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+from limits import RateLimitItem, RateLimitItemPerSecond
+from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from models.redis_pool import redis_client
 from resolvers.errors import InvalidToken, RateLimited
@@ -75,7 +76,7 @@ class Decision:
     allowed: bool
     limit: int
     remaining: int
-    #: epoch seconds when the next request will be accepted again (the oldest hit leaves the window)
+    #: epoch seconds when the next request will be accepted again (limits' window stats)
     reset_at: float
 
     def retry_after(self, now: float | None = None) -> int:
@@ -97,7 +98,13 @@ class Decision:
 
 
 class WindowStore(Protocol):
-    async def hit(self, key: str, rule: Rule) -> Decision: ...
+    async def hit(self, key: str, rule: Rule) -> bool:
+        """Count one request if its window has room: True if counted, False (not counted) if not."""
+        ...
+
+    async def window(self, key: str, rule: Rule) -> tuple[float, int]:
+        """The window as it stands: (epoch seconds when a request is accepted again, remaining)."""
+        ...
 
     async def attempt(
         self, key: str, *, limit: int, window_s: int, lock_s: int
@@ -113,37 +120,46 @@ class WindowStore(Protocol):
     async def close(self) -> None: ...
 
 
-class MemoryWindows:
-    """One process's moving windows: the hit times per key, oldest first."""
+class SlidingWindows:
+    """The `limits` library's sliding window counter over one of its async storages.
+
+    A rule's period is cut into windows of `period_s`; a request is counted while the current
+    window's count plus the previous window's, weighted by the share of the previous window
+    still inside the last `period_s`, stays within the amount. Exact within one window; across
+    a window's end it assumes the previous window's hits were spread evenly, so any `period_s`
+    can hold up to twice the amount (two windows' worth) when hits bunch at the end of one.
+    O(1) per key: two counters, whatever the amount.
+    """
+
+    def __init__(self, storage: Storage) -> None:
+        self._storage = storage
+        self._limiter = SlidingWindowCounterRateLimiter(storage)
+        self._items: dict[Rule, RateLimitItem] = {}
+
+    def _item(self, rule: Rule) -> RateLimitItem:
+        item = self._items.get(rule)
+        if item is None:
+            item = self._items[rule] = RateLimitItemPerSecond(rule.amount, rule.period_s)
+        return item
+
+    async def hit(self, key: str, rule: Rule) -> bool:
+        return await self._limiter.hit(self._item(rule), key)
+
+    async def window(self, key: str, rule: Rule) -> tuple[float, int]:
+        reset_at, remaining = await self._limiter.get_window_stats(self._item(rule), key)
+        return reset_at, remaining
+
+
+class MemoryWindows(SlidingWindows):
+    """One process's windows (limits' memory storage: windows aligned to the epoch)."""
 
     SWEEP_EVERY = 1024
 
     def __init__(self) -> None:
-        self._hits: dict[str, deque[float]] = {}
-        self._period: dict[str, int] = {}
+        self._memory = MemoryStorage()
+        super().__init__(self._memory)
         self._calls = 0
         self._attempts: dict[str, tuple[int, float]] = {}
-
-    async def hit(self, key: str, rule: Rule) -> Decision:
-        now = time.time()
-        self._calls += 1
-        if self._calls % self.SWEEP_EVERY == 0:
-            self._sweep(now)
-        hits = self._hits.setdefault(key, deque())
-        self._period[key] = rule.period_s
-        while hits and hits[0] <= now - rule.period_s:
-            hits.popleft()
-        allowed = len(hits) < rule.amount
-        if allowed:
-            hits.append(now)
-        reset_at = (hits[0] if hits else now) + rule.period_s
-        return Decision(allowed, rule.amount, rule.amount - len(hits), reset_at)
-
-    def _sweep(self, now: float) -> None:
-        for key in [k for k, hits in self._hits.items() if hits[-1] <= now - self._period[k]]:
-            del self._hits[key], self._period[key]
-        for key in [k for k, (_, ends) in self._attempts.items() if ends <= now]:
-            del self._attempts[key]
 
     async def attempt(
         self, key: str, *, limit: int, window_s: int, lock_s: int
@@ -151,7 +167,8 @@ class MemoryWindows:
         now = time.time()
         self._calls += 1
         if self._calls % self.SWEEP_EVERY == 0:
-            self._sweep(now)
+            for ended in [k for k, (_, ends) in self._attempts.items() if ends <= now]:
+                del self._attempts[ended]
         count, ends = self._attempts.get(key, (0, now))
         if ends <= now:
             count, ends = 0, now + window_s
@@ -164,7 +181,9 @@ class MemoryWindows:
         return count, ends - now
 
     async def close(self) -> None:
-        self._hits.clear()
+        await self._memory.reset()
+        if self._memory.timer is not None:
+            self._memory.timer.cancel()
         self._attempts.clear()
 
 
@@ -182,42 +201,23 @@ return {count, redis.call('PTTL', KEYS[1])}
 """
 
 
-#: WindowStore.hit in one Redis call, a moving window as a sorted set of hit times:
-#: KEYS[1]; ARGV now (ms), period (ms), amount, a unique name for this hit.
-HIT_LUA = """
-local now = tonumber(ARGV[1])
-local period = tonumber(ARGV[2])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - period)
-local count = redis.call('ZCARD', KEYS[1])
-local allowed = 0
-if count < tonumber(ARGV[3]) then
-  redis.call('ZADD', KEYS[1], now, ARGV[4])
-  count = count + 1
-  allowed = 1
-end
-redis.call('PEXPIRE', KEYS[1], period)
-local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-return {allowed, count, oldest[2] or ARGV[1]}
-"""
+class RedisWindows(SlidingWindows):
+    """Windows in Redis, shared by every process (limits' Lua scripts: one call per hit, O(1)).
 
-
-class RedisWindows:
-    """Moving windows in Redis, shared by every process: one atomic script call per hit."""
+    A key's windows start at its first hit. The lockout's attempts are our own script: limits
+    has no rule that turns a full window into a lock.
+    """
 
     def __init__(self, redis_url: str, prefix: str) -> None:
         self._prefix = prefix
         self._redis = redis_client(redis_url)
-        self._hit = self._redis.register_script(HIT_LUA)
+        # limits takes our pool (models/redis_pool.py: commands do not queue behind each other)
+        pool: Any = self._redis.connection_pool
+        storage = RedisStorage(
+            "async+" + redis_url, implementation="redispy", key_prefix=prefix, connection_pool=pool
+        )
+        super().__init__(storage)
         self._attempt = self._redis.register_script(ATTEMPT_LUA)
-        self._hits = itertools.count()
-
-    async def hit(self, key: str, rule: Rule) -> Decision:
-        now_ms = int(time.time() * 1000)
-        name = f"{now_ms}:{next(self._hits)}:{secrets.token_hex(4)}"
-        args: list[int | str] = [now_ms, rule.period_s * 1000, rule.amount, name]
-        allowed, count, oldest = await self._hit(keys=[f"{self._prefix}:w:{key}"], args=args)
-        reset_at = float(oldest) / 1000 + rule.period_s
-        return Decision(bool(allowed), rule.amount, max(0, rule.amount - int(count)), reset_at)
 
     async def attempt(
         self, key: str, *, limit: int, window_s: int, lock_s: int
@@ -240,25 +240,42 @@ class RateLimiter:
         self._last_error_log = 0.0
 
     async def hit(self, rate_class: RateClass, key: str) -> Decision | None:
-        """Count one request; None when limits are off or cannot be checked right now."""
+        """Count one request and read its window for the X-RateLimit-* headers (two store calls).
+
+        None when limits are off or cannot be checked right now.
+        """
         if not self.enabled:
             return None
         rule = self.rules[rate_class]
+        name = f"{rate_class.value}:{key}"
         try:
-            return await self.store.hit(f"{rate_class.value}:{key}", rule)
+            allowed = await self.store.hit(name, rule)
+            reset_at, remaining = await self.store.window(name, rule)
         except Exception as exc:
-            now = time.monotonic()
-            if now - self._last_error_log > 10:
-                self._last_error_log = now
-                log.warning("rate limit store unavailable, allowing requests: %r", exc)
+            self._unavailable(exc)
             return None
+        return Decision(allowed, rule.amount, remaining, reset_at)
 
-    async def check(self, rate_class: RateClass, key: str) -> Decision | None:
-        """Count one request and raise RateLimited when it is over the limit."""
-        decision = await self.hit(rate_class, key)
-        if decision is not None:
-            decision.raise_if_refused()
-        return decision
+    async def check(self, rate_class: RateClass, key: str) -> None:
+        """Count one request (one store call); RateLimited, with its window read, when over."""
+        if not self.enabled:
+            return
+        rule = self.rules[rate_class]
+        name = f"{rate_class.value}:{key}"
+        try:
+            if await self.store.hit(name, rule):
+                return
+            reset_at, remaining = await self.store.window(name, rule)
+        except Exception as exc:
+            self._unavailable(exc)
+            return
+        Decision(False, rule.amount, remaining, reset_at).raise_if_refused()
+
+    def _unavailable(self, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_error_log > 10:
+            self._last_error_log = now
+            log.warning("rate limit store unavailable, allowing requests: %r", exc)
 
     async def close(self) -> None:
         await self.store.close()

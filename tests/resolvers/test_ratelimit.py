@@ -10,10 +10,11 @@ import pytest
 
 from config import Settings
 from models import User
+from resolvers.errors import RateLimited
 from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
-from tests.factories import PASSWORD, error_code, gql, make_user
+from tests.factories import PASSWORD, error_code, gql, inside_one_window, make_user
 
 
 @pytest.fixture
@@ -28,6 +29,12 @@ def settings(settings: Settings) -> Settings:
     )
 
 
+@pytest.fixture
+async def one_window() -> None:
+    """The test's requests fall in one of the memory store's minute windows."""
+    await inside_one_window(60, 10)
+
+
 def _assert_headers(response: httpx.Response, limit: int, remaining: int) -> None:
     assert response.headers["x-ratelimit-limit"] == str(limit)
     assert response.headers["x-ratelimit-remaining"] == str(remaining)
@@ -35,7 +42,7 @@ def _assert_headers(response: httpx.Response, limit: int, remaining: int) -> Non
     assert time.time() - 1 <= reset <= time.time() + 61
 
 
-async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient) -> None:
+async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient, one_window: None) -> None:
     for remaining in (2, 1, 0):
         response = await client.get("/api/videos/feed")
         assert response.status_code == 200
@@ -53,7 +60,7 @@ async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient) -> Non
 
 
 async def test_budgets_are_per_user_and_per_class(
-    client: httpx.AsyncClient, services: Services
+    client: httpx.AsyncClient, services: Services, one_window: None
 ) -> None:
     alice = await make_user(services)
     for _ in range(3):
@@ -73,7 +80,7 @@ async def test_budgets_are_per_user_and_per_class(
     assert refused.json()["error"]["code"] == "RATE_LIMITED"
 
 
-async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient) -> None:
+async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient, one_window: None) -> None:
     assert (await client.get("/api/videos/feed")).status_code == 200
     for remaining in (1, 0):
         response = await client.post("/graphql", json={"query": "{ feed { total } }"})
@@ -88,7 +95,9 @@ async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient) -> None:
     _assert_headers(refused, 3, 0)
 
 
-async def test_aliased_logins_cost_one_each(client: httpx.AsyncClient, services: Services) -> None:
+async def test_aliased_logins_cost_one_each(
+    client: httpx.AsyncClient, services: Services, one_window: None
+) -> None:
     account = await make_user(services)
     fields = " ".join(
         f'l{i}: login(email: "{account.user.email}", password: "wrong {i}") {{ accessToken }}'
@@ -105,7 +114,7 @@ async def test_aliased_logins_cost_one_each(client: httpx.AsyncClient, services:
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_window_stores_count_alike(store: str) -> None:
+async def test_window_stores_count_alike(store: str, one_window: None) -> None:
     windows = MemoryWindows() if store == "memory" else RedisWindows(REDIS_URL, uuid.uuid4().hex)
     limiter = RateLimiter(windows, {RateClass.API: Rule(2, 60)}, enabled=True)
     try:
@@ -118,7 +127,9 @@ async def test_window_stores_count_alike(store: str) -> None:
     assert first and second and third and other
     assert [first.allowed, second.allowed, third.allowed, other.allowed] == [1, 1, 0, 1]
     assert [first.remaining, second.remaining, third.remaining] == [1, 0, 0]
-    assert first.reset_at <= third.reset_at <= time.time() + 60
+    # The window's end as limits reads it: Redis's PTTL in whole ms, memory's float arithmetic.
+    assert first.reset_at <= third.reset_at + 0.002
+    assert third.reset_at <= time.time() + 60
 
 
 async def test_an_unreachable_store_fails_open() -> None:
@@ -136,3 +147,35 @@ def test_rules_parse() -> None:
     assert Rule.parse("50/10 seconds") == Rule(50, 10)
     with pytest.raises(ValueError):
         Rule.parse("lots")
+
+
+class CountingWindows(MemoryWindows):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    async def hit(self, key: str, rule: Rule) -> bool:
+        self.calls.append("hit")
+        return await super().hit(key, rule)
+
+    async def window(self, key: str, rule: Rule) -> tuple[float, int]:
+        self.calls.append("window")
+        return await super().window(key, rule)
+
+
+async def test_check_reads_the_window_only_to_refuse(one_window: None) -> None:
+    """A party's reports, chat and joins cost one store call (one Redis round trip) each."""
+    windows = CountingWindows()
+    limiter = RateLimiter(windows, {RateClass.CHAT: Rule(1, 60)}, enabled=True)
+    try:
+        await limiter.check(RateClass.CHAT, "member:m")
+        assert windows.calls == ["hit"]
+        with pytest.raises(RateLimited) as refused:
+            await limiter.check(RateClass.CHAT, "member:m")
+        assert windows.calls == ["hit", "hit", "window"]
+        assert 1 <= refused.value.retry_after <= 60
+        windows.calls.clear()
+        assert await limiter.hit(RateClass.CHAT, "member:other")
+        assert windows.calls == ["hit", "window"]  # the headers need the window
+    finally:
+        await limiter.close()
