@@ -7,11 +7,12 @@ import logging
 import math
 import re
 import time
+from collections import deque
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from limits import RateLimitItem, RateLimitItemPerSecond
-from limits.aio.storage import MemoryStorage, RedisStorage, Storage
+from limits.aio.storage import RedisStorage, Storage
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 
 from models.redis_pool import redis_client
@@ -150,16 +151,54 @@ class SlidingWindows:
         return reset_at, remaining
 
 
-class MemoryWindows(SlidingWindows):
-    """One process's windows (limits' memory storage: windows aligned to the epoch)."""
+class MemoryWindows:
+    """One process's moving windows (the embedded mode): the hit times per key, oldest first.
+
+    Exact, and O(1) per hit but for the hits that left the window. Not limits' memory storage:
+    that one walks every live counter on each event-loop turn that saw a hit, which cost a server
+    with 1,000 party members reporting once a second 8-18 points of a core (`bench/parties.py
+    --parties 200 --only Cowatch`, 2026-12-02: 51-52 % before, 59-70 % with it).
+    """
 
     SWEEP_EVERY = 1024
 
     def __init__(self) -> None:
-        self._memory = MemoryStorage()
-        super().__init__(self._memory)
+        self._hits: dict[str, deque[float]] = {}
+        self._period: dict[str, int] = {}
         self._calls = 0
         self._attempts: dict[str, tuple[int, float]] = {}
+
+    def _live(self, key: str, rule: Rule, now: float) -> deque[float]:
+        self._calls += 1
+        if self._calls % self.SWEEP_EVERY == 0:
+            self._sweep(now)
+        hits = self._hits.setdefault(key, deque())
+        self._period[key] = rule.period_s
+        while hits and hits[0] <= now - rule.period_s:
+            hits.popleft()
+        return hits
+
+    async def hit(self, key: str, rule: Rule) -> bool:
+        now = time.time()
+        hits = self._live(key, rule, now)
+        if len(hits) >= rule.amount:
+            return False
+        hits.append(now)
+        return True
+
+    async def window(self, key: str, rule: Rule) -> tuple[float, int]:
+        now = time.time()
+        hits = self._live(key, rule, now)
+        # when the oldest hit leaves the window
+        return (hits[0] if hits else now) + rule.period_s, rule.amount - len(hits)
+
+    def _sweep(self, now: float) -> None:
+        for key in [
+            k for k, hits in self._hits.items() if not hits or hits[-1] <= now - self._period[k]
+        ]:
+            del self._hits[key], self._period[key]
+        for key in [k for k, (_, ends) in self._attempts.items() if ends <= now]:
+            del self._attempts[key]
 
     async def attempt(
         self, key: str, *, limit: int, window_s: int, lock_s: int
@@ -167,8 +206,7 @@ class MemoryWindows(SlidingWindows):
         now = time.time()
         self._calls += 1
         if self._calls % self.SWEEP_EVERY == 0:
-            for ended in [k for k, (_, ends) in self._attempts.items() if ends <= now]:
-                del self._attempts[ended]
+            self._sweep(now)
         count, ends = self._attempts.get(key, (0, now))
         if ends <= now:
             count, ends = 0, now + window_s
@@ -181,9 +219,8 @@ class MemoryWindows(SlidingWindows):
         return count, ends - now
 
     async def close(self) -> None:
-        await self._memory.reset()
-        if self._memory.timer is not None:
-            self._memory.timer.cancel()
+        self._hits.clear()
+        self._period.clear()
         self._attempts.clear()
 
 

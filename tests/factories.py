@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-import time
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -82,16 +80,3 @@ def error_code(body: dict[str, Any]) -> str:
     assert body.get("errors"), body
     code: str = body["errors"][0]["extensions"]["code"]
     return code
-
-
-async def inside_one_window(period_s: int, need_s: float) -> None:
-    """Wait, if need be, until the next `need_s` seconds fall inside one rate-limit window.
-
-    The memory store's windows are aligned to the epoch (limits' sliding window counter,
-    resolvers/ratelimit.py): a request just after a window's end sees the previous window's hits
-    weighted down, so one more can pass. Counting is exact inside one window, and a test that
-    needs the N+1-th request refused sends all N+1 there.
-    """
-    left = period_s - time.time() % period_s
-    if left < need_s:
-        await asyncio.sleep(left + 0.05)

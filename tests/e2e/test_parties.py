@@ -30,7 +30,7 @@ from websockets.typing import Subprotocol
 
 from config import Settings
 from tests.conftest import TABLES, TEST_SECRET
-from tests.factories import error_code, gql, inside_one_window, make_user, make_videos
+from tests.factories import error_code, gql, make_user, make_videos
 from tests.live import (
     GraphQLClient,
     LiveServer,
@@ -761,7 +761,6 @@ async def test_a_private_party_answers_outsiders_as_if_it_did_not_exist(
 
 
 async def test_joins_are_limited_per_address_and_reports_per_member(limited: LiveServer) -> None:
-    await inside_one_window(60, 15)
     async with http_to(limited) as http:
         party = await make_trio(limited, http)  # from 127.0.0.1: another address's budget
         one, two = {"X-Forwarded-For": "198.51.100.7"}, {"X-Forwarded-For": "198.51.100.8"}

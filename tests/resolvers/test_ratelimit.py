@@ -14,7 +14,7 @@ from resolvers.errors import RateLimited
 from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
-from tests.factories import PASSWORD, error_code, gql, inside_one_window, make_user
+from tests.factories import PASSWORD, error_code, gql, make_user
 
 
 @pytest.fixture
@@ -29,12 +29,6 @@ def settings(settings: Settings) -> Settings:
     )
 
 
-@pytest.fixture
-async def one_window() -> None:
-    """The test's requests fall in one of the memory store's minute windows."""
-    await inside_one_window(60, 10)
-
-
 def _assert_headers(response: httpx.Response, limit: int, remaining: int) -> None:
     assert response.headers["x-ratelimit-limit"] == str(limit)
     assert response.headers["x-ratelimit-remaining"] == str(remaining)
@@ -42,7 +36,7 @@ def _assert_headers(response: httpx.Response, limit: int, remaining: int) -> Non
     assert time.time() - 1 <= reset <= time.time() + 61
 
 
-async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient, one_window: None) -> None:
+async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient) -> None:
     for remaining in (2, 1, 0):
         response = await client.get("/api/videos/feed")
         assert response.status_code == 200
@@ -60,7 +54,7 @@ async def test_rest_refuses_the_fourth_request(client: httpx.AsyncClient, one_wi
 
 
 async def test_budgets_are_per_user_and_per_class(
-    client: httpx.AsyncClient, services: Services, one_window: None
+    client: httpx.AsyncClient, services: Services
 ) -> None:
     alice = await make_user(services)
     for _ in range(3):
@@ -80,7 +74,7 @@ async def test_budgets_are_per_user_and_per_class(
     assert refused.json()["error"]["code"] == "RATE_LIMITED"
 
 
-async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient, one_window: None) -> None:
+async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient) -> None:
     assert (await client.get("/api/videos/feed")).status_code == 200
     for remaining in (1, 0):
         response = await client.post("/graphql", json={"query": "{ feed { total } }"})
@@ -95,9 +89,7 @@ async def test_graphql_shares_the_api_budget(client: httpx.AsyncClient, one_wind
     _assert_headers(refused, 3, 0)
 
 
-async def test_aliased_logins_cost_one_each(
-    client: httpx.AsyncClient, services: Services, one_window: None
-) -> None:
+async def test_aliased_logins_cost_one_each(client: httpx.AsyncClient, services: Services) -> None:
     account = await make_user(services)
     fields = " ".join(
         f'l{i}: login(email: "{account.user.email}", password: "wrong {i}") {{ accessToken }}'
@@ -114,7 +106,7 @@ async def test_aliased_logins_cost_one_each(
 
 
 @pytest.mark.parametrize("store", ["memory", "redis"])
-async def test_window_stores_count_alike(store: str, one_window: None) -> None:
+async def test_window_stores_count_alike(store: str) -> None:
     windows = MemoryWindows() if store == "memory" else RedisWindows(REDIS_URL, uuid.uuid4().hex)
     limiter = RateLimiter(windows, {RateClass.API: Rule(2, 60)}, enabled=True)
     try:
@@ -163,7 +155,7 @@ class CountingWindows(MemoryWindows):
         return await super().window(key, rule)
 
 
-async def test_check_reads_the_window_only_to_refuse(one_window: None) -> None:
+async def test_check_reads_the_window_only_to_refuse() -> None:
     """A party's reports, chat and joins cost one store call (one Redis round trip) each."""
     windows = CountingWindows()
     limiter = RateLimiter(windows, {RateClass.CHAT: Rule(1, 60)}, enabled=True)

@@ -13,7 +13,7 @@ import pytest
 
 from config import Settings
 from resolvers.services import Services
-from tests.factories import Account, inside_one_window, make_user, make_videos
+from tests.factories import Account, make_user, make_videos
 
 
 def bearer(token: str) -> dict[str, str]:
@@ -369,7 +369,6 @@ class TestLimits:
     async def test_join_per_address_and_reports_per_member(
         self, client: httpx.AsyncClient, services: Services
     ) -> None:
-        await inside_one_window(60, 10)
         host, party = await _party(client, services)
         await _join(client, party["code"], display_name="A")
         guess = await client.post("/api/parties/join", json={"code": "guess", "display_name": "B"})

@@ -10,7 +10,7 @@ import httpx
 from config import Settings
 from resolvers.services import Services
 from schema.documents import digest
-from tests.factories import inside_one_window, make_user, make_videos
+from tests.factories import make_user, make_videos
 from tests.resolvers.test_videos import add_renditions
 from tests.schema.test_compiled import _document, general  # noqa: F401 (the fixture)
 
@@ -73,7 +73,6 @@ async def test_the_fast_path_counts_each_request_once(
 ) -> None:
     from app import create_app
 
-    await inside_one_window(60, 10)
     app = create_app(settings.model_copy(update={"rate_limit_api": "3/minute"}))
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
