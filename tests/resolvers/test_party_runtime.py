@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -256,10 +256,9 @@ async def test_on_redis_a_change_is_published_by_its_write_and_heard_by_the_othe
         live, _ = await _party(services, one, created, guests=1)
         for number, bus in enumerate(buses):
 
-            def send(frame: str, into: list[str] = heard[number]) -> Awaitable[None]:
+            async def send(frame: str, into: list[str] = heard[number]) -> None:
                 into.append(frame)
                 arrived.set()
-                return asyncio.sleep(0)
 
             listener = Listener(bus.open_outbox(send), lambda e, _: f"{e.kind}:{e.version}")
             await bus.subscribe(party_topic(live.id), listener)
