@@ -77,7 +77,7 @@ class Decision:
     allowed: bool
     limit: int
     remaining: int
-    #: epoch seconds when the next request will be accepted again (limits' window stats)
+    #: epoch seconds when the next request will be accepted again (the store's window)
     reset_at: float
 
     def retry_after(self, now: float | None = None) -> int:
@@ -133,7 +133,6 @@ class SlidingWindows:
     """
 
     def __init__(self, storage: Storage) -> None:
-        self._storage = storage
         self._limiter = SlidingWindowCounterRateLimiter(storage)
         self._items: dict[Rule, RateLimitItem] = {}
 

@@ -10,27 +10,19 @@ from pathlib import Path
 
 import httpx
 
-from models import Video
-from models.db import Database
 from tests.conftest import REDIS_URL
 from tests.live import graphql_client, put_time, start_servers, wait_for, ws_client
-from tests.servers import broadcast_ready, free_port, production_env, sign_up
+from tests.servers import (
+    broadcast_ready,
+    free_port,
+    production_env,
+    sign_up,
+    transcoded_video_row,
+)
 
 
 def server_env(pg_url: str, redis_url: str, data_dir: Path) -> dict[str, str]:
     return production_env(pg_url, data_dir, redis_url, COWATCH_RATE_LIMIT_ENABLED="false")
-
-
-async def insert_video(pg_url: str, owner_id: str) -> str:
-    db = Database(pg_url)
-    try:
-        video = Video(owner_id=owner_id, title="shared room", duration=300.0)
-        async with db.session() as session:
-            session.add(video)
-            await session.commit()
-        return video.id
-    finally:
-        await db.dispose()
 
 
 async def test_two_processes_share_a_room_through_redis(pg_url: str, tmp_path: Path) -> None:
@@ -40,7 +32,7 @@ async def test_two_processes_share_a_room_through_redis(pg_url: str, tmp_path: P
         for server in (a, b):
             wait_for(partial(broadcast_ready, server), f"{server.url} broadcast ready")
         user_id, token = await sign_up(a)
-        video_id = await insert_video(pg_url, user_id)
+        video_id = await transcoded_video_row(pg_url, user_id, "shared room")
         async with (
             ws_client(a.ws_url, token) as plain,
             graphql_client(a.ws_url, token) as gql,
@@ -97,7 +89,7 @@ async def test_redis_outage_heals_without_dropping_subscribers(pg_url: str, tmp_
         for server in (a, b):
             wait_for(partial(broadcast_ready, server), f"{server.url} broadcast ready")
         user_id, token = await sign_up(a)
-        video_id = await insert_video(pg_url, user_id)
+        video_id = await transcoded_video_row(pg_url, user_id, "shared room")
         async with (
             ws_client(a.ws_url, token) as plain,
             graphql_client(a.ws_url, token) as gql,
