@@ -14,18 +14,25 @@ Redis (the production shape):
   writer holding a copy from before the loss can never overwrite the new record;
 - presence: per key, entries that are alive until their expiry (epoch ms); a process refreshes
   the entries of its own sockets and drops them when they close, so entries of a process that
-  died expire by themselves.
+  died expire by themselves;
+- homes: per key, the one process that holds its lease (`claim`: the first to ask gets it, and
+  keeps it while it renews it), and an inbox per process (`post`, `listen`), so that the other
+  processes can hand a key's changes to its home (`resolvers/party_home.py`). In memory the
+  one process is every key's home.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from models.redis_pool import redis_client
 
 PREFIX = "cowatch:live:"
+#: A process's inbox channel (its id follows).
+INBOX = PREFIX + "inbox:"
 #: A record nobody wrote for this long is dropped (it is rebuilt from the database if needed).
 RECORD_TTL_MS = 7 * 24 * 3600 * 1000
 
@@ -43,6 +50,18 @@ for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return {1, new}
 """
 
+#: KEYS[1] a home key; ARGV: this process, the lease (ms). The home after it: this process if
+#: the key had none (claimed) or had this one (renewed), else the one that holds it.
+_CLAIM = """
+local home = redis.call('GET', KEYS[1])
+if not home then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+if home == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return home
+"""
+
 
 class Swap(NamedTuple):
     """A compare-and-set's answer: written at `revision`, or refused with what is there now."""
@@ -56,10 +75,12 @@ class Swap(NamedTuple):
 
 
 class Tended(NamedTuple):
-    """A key after a presence refresh: every presence entry, and the record (if any)."""
+    """A key after a presence refresh: every presence entry, the record (if any), its home."""
 
     presence: dict[str, int]
     record: tuple[int, bytes] | None
+    #: the process whose lease on the key is current (claimed or renewed by the refresh)
+    home: str
 
 
 def fresh_revision() -> int:
@@ -92,8 +113,26 @@ class LiveStore(Protocol):
         """Every presence entry of `key` with its expiry (expired ones included)."""
         ...
 
-    async def refresh(self, entries: dict[str, dict[str, int]]) -> dict[str, Tended]:
-        """`present` for several keys at once, then each key's presence and record."""
+    async def refresh(
+        self, entries: dict[str, dict[str, int]], process: str, lease_ms: int
+    ) -> dict[str, Tended]:
+        """`present` and `claim` for several keys at once, then each key's presence and record."""
+        ...
+
+    async def claim(self, key: str, process: str, lease_ms: int) -> str:
+        """The key's home: `process` if the key had none or had it (its lease runs `lease_ms`
+        from now), else the process that holds it."""
+        ...
+
+    async def post(self, process: str, message: bytes) -> bool:
+        """Hand `message` to `process`'s inbox; False if no process listens there."""
+        ...
+
+    async def listen(
+        self, process: str, handle: Callable[[bytes], None], ready: asyncio.Event
+    ) -> None:
+        """Hand every message posted to `process` to `handle`, setting `ready` once listening,
+        until cancelled; raises if the store's connection fails (the caller listens again)."""
         ...
 
     async def ping(self) -> None: ...
@@ -142,10 +181,26 @@ class MemoryLive:
     async def presence(self, key: str) -> dict[str, int]:
         return dict(self._presence.get(key, {}))
 
-    async def refresh(self, entries: dict[str, dict[str, int]]) -> dict[str, Tended]:
+    async def refresh(
+        self, entries: dict[str, dict[str, int]], process: str, lease_ms: int
+    ) -> dict[str, Tended]:
         for key, mine in entries.items():
             await self.present(key, mine)
-        return {key: Tended(await self.presence(key), await self.read(key)) for key in entries}
+        return {
+            key: Tended(await self.presence(key), await self.read(key), process) for key in entries
+        }
+
+    async def claim(self, key: str, process: str, lease_ms: int) -> str:
+        return process  # one process: it is every key's home
+
+    async def post(self, process: str, message: bytes) -> bool:
+        return False  # no other process to hand anything to
+
+    async def listen(
+        self, process: str, handle: Callable[[bytes], None], ready: asyncio.Event
+    ) -> None:
+        ready.set()
+        await asyncio.Event().wait()  # nothing is ever posted here
 
     async def ping(self) -> None:
         pass
@@ -162,6 +217,7 @@ class RedisLive:
         self.url: str | None = url
         self._redis = redis_client(url)
         self._swap = self._redis.register_script(_SWAP)
+        self._claim = self._redis.register_script(_CLAIM)
 
     async def read(self, key: str) -> tuple[int, bytes] | None:
         revision, value = await self._redis.hmget(PREFIX + key, ["r", "v"])  # type: ignore[misc]
@@ -182,7 +238,7 @@ class RedisLive:
         return Swap(False, int(answer[1]), None if found is None else bytes(found))
 
     async def forget(self, key: str) -> None:
-        await self._redis.delete(PREFIX + key, PREFIX + "presence:" + key)
+        await self._redis.delete(PREFIX + key, PREFIX + "presence:" + key, PREFIX + "home:" + key)
 
     async def present(self, key: str, entries: dict[str, int]) -> None:
         if entries:
@@ -199,7 +255,9 @@ class RedisLive:
         entries = await self._redis.zrange(PREFIX + "presence:" + key, 0, -1, withscores=True)
         return {member.decode(): int(score) for member, score in entries}
 
-    async def refresh(self, entries: dict[str, dict[str, int]]) -> dict[str, Tended]:
+    async def refresh(
+        self, entries: dict[str, dict[str, int]], process: str, lease_ms: int
+    ) -> dict[str, Tended]:
         """In one round trip, however many keys (a process's presence pass)."""
         async with self._redis.pipeline(transaction=False) as pipe:
             for key, mine in entries.items():
@@ -209,6 +267,9 @@ class RedisLive:
                     pipe.pexpire(name, RECORD_TTL_MS)
                 pipe.zrange(name, 0, -1, withscores=True)
                 pipe.hmget(PREFIX + key, ["r", "v"])
+                await self._claim(
+                    keys=[PREFIX + "home:" + key], args=[process, lease_ms], client=pipe
+                )
             answers = iter(await pipe.execute())
         found = {}
         for key, mine in entries.items():
@@ -217,8 +278,29 @@ class RedisLive:
             presence = {member.decode(): int(score) for member, score in next(answers)}
             revision, value = next(answers)
             record = None if revision is None or value is None else (int(revision), bytes(value))
-            found[key] = Tended(presence, record)
+            found[key] = Tended(presence, record, next(answers).decode())
         return found
+
+    async def claim(self, key: str, process: str, lease_ms: int) -> str:
+        home = await self._claim(keys=[PREFIX + "home:" + key], args=[process, lease_ms])
+        return bytes(home).decode()
+
+    async def post(self, process: str, message: bytes) -> bool:
+        return bool(await self._redis.publish(INBOX + process, message))
+
+    async def listen(
+        self, process: str, handle: Callable[[bytes], None], ready: asyncio.Event
+    ) -> None:
+        pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
+        try:
+            await pubsub.subscribe(INBOX + process)
+            ready.set()
+            async for message in pubsub.listen():
+                if message["type"] == "message":
+                    handle(bytes(message["data"]))
+        finally:
+            ready.clear()
+            await pubsub.aclose()
 
     async def ping(self) -> None:
         await self._redis.ping()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from realtime.events import Event
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
-from resolvers.errors import DomainError
+from resolvers.errors import DomainError, Forbidden
 from resolvers.parties import actor, require_view
 from resolvers.party_runtime import PartyRuntime, now_ms, party_topic
 from resolvers.party_state import Live, Member, media_time, party_fields
@@ -69,18 +69,13 @@ async def report_player_state(
     except DomainError:
         member_id = actor(await runtime.get(party_id), caller)
     await limiter.check(RateClass.PLAYER_STATE, f"member:{member_id}")
-    applied = await runtime.apply(
-        party_id,
-        lambda state_now: rules.report(
-            state_now,
-            actor(state_now, caller),
-            state=str(state),
-            position=position,
-            latency_ms=latency_ms,
-            now=now_ms(),
-        ),
+    live = await runtime.homes.report(
+        party_id, member_id, state=str(state), position=position, latency_ms=latency_ms
     )
-    return applied.live.members[member_id]
+    member = live.members.get(member_id)
+    if member is None:  # kicked in the same write
+        raise Forbidden("you are not a member of this party")
+    return member
 
 
 async def snapshot(*, runtime: PartyRuntime, caller: Caller, party_id: str) -> tuple[Event, Member]:

@@ -10,6 +10,8 @@ shape inside the compare-and-set itself (one round trip for the write and the pu
 the other processes hear of changes in the order they were written), else one round trip after.
 What must outlive the live store goes to the database behind it (`PartyLogWriter`): the log of
 events (`Party.events`, replays) and the party's last state, from which a lost state is rebuilt.
+Members' player reports (the ready barrier's traffic) are applied by the party's home process,
+which the others hand them to (`resolvers/party_home.py`), so a round's readies are one batch.
 Presence (which members have a socket open, in any process) and the timers a party needs (the
 ready barrier's timeout, a premiere's start, a host away too long) are kept here as well, with a
 sweeper that also covers another process's (one round trip per pass for all of its parties).
@@ -35,6 +37,7 @@ from models.parties import Party, PartyEvent
 from realtime.events import Event, Publisher, topic
 from resolvers.errors import NotFound, Unavailable
 from resolvers.party_batch import Keep, Outcome, Pending, Transition, fail, run
+from resolvers.party_home import HOME_LEASE_MS, Homes
 from resolvers.party_log import PartyLogWriter
 from resolvers.party_rules import (
     MAX_LEAD_MS,
@@ -45,7 +48,7 @@ from resolvers.party_rules import (
     presence,
     start_scheduled,
 )
-from resolvers.party_state import Live, decode, encode
+from resolvers.party_state import Live, decode, encode, live_key
 from resolvers.videos import now_ms
 
 if TYPE_CHECKING:
@@ -70,10 +73,6 @@ REACTION_KEEP_S = 3600
 
 def party_topic(party_id: str) -> str:
     return topic("party", party_id)
-
-
-def live_key(party_id: str) -> str:
-    return f"party:{party_id}"
 
 
 class PartyPublisher(Publisher, Protocol):
@@ -113,10 +112,13 @@ class PartyRuntime:
         self._states: dict[str, tuple[int, bytes]] = {}
         #: changes waiting behind a write in progress, per party
         self._queues: dict[str, list[Pending]] = {}
+        #: where each party's player reports are applied (`resolvers/party_home.py`)
+        self.homes = Homes(live, self.process, self._apply_live, self._background)
 
     async def start(self) -> None:
         self._loops = [
             asyncio.create_task(self.writer.run(), name="cowatch-party-log"),
+            asyncio.create_task(self.homes.listen(), name="cowatch-party-inbox"),
             asyncio.create_task(
                 _every(PRESENCE_REFRESH_S, self.tend, "presence pass"),
                 name="cowatch-party-presence",
@@ -330,6 +332,9 @@ class PartyRuntime:
             elif isinstance(outcome, Outcome) and not pending.done.done():
                 pending.done.set_result(Applied(live=outcome.live(live), events=outcome.events))
 
+    async def _apply_live(self, party_id: str, transition: Transition) -> Live:
+        return (await self.apply(party_id, transition)).live
+
     def spawn(self, party_id: str, transition: Transition) -> None:
         """Apply a transition in the background (timers, presence); failures are logged."""
         self._background(self._quietly(party_id, transition))
@@ -410,9 +415,9 @@ class PartyRuntime:
                 await self.apply(party_id, _offline(member_id))
 
     async def tend(self) -> None:
-        """Refresh this process's presence entries for its parties and read each party back,
-        in one round trip; then per party: retire the expired entries of processes that died
-        and fire the overdue timers (their process may be gone)."""
+        """Refresh this process's presence entries for its parties, claim or renew their homes
+        and read each party back, in one round trip; then per party: retire the expired entries
+        of processes that died and fire the overdue timers (their process may be gone)."""
         expiry = now_ms() + PRESENCE_TTL_MS
         mine = {
             live_key(party_id): {self._entry(member_id): expiry for member_id in counts}
@@ -420,9 +425,10 @@ class PartyRuntime:
         }
         if not mine:
             return
-        found = await self.store.refresh(mine)
+        found = await self.store.refresh(mine, self.process, HOME_LEASE_MS)
         for key, tended in found.items():
             party_id = key.partition(":")[2]
+            self.homes.seen(party_id, tended.home)
             try:
                 await self._tend(party_id, tended)
             except asyncio.CancelledError:

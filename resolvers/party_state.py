@@ -75,6 +75,11 @@ class Live(msgspec.Struct, kw_only=True):
     banned: list[str] = msgspec.field(default_factory=list)
 
 
+def live_key(party_id: str) -> str:
+    """The party's key in the live store (its record, presence and home)."""
+    return f"party:{party_id}"
+
+
 _encoder = msgspec.json.Encoder()
 _decoder = msgspec.json.Decoder(Live)
 

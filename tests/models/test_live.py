@@ -67,3 +67,52 @@ async def test_a_redis_swap_publishes_its_messages_with_the_write_and_a_refused_
         await listener.delete(PREFIX + key)
         await listener.aclose()
         await store.close()
+
+
+async def test_a_home_is_claimed_by_the_first_process_and_renewed_only_by_it(
+    key: str,
+) -> None:
+    store = RedisLive(REDIS_URL)
+    try:
+        assert await store.claim(key, "one", 60_000) == "one"
+        assert await store.claim(key, "two", 60_000) == "one"
+        tended = await store.refresh({key: {"member|two": 1}}, "two", 60_000)
+        assert tended[key].home == "one"  # the refresh of another process renews nothing
+        assert 0 < await store._redis.pttl(PREFIX + "home:" + key) <= 60_000
+        await store.forget(key)  # the lease gone (expired, or the store lost it)
+        assert await store.claim(key, "two", 60_000) == "two"
+    finally:
+        await store.forget(key)
+        await store.close()
+
+
+async def test_in_memory_the_one_process_is_every_home(key: str) -> None:
+    store = MemoryLive()
+    assert await store.claim(key, "one", 3000) == "one"
+    assert (await store.refresh({key: {}}, "one", 3000))[key].home == "one"
+    assert not await store.post("one", b"hello")  # no other process to hand anything to
+
+
+async def test_a_message_posted_to_a_process_reaches_its_inbox_and_nobody_else(
+    key: str,
+) -> None:
+    store = RedisLive(REDIS_URL)
+    got: list[bytes] = []
+    arrived = asyncio.Event()
+    listening = asyncio.Event()
+
+    def handle(message: bytes) -> None:
+        got.append(message)
+        arrived.set()
+
+    inbox = asyncio.create_task(store.listen(key, handle, listening))
+    try:
+        await listening.wait()
+        assert not await store.post(key + "-other", b"lost")  # nobody listens there
+        assert await store.post(key, b"hello")
+        await asyncio.wait_for(arrived.wait(), 10)
+        assert got == [b"hello"]
+    finally:
+        inbox.cancel()
+        await asyncio.gather(inbox, return_exceptions=True)
+        await store.close()

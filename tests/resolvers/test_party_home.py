@@ -1,0 +1,141 @@
+"""A party's home: the process that applies every process's player reports (Redis, two runtimes)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+
+from models.live import RedisLive, Swap
+from models.parties import PlayerState
+from resolvers import parties
+from resolvers.auth import Caller
+from resolvers.errors import BadInput, Forbidden
+from resolvers.party_runtime import PartyRuntime, live_key
+from resolvers.party_state import Live
+from resolvers.services import Services
+from tests.conftest import REDIS_URL
+from tests.factories import make_user, make_videos
+
+# Two processes sharing a live store is the production shape: PostgreSQL (three party log
+# writers on one SQLite file would wait on its lock).
+pytestmark = pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+
+
+class CountingLive(RedisLive):
+    """One process's connection to the live store, counting the compare-and-sets it made."""
+
+    swaps = 0
+
+    async def swap(
+        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+    ) -> Swap:
+        self.swaps += 1
+        return await super().swap(key, revision, value, publish)
+
+
+@pytest.fixture
+async def runtimes(services: Services) -> AsyncIterator[list[PartyRuntime]]:
+    """Two processes' runtimes, each with its own connection to the live store and its inbox."""
+    made = [
+        PartyRuntime(
+            db=services.db,
+            live=CountingLive(REDIS_URL),
+            publisher=services.bus,
+            settings=services.settings,
+        )
+        for _ in range(2)
+    ]
+    for runtime in made:
+        await runtime.start()
+        await runtime.homes.listening.wait()
+    try:
+        yield made
+    finally:
+        for runtime in made:
+            await runtime.close()
+            await runtime.store.close()
+
+
+@pytest.fixture
+async def party(services: Services, runtimes: list[PartyRuntime]) -> AsyncIterator[Live]:
+    """A party with its host and one guest, made on the first process."""
+    host = await make_user(services)
+    (video,) = await make_videos(services, host.user, 1, duration=90.0)
+    live = await parties.create_party(
+        runtime=runtimes[0], hashing=services.hashing, user=host.user, video_id=video.id
+    )
+    await parties.join_party(
+        runtime=runtimes[0],
+        hashing=services.hashing,
+        limiter=services.rate_limiter,
+        settings=services.settings,
+        secret=services.jwt_secret,
+        caller=Caller(),
+        address="127.0.0.1",
+        code=live.code,
+        display_name="guest",
+    )
+    try:
+        yield await runtimes[0].get(live.id)
+    finally:
+        await runtimes[0].store.forget(live_key(live.id))
+
+
+def _swaps(runtime: PartyRuntime) -> int:
+    assert isinstance(runtime.store, CountingLive)
+    return runtime.store.swaps
+
+
+async def test_a_report_at_another_process_is_applied_by_the_home(
+    runtimes: list[PartyRuntime], party: Live
+) -> None:
+    home, other = runtimes
+    assert await home.homes.home(party.id) == home.process  # claimed first
+    guest = next(m for m in party.members if m != party.host_id)
+    before = _swaps(home), _swaps(other)
+
+    live = await other.homes.report(
+        party.id, guest, state=PlayerState.READY, position=1.0, latency_ms=12.0
+    )
+
+    assert live.members[guest].player == PlayerState.READY
+    assert live.members[guest].latency_ms == 12.0
+    assert _swaps(other) == before[1]  # the other process wrote nothing itself
+    assert _swaps(home) == before[0] + 1
+    assert (await other.get(party.id)).members[guest].player == PlayerState.READY
+
+
+async def test_a_report_the_home_refuses_fails_here_with_the_same_error(
+    runtimes: list[PartyRuntime], party: Live
+) -> None:
+    home, other = runtimes
+    await home.homes.home(party.id)
+    guest = next(m for m in party.members if m != party.host_id)
+
+    with pytest.raises(Forbidden):
+        await other.homes.report(
+            party.id, "not-a-member", state=PlayerState.READY, position=1.0, latency_ms=None
+        )
+    with pytest.raises(BadInput) as refused:
+        await other.homes.report(party.id, guest, state="SLEEPING", position=1.0, latency_ms=None)
+    assert refused.value.details == {"field": "state"}
+    assert (await other.get(party.id)).members[guest].player == PlayerState.IDLE
+
+
+async def test_a_report_for_a_home_that_is_gone_is_applied_here(
+    runtimes: list[PartyRuntime], party: Live
+) -> None:
+    home, other = runtimes
+    await home.homes.home(party.id)
+    assert await other.homes.home(party.id) == home.process
+    await home.close()  # the home's process stopped: nobody listens to its inbox
+    guest = next(m for m in party.members if m != party.host_id)
+    before = _swaps(other)
+
+    live = await other.homes.report(
+        party.id, guest, state=PlayerState.READY, position=1.0, latency_ms=None
+    )
+
+    assert live.members[guest].player == PlayerState.READY
+    assert _swaps(other) == before + 1
