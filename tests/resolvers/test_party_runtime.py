@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 
@@ -12,7 +13,7 @@ from models.parties import PartyState, PlayerState
 from realtime.bus import Bus
 from realtime.delivery import Listener
 from realtime.events import Event
-from resolvers import parties
+from resolvers import parties, party_runtime
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
 from resolvers.errors import Forbidden
@@ -282,3 +283,36 @@ async def test_on_redis_a_change_is_published_by_its_write_and_heard_by_the_othe
         for party_id in created:
             await store.forget(live_key(party_id))
         await store.close()
+
+
+async def test_a_presence_pass_renews_every_party_a_chunk_at_a_time(
+    services: Services,
+    store: LiveStore,
+    runtimes: list[PartyRuntime],
+    created: list[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    runtime = runtimes[0]
+    monkeypatch.setattr(party_runtime, "TEND_CHUNK", 2)
+    made = [(await _party(services, runtime, created, guests=0))[0] for _ in range(3)]
+    for live in made:
+        await runtime.socket_opened(live.id, live.host_id or "", latency_ms=None)
+    before = {live.id: await store.presence(live_key(live.id)) for live in made}
+    chunks: list[list[str]] = []
+    refresh = store.refresh
+
+    async def counted(entries: dict[str, dict[str, int]], process: str, lease_ms: int) -> Any:
+        chunks.append(list(entries))
+        return await refresh(entries, process, lease_ms)
+
+    monkeypatch.setattr(store, "refresh", counted)
+
+    await runtime.tend()
+
+    assert [len(chunk) for chunk in chunks] == [2, 1]
+    assert sorted(key for chunk in chunks for key in chunk) == sorted(
+        live_key(live.id) for live in made
+    )
+    for live in made:
+        ((entry, expiry),) = (await store.presence(live_key(live.id))).items()
+        assert expiry >= before[live.id][entry]
