@@ -191,7 +191,7 @@ class Bus:
             log.warning("broadcast backend is down; %s reached this process only", events[0].topic)
             return
         try:
-            await backend.publish_all([(CHANNEL_PREFIX + e.topic, e.to_json()) for e in events])
+            await backend.publish_all(_messages(events))
         except Exception as exc:
             log.warning("publish failed (%r); the event is stored and resent on recovery", exc)
 
@@ -201,7 +201,7 @@ class Bus:
         Redis this bus listens to. The writer then calls `deliver_here`."""
         if redis_url is None or redis_url != self.url:
             return None
-        return [(CHANNEL_PREFIX + event.topic, event.to_json()) for event in events]
+        return _messages(events)
 
     def deliver_here(self, events: list[Event]) -> None:
         """Deliver to this process's listeners only (the others heard through Redis)."""
@@ -389,8 +389,23 @@ class Bus:
 
     def _on_message(self, channel: str, message: str) -> None:
         try:
-            event = Event.from_json(message)
+            events = Event.many_from_json(message)
         except (ValueError, KeyError, TypeError) as exc:
             log.warning("ignoring malformed broadcast on %s: %r", channel, exc)
             return
-        self._deliver(event)
+        for event in events:
+            self._deliver(event)
+
+
+def _messages(events: list[Event]) -> list[tuple[str, str]]:
+    """(channel, message) pairs for events in order: the run of events of one topic goes in one
+    message (a change's events: one publication for every process to read, not one each)."""
+    messages: list[tuple[str, str]] = []
+    start = 0
+    for end in range(1, len(events) + 1):
+        if end == len(events) or events[end].topic != events[start].topic:
+            run = events[start:end]
+            message = run[0].to_json() if len(run) == 1 else Event.many_to_json(run)
+            messages.append((CHANNEL_PREFIX + run[0].topic, message))
+            start = end
+    return messages

@@ -37,11 +37,30 @@ class Event:
     frames: dict[Any, str] = field(default_factory=dict, repr=False)
 
     def to_json(self) -> str:
-        return dumps({"t": self.topic, "v": self.version, "k": self.kind, "d": self.data})
+        return dumps(self._wire())
+
+    def _wire(self) -> dict[str, Any]:
+        return {"t": self.topic, "v": self.version, "k": self.kind, "d": self.data}
 
     @classmethod
     def from_json(cls, raw: str | bytes) -> Event:
+        return cls._unwire(_decode(raw))
+
+    @staticmethod
+    def many_to_json(events: list[Event]) -> str:
+        """Several events in one message (one change's events: one publication to hear)."""
+        return dumps([event._wire() for event in events])
+
+    @classmethod
+    def many_from_json(cls, raw: str | bytes) -> list[Event]:
+        """The events of a message: several (`many_to_json`) or one (`to_json`)."""
         message = _decode(raw)
+        if isinstance(message, list):
+            return [cls._unwire(one) for one in message]
+        return [cls._unwire(message)]
+
+    @classmethod
+    def _unwire(cls, message: Any) -> Event:
         topic, version, kind, data = message["t"], message["v"], message["k"], message["d"]
         if not isinstance(topic, str) or not isinstance(kind, str) or not isinstance(data, dict):
             raise TypeError("malformed event")

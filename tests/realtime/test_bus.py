@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Sequence
 from typing import ClassVar
 
@@ -330,3 +331,42 @@ async def test_sockets_whose_sends_never_wait_share_the_flusher(bus: Bus) -> Non
     await got.wait()
     assert [task for task in asyncio.all_tasks() if task.get_name() == "cowatch-outbox"] == []
     await outbox.close()
+
+
+async def test_a_change_of_several_events_is_one_message_on_redis_and_arrives_whole() -> None:
+    import redis.asyncio as aioredis
+
+    from realtime.bus import CHANNEL_PREFIX
+    from tests.conftest import REDIS_URL
+
+    one, two = f"party:{uuid.uuid4().hex}", f"party:{uuid.uuid4().hex}"
+    sender, hearer = Bus(REDIS_URL), Bus(REDIS_URL)
+    raw = aioredis.from_url(REDIS_URL)
+    pubsub = raw.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(CHANNEL_PREFIX + one)
+    recorders = {one: Recorder(), two: Recorder()}
+    try:
+        for bus in (sender, hearer):
+            await bus.start()
+            await bus.connected.wait()
+        for name, recorder in recorders.items():
+            await hearer.subscribe(name, Listener(hearer.open_outbox(recorder.send), render))
+
+        await sender.publish_all([state(1, one), state(2, one), state(3, one), state(1, two)])
+
+        await recorders[one].until("update:3")
+        await recorders[two].until("state:1")  # a listener's first frame renders as a state
+        assert recorders[one].frames == ["state:1", "update:2", "update:3"]
+        heard = []
+        async with asyncio.timeout(10):
+            async for message in pubsub.listen():  # everything sent is in Redis by now
+                heard.append(message["data"])
+                if message["type"] == "message":
+                    break
+        assert [e.version for e in Event.many_from_json(heard[-1])] == [1, 2, 3]
+        assert await pubsub.get_message(timeout=0.1) is None  # the three were one message
+    finally:
+        for bus in (sender, hearer):
+            await bus.close()
+        await pubsub.aclose()
+        await raw.aclose()
