@@ -10,7 +10,9 @@ from typing import Any
 import httpx
 
 from models import User, Video, VideoStatus
-from resolvers import auth
+from resolvers import auth, parties
+from resolvers.auth import Caller
+from resolvers.party_runtime import PartyRuntime
 from resolvers.services import Services
 
 PASSWORD = "correct horse battery"
@@ -59,6 +61,22 @@ async def make_videos(services: Services, owner: User, count: int, **fields: Any
         session.add_all(rows)
         await session.commit()
     return rows
+
+
+async def join_guest(services: Services, runtime: PartyRuntime, code: str, name: str) -> str:
+    """A guest joins the party with `code` through `runtime`; its member id."""
+    joined = await parties.join_party(
+        runtime=runtime,
+        hashing=services.hashing,
+        limiter=services.rate_limiter,
+        settings=services.settings,
+        secret=services.jwt_secret,
+        caller=Caller(),
+        address="127.0.0.1",
+        code=code,
+        display_name=name,
+    )
+    return joined.member.id
 
 
 async def gql(

@@ -9,13 +9,12 @@ import pytest
 from models.live import RedisLive, Swap
 from models.parties import PlayerState
 from resolvers import parties
-from resolvers.auth import Caller
 from resolvers.errors import BadInput, Forbidden
 from resolvers.party_runtime import PartyRuntime, live_key
 from resolvers.party_state import Live
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
-from tests.factories import make_user, make_videos
+from tests.factories import join_guest, make_user, make_videos
 
 # Two processes sharing a live store is the production shape: PostgreSQL (three party log
 # writers on one SQLite file would wait on its lock).
@@ -65,17 +64,7 @@ async def party(services: Services, runtimes: list[PartyRuntime]) -> AsyncIterat
     live = await parties.create_party(
         runtime=runtimes[0], hashing=services.hashing, user=host.user, video_id=video.id
     )
-    await parties.join_party(
-        runtime=runtimes[0],
-        hashing=services.hashing,
-        limiter=services.rate_limiter,
-        settings=services.settings,
-        secret=services.jwt_secret,
-        caller=Caller(),
-        address="127.0.0.1",
-        code=live.code,
-        display_name="guest",
-    )
+    await join_guest(services, runtimes[0], live.code, "guest")
     try:
         yield await runtimes[0].get(live.id)
     finally:

@@ -23,7 +23,7 @@ from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms, par
 from resolvers.party_state import Live
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
-from tests.factories import make_user, make_videos
+from tests.factories import join_guest, make_user, make_videos
 
 
 @pytest.fixture
@@ -65,23 +65,8 @@ async def _party(
     )
     created.append(live.id)
     for number in range(guests):
-        await _join(services, runtime, live.code, f"guest {number}")
+        await join_guest(services, runtime, live.code, f"guest {number}")
     return await runtime.get(live.id), Caller(user=host.user)
-
-
-async def _join(services: Services, runtime: PartyRuntime, code: str, name: str) -> str:
-    joined = await parties.join_party(
-        runtime=runtime,
-        hashing=services.hashing,
-        limiter=services.rate_limiter,
-        settings=services.settings,
-        secret=services.jwt_secret,
-        caller=Caller(),
-        address="127.0.0.1",
-        code=code,
-        display_name=name,
-    )
-    return joined.member.id
 
 
 def _ready(member_id: str) -> Transition:
@@ -164,7 +149,7 @@ async def test_a_process_working_from_an_older_state_loses_nothing_of_the_newer_
     one, two = runtimes
     live, _ = await _party(services, one, created, guests=1)
     await two.get(live.id)  # the second process has seen the party as it is now
-    late = await _join(services, one, live.code, "late")
+    late = await join_guest(services, one, live.code, "late")
 
     await two.apply(live.id, _ready(live.host_id or ""))
 
@@ -181,7 +166,7 @@ async def test_a_state_held_from_before_the_live_store_lost_it_cannot_overwrite_
     await two.get(live.id)
     await store.forget(live_key(live.id))  # Redis flushed or restarted
     await one.get(live.id)  # rebuilt from the database: a new record
-    late = [await _join(services, one, live.code, f"late {n}") for n in range(2)]  # two writes
+    late = [await join_guest(services, one, live.code, f"late {n}") for n in range(2)]  # two writes
 
     await two.apply(live.id, _ready(live.host_id or ""))
 
