@@ -1,13 +1,14 @@
 """How far Chromium's `currentTime` jumps when `playbackRate` changes, per rate.
 
-    python bench/rate_jumps.py [--base 1.0] [--rates 1.05 1.1 1.25 1.5 0.95 0.9 0.75 0.67]
+    python bench/rate_jumps.py [--base 1.0] [--rates 1.05 1.1 1.25 1.5 0.95 0.9 0.75 0.67] [--free]
 
 A bare page plays a generated 30 fps clip with audio (served from a temporary folder, no
 Cowatch). A 1 ms sampler records `currentTime` while the rate goes from `--base` to each rate and,
 a second later, back. The jump on engaging is where a line of the new rate through the readings
 150 ms-1 s after the change meets the change's instant, less where the line of the old rate
-through the 350 ms before it does; the same for the release. steering.js sizes its pulses by
-these (the slopes of PULSE_JUMPS).
+through the 350 ms before it does; the same for the release. steering.js carries a plain nudge's
+jumps from one rate to another by these slopes (SLOPES). `--free`: with `preservesPitch` off, as
+a landing's pulse runs (FREE_DELAY).
 """
 
 from __future__ import annotations
@@ -25,8 +26,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-MEASURE = """async ([base, rate]) => {
+MEASURE = """async ([base, rate, free]) => {
   const v = document.getElementById('v');
+  v.preservesPitch = !free;
   v.playbackRate = base;
   await new Promise((settled) => setTimeout(settled, 600));
   const s = [];
@@ -70,6 +72,7 @@ def main() -> int:
     parser.add_argument("--rates", type=float, nargs="+",
                         default=[1.05, 1.1, 1.25, 1.5, 0.95, 0.9, 0.75, 0.67])  # fmt: skip
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--free", action="store_true", help="with preservesPitch off")
     args = parser.parse_args()
     from tests.browser import chromium
     from tests.media import make_clip
@@ -96,14 +99,15 @@ def main() -> int:
                 page.wait_for_timeout(1000)
                 for _ in range(args.repeats):
                     for rate in args.rates:
-                        run = page.evaluate(MEASURE, [args.base, rate])
+                        run = page.evaluate(MEASURE, [args.base, rate, args.free])
                         seen[rate].append(jumps(run, args.base, rate))
                         if page.evaluate("document.getElementById('v').currentTime") > 50:
                             page.evaluate("document.getElementById('v').currentTime = 1")
                             page.wait_for_timeout(500)
         finally:
             server.shutdown()
-    print(f"from and back to rate {args.base}, median of {args.repeats}:")
+    pitch = "pitch let go" if args.free else "pitch kept"
+    print(f"from and back to rate {args.base} ({pitch}), median of {args.repeats}:")
     for rate, values in seen.items():
         engage = statistics.median(e for e, _ in values) * 1000
         release = statistics.median(r for _, r in values) * 1000
