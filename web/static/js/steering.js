@@ -11,13 +11,15 @@
 //   room's rate. Chromium here: leaving 1.0 for 1 + n moves currentTime by about -20 ms - 66 ms * n
 //   (its time-stretcher starts with a 20 ms window and re-times the audio it has buffered),
 //   returning moves it by about +1 ms + 75 ms * n (bench/rate_jumps.py). `engage`/`release` are
-//   learned from this page's plain nudges (at about `jumpedAt`); for a pulse's larger rates
-//   PULSE_JUMPS, plus what this page's own pulses showed (`offsets`).
+//   learned from this page's plain nudges (at about `jumpedAt`).
 //   A jump arrives over two ticks, not one: part in the first tick after the change and the rest
 //   (often the larger part) in the second. It is learned as all the element did over JUMP_MS, and
 //   until then what has not arrived yet counts as part of the error.
 // - after a seek or start lands, what is left of the error is removed by one timed pulse of a
-//   larger rate (the error is known then, and nudging it away at 10 % takes most of a second).
+//   larger rate (the error is known then, and nudging it away at 10 % takes most of a second),
+//   with the pitch let go: then Chromium has no jump of its own, the new rate simply takes effect
+//   once the audio already buffered has played (FREE_DELAY), and the element never moves away
+//   from the room first.
 // - the dead band: a few standard deviations of the measured error (the element's own jitter, the
 //   clock's, how exactly a nudge can be let go), so the controller never chases noise and never
 //   tolerates more than it must.
@@ -38,12 +40,16 @@ export const DEFAULT_LAGS = { seek: 0.1, start: 0.1, play: 0.05, fetch: 0.3 }; /
 export const DEFAULT_ENGAGE = -0.022;
 export const DEFAULT_RELEASE = -0.004;
 const JUMP_SD = 0.004; // s: how much the engage jump varies from one nudge to the next (traces)
-// [s, s per unit of nudge]: the jump on leaving 1.0 for 1 + n / returning from it at a pulse's
-// rates. The slopes are bench/rate_jumps.py's (1.05 ... 1.5 and 0.95 ... 0.67 on a bare page);
-// the intercepts fit the sync bench's 14 pulses at 17-29 % (-31 to -45 ms and +17 to +27 ms,
-// summed over the ticks they arrived in). The slopes also carry a plain nudge's jumps from the
-// nudge they were learned at to another.
-export const PULSE_JUMPS = { engage: [-0.0235, -0.066], release: [0.005, 0.075] };
+// s per unit of nudge: how the jump on leaving 1.0 for 1 + n / returning from it grows with n
+// (bench/rate_jumps.py, 1.05 ... 1.5 and 0.95 ... 0.67 on a bare page): carries a plain nudge's
+// jumps from the nudge they were learned at to another.
+export const SLOPES = { engage: -0.066, release: 0.075 };
+// s: with preservesPitch off, a change of rate takes effect about this long later (the audio
+// already buffered plays out at the old rate): a jump of -FREE_DELAY * n on leaving 1.0 for 1 + n
+// and +FREE_DELAY * n on returning, with no constant part and no step back (bench/rate_jumps.py
+// --free: -3.9 / -8.1 / -16.9 / -26.0 ms at 1.05 / 1.1 / 1.2 / 1.35, +3.4 / +6.8 / +16.5 / +27.8
+// ms at 0.95 / 0.9 / 0.8 / 0.65, and as much the other way on returning).
+export const FREE_DELAY = 0.075;
 export const MAX_PULSE = 0.35; // a landing's pulse moves the rate at most 35 % ...
 export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
 const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
@@ -67,6 +73,13 @@ const MAX_JUMP = 0.1; // s: a larger jump across a rate change is something else
 const JUMP_MS = 180;
 export const LANDING_AFTER_MS = 200; // a landing judged sooner may not be moving yet ...
 const LANDING_WITHIN_MS = 2500; // ... and one measured later says too little
+// A landing is judged once two readings at least MOVING_MS apart show the element moving at this
+// share of the rate or more: after `seeked` Chromium stands still a while (about 100 ms on a
+// bare page) before it moves steadily, and a landing judged standing says nothing; until then
+// the next reading comes RECHECK_MS later.
+const MOVING = 0.8;
+const MOVING_MS = 20;
+const RECHECK_MS = 50;
 const LAG_LIMIT = 0.5; // s
 // ms after a nudge or pulse ends: what it left is its own landing error (the jumps' spread), and
 // turning round for it costs another engage jump, so only an error beyond 2 bands turns round.
@@ -100,17 +113,18 @@ export class Steering {
     this.lags = { ...DEFAULT_LAGS, ...(learned.lags ?? {}) };
     this.engage = Number(learned.engage ?? DEFAULT_ENGAGE) || 0;
     this.release = Number(learned.release ?? DEFAULT_RELEASE) || 0;
-    this.offsets = { engage: 0, release: 0, ...(learned.offsets ?? {}) }; // pulses' vs PULSE_JUMPS
+    this.offsets = { engage: 0, release: 0, ...(learned.offsets ?? {}) }; // pulses' vs FREE_DELAY
     this.nudge = 0; // the rate offset in force: rate = room rate * (1 + nudge)
     this.noise = []; // the element's own tick-to-tick residuals at the room's rate, s
     this.nudgedNoise = []; // ... and while nudged
     this.jumps = { engage: [], release: [] }; // recent jumps on leaving / returning to the rate
     // The nudge `engage` / `release` were learned at (the defaults count as measured at 0).
     this.jumpedAt = { engage: 0, release: 0, ...(learned.jumpedAt ?? {}) };
-    this.pulse = null; // {nudge, until}: a timed pulse after a landing is running
+    this.pulse = null; // {nudge, target, since, until}: a landing's pulse (pitch free) runs
     this.draining = 0; // until then the element still settles from a pulse: not noise
     this.ended = null; // {at, side}: the last nudge or pulse let go, and which way it pushed
-    this.arriving = null; // {kind, at, nudge, expected, seen, whole}: a jump still arriving
+    this.again = false; // a landing's pulse ended: one more may mend what it missed by
+    this.arriving = null; // {kind, at, nudge, free, expected, seen, whole}: a jump arriving
     this.last = null; // the previous observation
     this.landing = null; // a seek or start whose lag is still to be measured
     this.readings = []; // errors seen during the current nudge
@@ -138,6 +152,17 @@ export class Steering {
     return Math.min(MAX_BAND, Math.max(MIN_BAND, BAND_SIGMAS * sigma));
   }
 
+  /**
+   * How far off a landing may be left (s). A pulse with the pitch let go has neither the noise
+   * of a nudged element's readings nor a release jump to miss by (the traces: its readings
+   * follow the delay model within a millisecond), so only the steady readings and the clock
+   * count: a landing is mended down to what a reading can tell.
+   */
+  landingBand(clockJitter = 0) {
+    const sigma = Math.sqrt(meanSquare(this.noise) + clockJitter * clockJitter);
+    return Math.min(MAX_BAND, Math.max(MIN_BAND, BAND_SIGMAS * sigma));
+  }
+
   /** The mean square of the nudged readings' noise, the prior standing in for missing ones. */
   nudgedSquare() {
     const seen = this.nudgedNoise;
@@ -152,16 +177,6 @@ export class Steering {
     return seen.length >= 3 ? Math.sqrt(spread(seen)) : JUMP_SD;
   }
 
-  /**
-   * How far behind the room a seek or start aims (s). An element ahead by more than the band but
-   * by less than the engage jump's reach less the band cannot be mended (the jump would carry it
-   * past the room by more than the band, so it is left there); one behind is mended by a pulse.
-   * Landings vary by 10-14 ms (s.d.) in Chromium here, so they aim below that reach.
-   */
-  aimBehind(clockJitter = 0) {
-    return Math.max(0, -this.engage + this.jumpUnsure() - this.band(clockJitter));
-  }
-
   /** The element is about to seek to `from` (+ playing) or start from `from`: measure its lag. */
   expectLanding(kind, from, at) {
     this.reset(); // a seek or start ends any nudge: the element is back at the room's rate
@@ -172,6 +187,7 @@ export class Steering {
   reset() {
     this.nudge = 0;
     this.pulse = null;
+    this.again = false;
     this.draining = 0;
     this.arriving = null;
     this.last = null;
@@ -187,13 +203,14 @@ export class Steering {
    * @param {number} o.error  position minus where the room is (s)
    * @param {number} o.rate  the room's rate
    * @param {number} [o.clockJitter]  the clock's standard deviation (s)
-   * @returns {{nudge: number, seek: boolean}}  rate = rate * (1 + nudge); seek: seek to the
-   *   room's position plus `lags.seek` (or `lags.fetch` where nothing is buffered) instead
+   * @returns {{nudge: number, seek: boolean, until?: number, next?: number, keepPitch?: boolean}}
+   *   rate = rate * (1 + nudge); seek: seek to the room's position plus `lags.seek` (or
+   *   `lags.fetch` where nothing is buffered) instead; until: a pulse's end (ms); next: look at a
+   *   landing again then (ms); keepPitch false: a pulse's rate, with preservesPitch off
    */
   decide({ at, position, error, rate, clockJitter = 0 }) {
-    if (this.landing && at - this.landing.at < LANDING_AFTER_MS) {
-      return { nudge: 0, seek: false }; // let it land before judging (or learning from) it
-    }
+    const wait = this.landing && this.awaitLanding(at, position, rate);
+    if (wait) return wait; // let it land before judging (or learning from) it
     const landing = this.landing;
     this.observe(at, position, rate);
     // What the element will read once the last jump has all arrived.
@@ -209,26 +226,32 @@ export class Steering {
       // Re-timed on each reading, which shows the engage jump as it really was: it ends when the
       // release jump would leave the element on its target. (A timer brings that tick.)
       const { nudge, target } = this.pulse;
-      const left = (target - error - this.jump("release", nudge)) / nudge; // s
+      const left = (target - error - this.jump("release", nudge, true)) / nudge; // s
       if (left * 1000 <= 1 || at - this.pulse.since > MAX_PULSE_MS) {
+        this.again = !this.pulse.second;
         this.pulse = null;
         this.draining = at + DRAIN_MS;
-        return this.setNudge(0);
+        return this.setNudge(0, true);
       }
       this.pulse.until = at + left * 1000;
-      this.setNudge(nudge);
-      return { nudge, seek: false, until: this.pulse.until };
+      this.setNudge(nudge, true);
+      return { nudge, seek: false, until: this.pulse.until, keepPitch: false };
     }
-    if (landing && this.nudge === 0 && position > landing.from && size > band) {
+    const landed = landing && this.nudge === 0 && position > landing.from;
+    // A pulse's end comes by a timer, which runs late under load (45 ms seen, 5 ms at 11 %), and
+    // its delay varies (68-84 ms): once its return has all arrived, what it missed by beyond the
+    // landing band gets one more pulse.
+    const second = this.again && this.nudge === 0 && !this.arriving;
+    if (second) this.again = false;
+    if ((landed || second) && size > this.landingBand(clockJitter)) {
       // Landed and moving: the error is what the lag was mis-guessed by, not noise. One pulse
-      // removes it, timed so that both jumps included it ends on the room; from behind, it aims
-      // half a band short, as a miss ahead past the band may not be mended (see aimBehind).
-      const target = error < 0 ? -band / 2 : 0;
-      const pulse = this.planPulse(error, target);
+      // with the pitch let go removes it, moving only towards the room on the way.
+      const pulse = this.planPulse(error, 0);
       if (pulse) {
-        this.pulse = { nudge: pulse.nudge, target, since: at, until: at + pulse.ms };
+        const { nudge } = pulse;
+        this.pulse = { nudge, target: 0, since: at, until: at + pulse.ms, second };
         this.draining = Infinity; // until the pulse ends
-        return { ...this.setNudge(pulse.nudge), until: this.pulse.until };
+        return { ...this.setNudge(pulse.nudge, true), until: this.pulse.until, keepPitch: false };
       }
     }
     let nudge = 0;
@@ -285,8 +308,31 @@ export class Steering {
     return this.setNudge(nudge);
   }
 
-  /** Put `nudge` in force and note a change of rate, whose jump the next tick measures. */
-  setNudge(nudge) {
+  /**
+   * While a landing may not be judged yet: {nudge: 0, seek: false, next?} (next: when to look
+   * again, ms), else null. Too soon, or not yet moving steadily; given up on after
+   * LANDING_WITHIN_MS (then it is judged as it is).
+   */
+  awaitLanding(at, position, rate) {
+    const landing = this.landing;
+    const elapsed = at - landing.at;
+    if (elapsed >= LANDING_WITHIN_MS) return null;
+    const seen = landing.seen;
+    landing.seen = { at, position };
+    if (elapsed < LANDING_AFTER_MS) return { nudge: 0, seek: false };
+    const gap = seen ? at - seen.at : 0;
+    const moving =
+      gap >= MOVING_MS &&
+      position > landing.from &&
+      position - seen.position >= (MOVING * rate * gap) / 1000;
+    return moving ? null : { nudge: 0, seek: false, next: at + RECHECK_MS };
+  }
+
+  /**
+   * Put `nudge` in force and note a change of rate, whose jump the next tick measures. `free`:
+   * a pulse's, with the pitch let go.
+   */
+  setNudge(nudge, free = false) {
     if (nudge === 0 || this.nudge === 0) {
       this.readings = []; // a new nudge starts after its jump
       this.turned = false;
@@ -295,10 +341,10 @@ export class Steering {
     const previous = this.nudge;
     this.nudge = nudge;
     if (this.last) {
-      if (previous === 0 && nudge !== 0) this.arrive("engage", nudge);
+      if (previous === 0 && nudge !== 0) this.arrive("engage", nudge, free);
       else if (previous !== 0 && nudge === 0) {
         this.ended = { at: this.last.at, side: Math.sign(previous) };
-        this.arrive("release", previous); // the release jump depends on the nudge let go
+        this.arrive("release", previous, free); // the release jump depends on the nudge let go
       }
       this.last.nudge = nudge;
     }
@@ -306,14 +352,14 @@ export class Steering {
   }
 
   /** The rate left or returned to the room's now: its jump arrives over the next ticks. */
-  arrive(kind, nudge) {
-    const expected = this.jump(kind, nudge);
+  arrive(kind, nudge, free) {
+    const expected = this.jump(kind, nudge, free);
     const at = this.last.at;
     if (this.arriving) {
       // The previous change's jump is still arriving: the two mix, and neither is learned.
       Object.assign(this.arriving, { at, whole: false, expected: this.arriving.expected + expected });
     } else {
-      this.arriving = { kind, at, nudge, expected, seen: 0, whole: true };
+      this.arriving = { kind, at, nudge, free, expected, seen: 0, whole: true };
     }
   }
 
@@ -326,30 +372,25 @@ export class Steering {
     return Math.sign(expected) * Math.min(Math.abs(expected), Math.max(0, rest));
   }
 
-  /** The jump (s) on leaving the room's rate for `nudge` ("engage") or returning from it. */
-  jump(kind, nudge) {
-    const [intercept, slope] = PULSE_JUMPS[kind];
-    if (Math.abs(nudge) > MAX_NUDGE) return intercept + slope * nudge + this.offsets[kind];
-    return this[kind] + slope * (nudge - this.jumpedAt[kind]);
+  /**
+   * The jump (s) on leaving the room's rate for `nudge` ("engage") or returning from it; `free`:
+   * with the pitch let go (a pulse).
+   */
+  jump(kind, nudge, free = false) {
+    if (free) return (kind === "engage" ? -FREE_DELAY : FREE_DELAY) * nudge + this.offsets[kind];
+    return this[kind] + SLOPES[kind] * (nudge - this.jumpedAt[kind]);
   }
 
   /**
-   * A pulse taking `error` to `target`: {nudge, ms} such that the engage jump, `ms` at that rate
-   * and the release jump together do it; null when a plain nudge is enough.
+   * A pulse (pitch free) taking `error` to `target`: {nudge, ms} such that its delays and `ms`
+   * at that rate together do it; null when too small to be worth one.
    */
   planPulse(error, target) {
-    // What leaving and coming back cost at a pulse's rates, and how that grows with the rate.
-    const [[engage, engageSlope], [release, releaseSlope]] = [
-      PULSE_JUMPS.engage,
-      PULSE_JUMPS.release,
-    ];
-    const slope = engageSlope + releaseSlope;
-    const cycle = engage + release + this.offsets.engage + this.offsets.release;
-    const needed = target - (error + cycle);
+    // The delays cancel out but for what this page's pulses showed.
+    const needed = target - (error + this.offsets.engage + this.offsets.release);
     const nudge = clamp(needed / PULSE_S, MAX_PULSE);
-    // Less than a plain nudge could do in that time: the plain nudge does it.
-    if (Math.abs(nudge) <= MAX_NUDGE) return null;
-    const seconds = (needed - slope * nudge) / nudge;
+    if (Math.abs(nudge) < MIN_NUDGE) return null;
+    const seconds = needed / nudge;
     return seconds > 0 ? { nudge, ms: seconds * 1000 } : null;
   }
 
@@ -358,12 +399,11 @@ export class Steering {
     return Math.abs(nudge) < MIN_NUDGE ? (error > 0 ? -MIN_NUDGE : MIN_NUDGE) : nudge;
   }
 
-  /** A jump seen on a change of rate by `nudge`. */
-  learnJump(kind, nudge, jump) {
-    if (Math.abs(nudge) > MAX_NUDGE) {
-      // A pulse: how far this page's jumps at such rates are from PULSE_JUMPS.
-      const [intercept, slope] = PULSE_JUMPS[kind];
-      const offset = jump - intercept - slope * nudge;
+  /** A jump seen on a change of rate by `nudge` (`free`: a pulse's). */
+  learnJump(kind, nudge, jump, free) {
+    if (free) {
+      // How far this page's pulses' jumps are from FREE_DELAY's.
+      const offset = jump - this.jump(kind, nudge, true) + this.offsets[kind];
       this.offsets[kind] += LEARN * (offset - this.offsets[kind]);
     } else {
       this[kind] += LEARN * (jump - this[kind]);
@@ -400,7 +440,9 @@ export class Steering {
       // Everything the element did since the rate changed is the jump.
       arriving.seen += jump;
       if (at - arriving.at >= JUMP_MS) {
-        if (arriving.whole) this.learnJump(arriving.kind, arriving.nudge, arriving.seen);
+        if (arriving.whole) {
+          this.learnJump(arriving.kind, arriving.nudge, arriving.seen, arriving.free);
+        }
         this.arriving = null;
       }
     } else if (Math.abs(residual) < MAX_JUMP && at >= this.draining) {

@@ -18,8 +18,8 @@ const HAVE_METADATA = 1;
 const HAVE_FUTURE_DATA = 3;
 const BUFFERED_AHEAD = 0.5; // s: a seek target counts as buffered with this much after it
 const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
-// .2: the engage jump learned over two ticks (a value learned over one is too small by half)
-const LEARNED_KEY = "cowatch.sync.learned.2";
+// .3: a pulse's offsets are against its pitch-free delay (.2 held them against Chromium's jumps)
+const LEARNED_KEY = "cowatch.sync.learned.3";
 const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
 const EVENT_WITHIN_MS = 1000; // a play or pause event later than this is not coming
 const MEDIAN_ERROR = 1.25; // a median's standard error per standard deviation over sqrt(n)
@@ -171,7 +171,7 @@ export class SyncPlayer extends EventTarget {
    * Share a change. `moving` (playing): the element was told to move at `since` (performance.now())
    * and stands still `lag` s from then (a seek that took longer is over: it moves now); the server
    * stamps the change `commitDelay` ms later (measured on earlier changes; one way at first), so
-   * the timestamp sent is where the element is by then (plus the steering's aimBehind).
+   * the timestamp sent is where the element is by then.
    */
   send(timestamp, playing, moving = null) {
     if (!this.canControl()) {
@@ -187,10 +187,7 @@ export class SyncPlayer extends EventTarget {
       const oneWay = this.commitDelay ?? (this.clock.oneWay || 0);
       const rate = base.rate || 1;
       const still = Math.max(0, moving.lag - (performance.now() - moving.since) / 1000);
-      // ... and a little ahead of that, as a follower's seek aims a little behind the room: a
-      // landing ahead of the room by more than the band may not be mended, one behind can.
-      const behind = this.steering.aimBehind(this.clockError());
-      timestamp += (oneWay / 1000 - still + behind) * rate;
+      timestamp += (oneWay / 1000 - still) * rate;
       timestamp = Math.max(0, timestamp);
       serverTime += oneWay;
     }
@@ -308,12 +305,14 @@ export class SyncPlayer extends EventTarget {
       this.setRate(s.rate);
       this.seekAhead("seek");
     } else {
-      this.setRate(s.rate * (1 + decision.nudge));
+      this.setRate(s.rate * (1 + decision.nudge), decision.keepPitch ?? true);
     }
-    if (decision.until !== undefined) {
-      // A timed pulse: the tick that ends it comes on time, not up to a tick late.
+    const wake = decision.until ?? decision.next;
+    if (wake !== undefined) {
+      // A timed pulse: the tick that ends it comes on time, not up to a tick late (and so does
+      // the next look at a landing not yet moving).
       clearTimeout(this.pulseTimer);
-      this.pulseTimer = setTimeout(() => this.tick(), Math.max(0, decision.until - at));
+      this.pulseTimer = setTimeout(() => this.tick(), Math.max(0, wake - at));
     }
     return this.report(drift);
   }
@@ -344,11 +343,10 @@ export class SyncPlayer extends EventTarget {
   /** Seek to where the room will be once the element moves again, by this page's lag for it. */
   seekAhead(kind) {
     const lags = this.steering.lags;
-    const behind = this.steering.aimBehind(this.clockError());
-    let to = this.expected(this.clock.now() + (lags[kind] - behind) * 1000);
+    let to = this.expected(this.clock.now() + lags[kind] * 1000);
     if (!this.buffered(to)) {
       kind = "fetch";
-      to = this.expected(this.clock.now() + (lags.fetch - behind) * 1000);
+      to = this.expected(this.clock.now() + lags.fetch * 1000);
     }
     this.expectLanding(kind, to);
     this.seek(to);
@@ -378,8 +376,13 @@ export class SyncPlayer extends EventTarget {
     this.video.currentTime = to;
   }
 
-  setRate(rate) {
-    if (this.video.playbackRate !== rate) this.video.playbackRate = rate;
+  /** `keepPitch` false (a landing's pulse): Chromium then changes the rate without a jump. */
+  setRate(rate, keepPitch = true) {
+    const video = this.video;
+    // The pitch is let go before the rate leaves the room's and kept again once it is back.
+    if (!keepPitch && video.preservesPitch) video.preservesPitch = false;
+    if (video.playbackRate !== rate) video.playbackRate = rate;
+    if (keepPitch && video.preservesPitch === false) video.preservesPitch = true;
   }
 
   play() {
