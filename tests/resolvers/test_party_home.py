@@ -8,7 +8,7 @@ import pytest
 
 from models.live import RedisLive, Swap
 from models.parties import PlayerState
-from resolvers import parties
+from resolvers import parties, party_home
 from resolvers.errors import BadInput, Forbidden
 from resolvers.party_runtime import PartyRuntime, live_key
 from resolvers.party_state import Live
@@ -128,3 +128,27 @@ async def test_a_report_for_a_home_that_is_gone_is_applied_here(
 
     assert live.members[guest].player == PlayerState.READY
     assert _swaps(other) == before + 1
+
+
+async def test_a_report_the_home_never_answers_is_applied_here_after_the_wait(
+    runtimes: list[PartyRuntime], party: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    home, other = runtimes
+    await home.homes.home(party.id)
+    heard: list[str] = []
+
+    async def silent(request: party_home.Report) -> None:
+        heard.append(request.member)  # the home hears the report and never answers
+
+    monkeypatch.setattr(home.homes, "_serve", silent)
+    monkeypatch.setattr(party_home, "FORWARD_WAIT_S", 0.2)
+    guest = next(m for m in party.members if m != party.host_id)
+    before = _swaps(other), _swaps(home)
+
+    live = await other.homes.report(
+        party.id, guest, state=PlayerState.READY, position=1.0, latency_ms=None
+    )
+
+    assert heard == [guest]
+    assert live.members[guest].player == PlayerState.READY
+    assert (_swaps(other), _swaps(home)) == (before[0] + 1, before[1])
