@@ -42,10 +42,6 @@ class Event:
     def _wire(self) -> dict[str, Any]:
         return {"t": self.topic, "v": self.version, "k": self.kind, "d": self.data}
 
-    @classmethod
-    def from_json(cls, raw: str | bytes) -> Event:
-        return cls._unwire(_decode(raw))
-
     @staticmethod
     def many_to_json(events: list[Event]) -> str:
         """Several events in one message (one change's events: one publication to hear)."""

@@ -45,6 +45,8 @@ log = logging.getLogger("cowatch.parties")
 HOME_LEASE_MS = 3000
 #: How long a report handed to a home waits for its answer before it is applied here (seconds).
 FORWARD_WAIT_S = 1.0
+#: Parties whose home this process remembers (one asked about after that is asked anew).
+KNOWN_HOMES = 10_000
 #: How long to wait before listening again after the inbox's connection failed (seconds).
 RELISTEN_S = 1.0
 #: The errors a report's rules raise, by name, so that the home's answer raises the same here.
@@ -120,7 +122,11 @@ class Homes:
 
     def seen(self, party_id: str, home: str) -> None:
         """The presence pass read (or renewed) the party's home."""
-        self._homes[party_id] = (home, time.monotonic() + HOME_LEASE_MS / 2000)
+        homes = self._homes
+        homes.pop(party_id, None)  # newest last, so the oldest goes first when full
+        homes[party_id] = (home, time.monotonic() + HOME_LEASE_MS / 2000)
+        if len(homes) > KNOWN_HOMES:
+            del homes[next(iter(homes))]
 
     def forget(self, party_id: str) -> None:
         self._homes.pop(party_id, None)

@@ -71,6 +71,10 @@ async def party(services: Services, runtimes: list[PartyRuntime]) -> AsyncIterat
         await runtimes[0].store.forget(live_key(live.id))
 
 
+def _guest(party: Live) -> str:
+    return next(m for m in party.members if m != party.host_id)
+
+
 def _swaps(runtime: PartyRuntime) -> int:
     assert isinstance(runtime.store, CountingLive)
     return runtime.store.swaps
@@ -81,7 +85,7 @@ async def test_a_report_at_another_process_is_applied_by_the_home(
 ) -> None:
     home, other = runtimes
     assert await home.homes.home(party.id) == home.process  # claimed first
-    guest = next(m for m in party.members if m != party.host_id)
+    guest = _guest(party)
     before = _swaps(home), _swaps(other)
 
     live = await other.homes.report(
@@ -100,7 +104,7 @@ async def test_a_report_the_home_refuses_fails_here_with_the_same_error(
 ) -> None:
     home, other = runtimes
     await home.homes.home(party.id)
-    guest = next(m for m in party.members if m != party.host_id)
+    guest = _guest(party)
 
     with pytest.raises(Forbidden):
         await other.homes.report(
@@ -119,7 +123,7 @@ async def test_a_report_for_a_home_that_is_gone_is_applied_here(
     await home.homes.home(party.id)
     assert await other.homes.home(party.id) == home.process
     await home.close()  # the home's process stopped: nobody listens to its inbox
-    guest = next(m for m in party.members if m != party.host_id)
+    guest = _guest(party)
     before = _swaps(other)
 
     live = await other.homes.report(
@@ -142,7 +146,7 @@ async def test_a_report_the_home_never_answers_is_applied_here_after_the_wait(
 
     monkeypatch.setattr(home.homes, "_serve", silent)
     monkeypatch.setattr(party_home, "FORWARD_WAIT_S", 0.2)
-    guest = next(m for m in party.members if m != party.host_id)
+    guest = _guest(party)
     before = _swaps(other), _swaps(home)
 
     live = await other.homes.report(
