@@ -27,6 +27,7 @@ all created here and removed at the end. Needs root.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -54,6 +55,7 @@ SAMPLER = """() => {
   const v = document.getElementById('video');
   const bench = (window.__bench = { samples: [] });
   if (window.cowatch?.player) window.cowatch.player.trace = [];
+  if (window.cowatch?.player) window.cowatch.player.events = [];
   bench.timer = setInterval(() => bench.samples.push([
     performance.timeOrigin + performance.now(), Date.now(), v.currentTime,
     v.paused ? 1 : 0, v.seeking ? 1 : 0, v.playbackRate]), 20);
@@ -278,8 +280,10 @@ def run(
     end_ms = time.time() * 1000
     cpu = cpu_use(cpu_before, descendants_cpu(), time.monotonic() - started)
     cpu["load_before"], cpu["load_after"] = load_before, os.getloadavg()[0]
-    tracks = [Track.from_samples(page.evaluate(COLLECT)) for page in pages]
+    samples = [page.evaluate(COLLECT) for page in pages]
+    tracks = [Track.from_samples(x) for x in samples]
     traces = [page.evaluate("() => window.cowatch?.player?.trace ?? null") for page in pages]
+    events = [page.evaluate("() => window.cowatch?.player?.events ?? null") for page in pages]
     clocks = [page.evaluate(PAGE_CLOCK) for page in pages]
     for context in contexts:
         context.close()
@@ -310,6 +314,9 @@ def run(
     figures["users"] = [u[2] for u in users]
     figures["console"] = console
     figures["traces"] = traces
+    figures["events"] = events
+    figures["samples"] = samples
+    figures["states"] = [list(dataclasses.astuple(s)) for s in states]
     return figures
 
 
@@ -491,7 +498,12 @@ def main() -> int:
     parser.add_argument("--jitter-ms", type=float, default=10.0, help="standard deviation")
     parser.add_argument("--loss", type=float, default=0.01, help="fraction of packets, each way")
     parser.add_argument("--json", type=Path, help="also write the figures here")
-    parser.add_argument("--traces", type=Path, help="write each page's steering ticks here")
+    parser.add_argument(
+        "--traces",
+        type=Path,
+        help="write each page's steering ticks, element events, changes shared and their answers,"
+        " its 20 ms samples, and the states the server published here",
+    )
     parser.add_argument("--changes", action="store_true", help="print every change's convergence")
     parser.add_argument("--client", help=argparse.SUPPRESS)  # internal: the viewers' side
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
@@ -516,6 +528,9 @@ def main() -> int:
             for count, figures in everything[network].items():
                 report(network, count, figures, args.changes)
                 save_traces(args.traces, network, count, figures.pop("traces"))
+                save_traces(args.traces, network, f"{count}-events", figures.pop("events"))
+                save_traces(args.traces, network, f"{count}-samples", figures.pop("samples"))
+                save_traces(args.traces, network, f"{count}-states", [figures.pop("states")])
             print(f"    load after {network}: {os.getloadavg()}", flush=True)
     if args.json:
         args.json.write_text(json.dumps(everything, indent=1))

@@ -73,6 +73,7 @@ export class SyncPlayer extends EventTarget {
     this.drift = null;
     this.recent = [];
     this.trace = null; // an array: every steering tick is recorded there (the bench sets it)
+    this.events = null; // an array: the element's events and the changes shared (the bench sets it)
     this.landPaused = false;
     this.commitDelay = null; // ms from sending a change to the server stamping it
     this.steering = new Steering(loadLearned());
@@ -92,6 +93,9 @@ export class SyncPlayer extends EventTarget {
     }
     for (const type of ["loadedmetadata", "canplay"]) {
       video.addEventListener(type, () => this.tick());
+    }
+    for (const type of ["seeking", "seeked", "waiting", "playing", "canplay", "canplaythrough"]) {
+      video.addEventListener(type, () => this.note(type, video.readyState));
     }
     this.timer = setInterval(() => this.tick(), TICK_MS);
     addEventListener("pagehide", () => saveLearned(this.steering.learned()));
@@ -114,6 +118,7 @@ export class SyncPlayer extends EventTarget {
   /** A state from the subscription. `resync`: the first message of a (re)subscription. */
   receive(event, { resync = false } = {}) {
     const incoming = normalise(event);
+    this.note("receive", incoming.timestamp, incoming.playing, incoming.serverTime, incoming.version);
     if (this.inflight || this.queued) {
       // Until our own change is answered we cannot tell whether this is its echo: hold the newest.
       if (!this.stash || resync || incoming.version > this.stash.incoming.version) {
@@ -191,6 +196,7 @@ export class SyncPlayer extends EventTarget {
       timestamp = Math.max(0, timestamp);
       serverTime += oneWay;
     }
+    this.note("send", timestamp, playing, serverTime, moving?.lag ?? null, this.commitDelay);
     // Optimistic: the room is where we put it, so the ticks do not pull us back meanwhile.
     this.state = { ...base, timestamp, playing, serverTime, mine: true };
     this.emit("local", { state: this.state, previous });
@@ -208,6 +214,7 @@ export class SyncPlayer extends EventTarget {
         const sentAt = this.clock.now();
         const answer = normalise(await this.commit(timestamp, playing));
         this.learnCommitDelay(answer.serverTime - sentAt);
+        this.note("answer", answer.timestamp, answer.playing, answer.serverTime, sentAt);
         if (!this.queued && answer.version >= (this.state?.version ?? 0)) {
           this.state = { ...answer, mine: true };
         } else if (this.state) {
@@ -427,6 +434,11 @@ export class SyncPlayer extends EventTarget {
       clockMs: clock,
       roundTripMs: this.clock.roundTrip,
     };
+  }
+
+  /** The bench's log: [performance.now(), server time, currentTime, type, ...details]. */
+  note(type, ...details) {
+    this.events?.push([performance.now(), this.clock.now(), this.video.currentTime, type, ...details]);
   }
 
   emit(type, detail) {
