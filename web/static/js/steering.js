@@ -85,6 +85,15 @@ const LAG_LIMIT = 0.5; // s
 // turning round for it costs another engage jump, so only an error beyond 2 bands turns round.
 const TURN_MS = 1000;
 
+// The server stamps a viewer's own change this long after it was sent (ms): what the answers
+// showed. A change whose segment was lost on the way is retransmitted 200 ms or more later, and
+// its answer says nothing about the next one (an average of the answers took that in and shared
+// the next change far ahead of the element): the median of the recent answers that came within
+// twice the fastest (+ STAMP_SLACK_MS) is what the next one will take.
+const STAMP_SAMPLES = 8;
+const STAMP_SLACK_MS = 20;
+const MAX_STAMP_DELAY_MS = 2000; // an answer slower than this says nothing at all
+
 const clamp = (x, limit) => Math.max(-limit, Math.min(limit, x));
 const meanSquare = (xs) => (xs.length ? xs.reduce((sum, x) => sum + x * x, 0) / xs.length : 0);
 
@@ -105,6 +114,26 @@ function median(xs) {
 function settle(readings, at, slope) {
   const carried = readings.map((r) => r.error + ((at - r.at) / 1000) * slope);
   return carried.reduce((sum, e) => sum + e, 0) / carried.length;
+}
+
+/** How long after sending a change the server stamps it (ms), from the answers to earlier ones. */
+export class StampDelay {
+  constructor() {
+    this.samples = [];
+  }
+
+  learn(ms) {
+    if (!Number.isFinite(ms) || ms < 0 || ms > MAX_STAMP_DELAY_MS) return;
+    this.samples.push(ms);
+    if (this.samples.length > STAMP_SAMPLES) this.samples.shift();
+  }
+
+  /** The next change's delay (ms), or null before any answer. */
+  get value() {
+    if (!this.samples.length) return null;
+    const fastest = Math.min(...this.samples);
+    return median(this.samples.filter((ms) => ms <= 2 * fastest + STAMP_SLACK_MS));
+  }
 }
 
 export class Steering {

@@ -6,7 +6,7 @@
 // or a seek when far) and learns this page's own lags. A paused room puts every element on exactly
 // its position, so every viewer shows the same frame.
 
-import { LANDING_AFTER_MS, Steering } from "./steering.js";
+import { LANDING_AFTER_MS, StampDelay, Steering } from "./steering.js";
 
 export const IN_SYNC = 0.25; // s: what the indicator calls "in sync"
 const EXACT = 0.0005; // s: a paused element this close is on the position (media time is in µs)
@@ -20,7 +20,6 @@ const BUFFERED_AHEAD = 0.5; // s: a seek target counts as buffered with this muc
 const SPREAD_TICKS = 20; // the "±" shown is the spread of this many recent errors
 // .3: a pulse's offsets are against its pitch-free delay (.2 held them against Chromium's jumps)
 const LEARNED_KEY = "cowatch.sync.learned.3";
-const MAX_COMMIT_DELAY_MS = 2000; // an answer slower than this says nothing about the next one
 const EVENT_WITHIN_MS = 1000; // a play or pause event later than this is not coming
 const MEDIAN_ERROR = 1.25; // a median's standard error per standard deviation over sqrt(n)
 
@@ -75,7 +74,7 @@ export class SyncPlayer extends EventTarget {
     this.trace = null; // an array: every steering tick is recorded there (the bench sets it)
     this.events = null; // an array: the element's events and the changes shared (the bench sets it)
     this.landPaused = false;
-    this.commitDelay = null; // ms from sending a change to the server stamping it
+    this.stampDelay = new StampDelay(); // from sending a change to the server stamping it
     this.steering = new Steering(loadLearned());
     video.addEventListener("seeking", () => this.seeking());
     // What the element's last play/pause event said: `paused` flips at once, its event comes a
@@ -175,7 +174,7 @@ export class SyncPlayer extends EventTarget {
   /**
    * Share a change. `moving` (playing): the element was told to move at `since` (performance.now())
    * and stands still `lag` s from then (a seek that took longer is over: it moves now); the server
-   * stamps the change `commitDelay` ms later (measured on earlier changes; one way at first), so
+   * stamps the change `stampDelay` ms later (measured on earlier changes; one way at first), so
    * the timestamp sent is where the element is by then.
    */
   send(timestamp, playing, moving = null) {
@@ -189,14 +188,14 @@ export class SyncPlayer extends EventTarget {
     const base = previous ?? { videoId: null, rate: 1, version: 0, userId: null, username: null };
     let serverTime = this.clock.now();
     if (moving) {
-      const oneWay = this.commitDelay ?? (this.clock.oneWay || 0);
+      const oneWay = this.stampDelay.value ?? (this.clock.oneWay || 0);
       const rate = base.rate || 1;
       const still = Math.max(0, moving.lag - (performance.now() - moving.since) / 1000);
       timestamp += (oneWay / 1000 - still) * rate;
       timestamp = Math.max(0, timestamp);
       serverTime += oneWay;
     }
-    this.note("send", timestamp, playing, serverTime, moving?.lag ?? null, this.commitDelay);
+    this.note("send", timestamp, playing, serverTime, moving?.lag ?? null, this.stampDelay.value);
     // Optimistic: the room is where we put it, so the ticks do not pull us back meanwhile.
     this.state = { ...base, timestamp, playing, serverTime, mine: true };
     this.emit("local", { state: this.state, previous });
@@ -213,7 +212,7 @@ export class SyncPlayer extends EventTarget {
       try {
         const sentAt = this.clock.now();
         const answer = normalise(await this.commit(timestamp, playing));
-        this.learnCommitDelay(answer.serverTime - sentAt);
+        this.stampDelay.learn(answer.serverTime - sentAt);
         this.note("answer", answer.timestamp, answer.playing, answer.serverTime, sentAt);
         if (!this.queued && answer.version >= (this.state?.version ?? 0)) {
           this.state = { ...answer, mine: true };
@@ -231,13 +230,6 @@ export class SyncPlayer extends EventTarget {
     this.stash = null;
     if (stash) this.receive(stash.incoming, { resync: stash.resync || failed !== null });
     if (failed) this.emit("failed", { error: failed });
-  }
-
-  /** How long after sending the server stamps a change (ms): the mean of recent answers. */
-  learnCommitDelay(ms) {
-    if (!Number.isFinite(ms) || ms < 0 || ms > MAX_COMMIT_DELAY_MS) return;
-    const known = this.commitDelay;
-    this.commitDelay = known === null ? ms : known + 0.5 * (ms - known);
   }
 
   /** Pause syncing while the source changes (a quality switch); resumes on loadedmetadata. */
