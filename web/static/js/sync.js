@@ -137,9 +137,14 @@ export class SyncPlayer extends EventTarget {
     if (this.holding) return;
     const target = this.ownSeek;
     if (target === null || Math.abs(this.video.currentTime - target) >= OWN_SEEK) {
+      const position = this.video.currentTime;
+      // Where nothing is buffered yet the element waits for the network as well, as a
+      // follower's seek there does: its lag is the fetch's.
+      const kind = this.buffered(position) ? "seek" : "fetch";
       this.userSeekAt = performance.now();
-      this.seekingFrom = { at: this.userSeekAt, position: this.video.currentTime };
-      if (!this.video.paused) this.expectLanding("seek", this.video.currentTime);
+      this.seekingFrom = { at: this.userSeekAt, position, kind };
+      this.note("own-seek", kind);
+      if (!this.video.paused) this.expectLanding(kind, position);
     }
   }
 
@@ -158,7 +163,8 @@ export class SyncPlayer extends EventTarget {
       const playing = shared ? shared.playing : !video.paused;
       const from = this.seekingFrom ?? { at: performance.now(), position: video.currentTime };
       this.seekingFrom = null;
-      const moving = playing ? { since: from.at, lag: this.steering.lags.seek } : null;
+      const lag = this.steering.lags[from.kind ?? "seek"];
+      const moving = playing ? { since: from.at, lag } : null;
       this.send(video.currentTime, playing, moving);
     } else if (type === "play") {
       if (shared?.playing) return; // we started it to follow the room
