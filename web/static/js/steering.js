@@ -232,13 +232,15 @@ export class Steering {
    * @param {number} o.error  position minus where the room is (s)
    * @param {number} o.rate  the room's rate
    * @param {number} [o.clockJitter]  the clock's standard deviation (s)
+   * @param {boolean} [o.stamped]  false while this page's own change awaits the server's stamp:
+   *   the room is a guess until then, and a landing is not judged against it
    * @returns {{nudge: number, seek: boolean, until?: number, next?: number, keepPitch?: boolean}}
    *   rate = rate * (1 + nudge); seek: seek to the room's position plus `lags.seek` (or
    *   `lags.fetch` where nothing is buffered) instead; until: a pulse's end (ms); next: look at a
    *   landing again then (ms); keepPitch false: a pulse's rate, with preservesPitch off
    */
-  decide({ at, position, error, rate, clockJitter = 0 }) {
-    const wait = this.landing && this.awaitLanding(at, position, rate);
+  decide({ at, position, error, rate, clockJitter = 0, stamped = true }) {
+    const wait = this.landing && this.awaitLanding(at, position, rate, stamped);
     if (wait) return wait; // let it land before judging (or learning from) it
     const landing = this.landing;
     this.observe(at, position, rate);
@@ -339,10 +341,10 @@ export class Steering {
 
   /**
    * While a landing may not be judged yet: {nudge: 0, seek: false, next?} (next: when to look
-   * again, ms), else null. Too soon, or not yet moving steadily; given up on after
-   * LANDING_WITHIN_MS (then it is judged as it is).
+   * again, ms), else null. Too soon, not yet moving steadily, or this page's own change not yet
+   * stamped; given up on after LANDING_WITHIN_MS (then it is judged as it is).
    */
-  awaitLanding(at, position, rate) {
+  awaitLanding(at, position, rate, stamped = true) {
     const landing = this.landing;
     const elapsed = at - landing.at;
     if (elapsed >= LANDING_WITHIN_MS) return null;
@@ -354,7 +356,10 @@ export class Steering {
       gap >= MOVING_MS &&
       position > landing.from &&
       position - seen.position >= (MOVING * rate * gap) / 1000;
-    return moving ? null : { nudge: 0, seek: false, next: at + RECHECK_MS };
+    // A viewer's own change is shared as where its element will be when the server stamps it,
+    // a guess: judged before the answer, a landing on that guess was taken as done and a stamp
+    // 96 ms later than guessed was left to the plain nudges (0.75 s to a frame, netem).
+    return moving && stamped ? null : { nudge: 0, seek: false, next: at + RECHECK_MS };
   }
 
   /**

@@ -235,6 +235,7 @@ export class SyncPlayer extends EventTarget {
     const stash = this.stash;
     this.stash = null;
     if (stash) this.receive(stash.incoming, { resync: stash.resync || failed !== null });
+    else this.tick(); // a landing held for this answer is judged against it now
     if (failed) this.emit("failed", { error: failed });
   }
 
@@ -300,6 +301,7 @@ export class SyncPlayer extends EventTarget {
       error: drift,
       rate: s.rate,
       clockJitter: this.clockError(),
+      stamped: !this.inflight,
     });
     const { nudge } = decision;
     const seek = decision.seek ? 1 : null;
