@@ -331,7 +331,7 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
     if args.profile and any(t.name == "Cowatch" for t in targets):
         cowatch = next(t for t in targets if t.name == "Cowatch")
         print("profiled round (not counted)", flush=True)
-        out = tmp / "profile.txt"
+        out = Path(args.profile_out) if args.profile_out else tmp / "profile.txt"
         report(await phase(cowatch, args, profile_to=out), args)
         summary = profile.summarize(out, top=20)
 
@@ -420,6 +420,9 @@ def main() -> int:
     parser.add_argument("--ping-interval", type=float, default=0.5, help="party heartbeat (s)")
     parser.add_argument("--ping-timeout", type=float, default=1.0)
     parser.add_argument("--profile", action="store_true", help="one more, py-spied round")
+    parser.add_argument(
+        "--profile-out", metavar="PATH", help="keep the profiled round's samples (py-spy raw)"
+    )
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="run on a throw-away database")
     parser.add_argument("--redis", metavar="URL", help="Cowatch's bus and the floor's relay")
     parser.add_argument("--servers", type=int, default=1, help="processes per target")

@@ -52,6 +52,11 @@ class RateClass(enum.StrEnum):
 
 #: Classes counted per IP even with a token: they guard the anonymous entry points.
 PER_IP = frozenset({RateClass.LOGIN, RateClass.SIGNUP})
+#: Classes counted in the process that receives the request, even with a shared store: a
+#: member's player reports arrive on its own sockets, and the ready barrier sends one per member
+#: per change, so a round trip to Redis for each was a fifth of a party round's Redis commands.
+#: A member with sockets on k processes may send k times the amount.
+PER_PROCESS = frozenset({RateClass.PLAYER_STATE})
 
 
 @dataclass(frozen=True)
@@ -269,11 +274,22 @@ class RedisWindows(SlidingWindows):
 class RateLimiter:
     """The limits every face applies; fails open (and logs) when the shared store is down."""
 
-    def __init__(self, store: WindowStore, rules: dict[RateClass, Rule], enabled: bool) -> None:
+    def __init__(
+        self,
+        store: WindowStore,
+        rules: dict[RateClass, Rule],
+        enabled: bool,
+        local: WindowStore | None = None,
+    ) -> None:
         self.store = store
+        #: where the PER_PROCESS classes are counted (`store` itself in the embedded mode)
+        self.local = store if local is None else local
         self.rules = rules
         self.enabled = enabled
         self._last_error_log = 0.0
+
+    def _store(self, rate_class: RateClass) -> WindowStore:
+        return self.local if rate_class in PER_PROCESS else self.store
 
     async def hit(self, rate_class: RateClass, key: str) -> Decision | None:
         """Count one request and read its window for the X-RateLimit-* headers (two store calls).
@@ -284,9 +300,10 @@ class RateLimiter:
             return None
         rule = self.rules[rate_class]
         name = f"{rate_class.value}:{key}"
+        store = self._store(rate_class)
         try:
-            allowed = await self.store.hit(name, rule)
-            reset_at, remaining = await self.store.window(name, rule)
+            allowed = await store.hit(name, rule)
+            reset_at, remaining = await store.window(name, rule)
         except Exception as exc:
             self._unavailable(exc)
             return None
@@ -298,10 +315,11 @@ class RateLimiter:
             return
         rule = self.rules[rate_class]
         name = f"{rate_class.value}:{key}"
+        store = self._store(rate_class)
         try:
-            if await self.store.hit(name, rule):
+            if await store.hit(name, rule):
                 return
-            reset_at, remaining = await self.store.window(name, rule)
+            reset_at, remaining = await store.window(name, rule)
         except Exception as exc:
             self._unavailable(exc)
             return
@@ -315,6 +333,8 @@ class RateLimiter:
 
     async def close(self) -> None:
         await self.store.close()
+        if self.local is not self.store:
+            await self.local.close()
 
 
 def caller_key(*, secret: str, token: str | None, ip: str | None, per_ip: bool = False) -> str:
@@ -347,10 +367,9 @@ def rules_from(settings: Settings) -> dict[RateClass, Rule]:
 
 
 def open_rate_limiter(settings: Settings) -> RateLimiter:
-    """Redis-backed when COWATCH_REDIS_URL is set, in-process otherwise."""
-    store: WindowStore
+    """Shared through Redis with COWATCH_REDIS_URL (but PER_PROCESS), in this process without."""
+    rules, enabled = rules_from(settings), settings.rate_limit_enabled
     if settings.redis_url:
-        store = RedisWindows(settings.redis_url, settings.rate_limit_prefix)
-    else:
-        store = MemoryWindows()
-    return RateLimiter(store, rules_from(settings), settings.rate_limit_enabled)
+        shared = RedisWindows(settings.redis_url, settings.rate_limit_prefix)
+        return RateLimiter(shared, rules, enabled, local=MemoryWindows())
+    return RateLimiter(MemoryWindows(), rules, enabled)

@@ -11,7 +11,14 @@ import pytest
 from config import Settings
 from models import User
 from resolvers.errors import RateLimited
-from resolvers.ratelimit import MemoryWindows, RateClass, RateLimiter, RedisWindows, Rule
+from resolvers.ratelimit import (
+    MemoryWindows,
+    RateClass,
+    RateLimiter,
+    RedisWindows,
+    Rule,
+    open_rate_limiter,
+)
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
 from tests.factories import PASSWORD, error_code, gql, make_user
@@ -171,3 +178,32 @@ async def test_check_reads_the_window_only_to_refuse() -> None:
         assert windows.calls == ["hit", "window"]  # the headers need the window
     finally:
         await limiter.close()
+
+
+async def test_player_reports_are_counted_in_this_process() -> None:
+    """Beside a shared store, a member's player reports cost no round trip: they are counted
+    in the process whose socket received them; everything else is still shared."""
+    shared, local = CountingWindows(), CountingWindows()
+    rules = {RateClass.PLAYER_STATE: Rule(1, 60), RateClass.CHAT: Rule(1, 60)}
+    limiter = RateLimiter(shared, rules, enabled=True, local=local)
+    try:
+        await limiter.check(RateClass.PLAYER_STATE, "member:m")
+        with pytest.raises(RateLimited):
+            await limiter.check(RateClass.PLAYER_STATE, "member:m")
+        await limiter.check(RateClass.CHAT, "member:m")
+        assert local.calls == ["hit", "hit", "window"]
+        assert shared.calls == ["hit"]
+    finally:
+        await limiter.close()
+
+
+async def test_the_production_limiter_keeps_player_reports_local(settings: Settings) -> None:
+    limiter = open_rate_limiter(settings.model_copy(update={"redis_url": REDIS_URL}))
+    embedded = open_rate_limiter(settings.model_copy(update={"redis_url": None}))
+    try:
+        assert isinstance(limiter.store, RedisWindows)
+        assert isinstance(limiter.local, MemoryWindows)
+        assert embedded.local is embedded.store
+    finally:
+        await limiter.close()
+        await embedded.close()
