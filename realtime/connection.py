@@ -207,6 +207,7 @@ class Connection:
         self._counted = False
         self._expiry: asyncio.TimerHandle | None = None
         self._closing: asyncio.Task[None] | None = None
+        self._replies: set[asyncio.Task[None]] = set()
         self.closed = False
 
     @property
@@ -321,6 +322,18 @@ class Connection:
 
     def keys(self) -> Iterable[str]:
         return self.subscriptions.keys()
+
+    def send_soon(self, text: str) -> None:
+        """Send a frame from outside the face's loop (a refusal that came after the reply)."""
+        if self.closed:
+            return
+        task = asyncio.create_task(self._send_quietly(text))
+        self._replies.add(task)
+        task.add_done_callback(self._replies.discard)
+
+    async def _send_quietly(self, text: str) -> None:
+        with suppress(Exception):  # the client may be gone already
+            await self.websocket.send_text(text)
 
     def close_soon(self, code: int, reason: str) -> None:
         """Close from outside the face's loop (revocation, expiry, a reader too far behind)."""

@@ -9,12 +9,15 @@ compare-and-sets, so a round took three to five writes one after another (docs/P
 the live store, claimed by the first process that asks and renewed by the presence pass of a
 process with sockets in the party (`PartyRuntime.tend`). The other processes hand their
 members' reports to the home's inbox; it applies them in its own batches, one write for what
-arrived together, and answers with the state after it.
+arrived together, and answers with the state after it. A socket's report (`/ws` `party:ready`,
+which is answered only when refused) does not wait for that: the home answers it only if it
+refuses it, and the process that handed it on is on to the socket's next message.
 
 Nothing depends on the home for correctness: it applies a report with compare-and-set like any
 change, and where no home answers (nobody listens to its inbox, or no answer within
 `FORWARD_WAIT_S`), the report is applied here. A report applied twice that way changes nothing
-the second time.
+the second time. A report handed on without waiting is lost if the home's process dies between
+hearing and applying it: the member's next report, or the ready barrier's timeout, makes up for it.
 """
 
 from __future__ import annotations
@@ -65,6 +68,8 @@ class Report(msgspec.Struct, tag="report"):
     state: str
     position: float
     latency_ms: float | None
+    #: answer only a refusal (the process that handed it on is not waiting for the state)
+    quiet: bool = False
 
 
 class Answer(msgspec.Struct, tag="answer"):
@@ -107,6 +112,8 @@ class Homes:
         #: party -> (its home, until when that is trusted without asking: monotonic seconds)
         self._homes: dict[str, tuple[str, float]] = {}
         self._waiting: dict[str, asyncio.Future[Answer]] = {}
+        #: reports handed on without waiting: who hears of a refusal, and when to stop waiting
+        self._refusals: dict[str, tuple[Callable[[DomainError], None], asyncio.TimerHandle]] = {}
         self.listening = asyncio.Event()
 
     async def listen(self) -> None:
@@ -155,21 +162,55 @@ class Homes:
         """Apply a member's report at the party's home; the party's state after it."""
         home = await self.home(party_id)
         if home != self.process and isinstance(position, int | float):
-            request = Report(
-                id=uuid.uuid4().hex,
-                origin=self.process,
-                party=party_id,
-                member=member_id,
-                state=state,
-                position=float(position),
-                latency_ms=latency_ms,
-            )
+            request = self._request(party_id, member_id, state, float(position), latency_ms)
             answer = await self._forward(home, request)
             if answer is not None:
                 return _result(answer)
             self.forget(party_id)  # gone or too slow: asked again next time
         transition = report_transition(member_id, state, position, latency_ms)
         return await self._apply(party_id, transition)
+
+    async def hand(
+        self,
+        party_id: str,
+        member_id: str,
+        *,
+        state: str,
+        position: object,
+        latency_ms: float | None,
+        refused: Callable[[DomainError], None],
+    ) -> None:
+        """Hand a member's report to the party's home without waiting for the state after it:
+        `refused` hears of it if the home refuses it (within `FORWARD_WAIT_S`). Where this
+        process is the home, or no home listens, it is applied here and its refusal raised."""
+        home = await self.home(party_id)
+        if home != self.process and isinstance(position, int | float):
+            request = self._request(party_id, member_id, state, float(position), latency_ms)
+            request.quiet = True  # answered only if refused
+            # Listening for a refusal before handing it on: one may come back before PUBLISH's
+            # own reply does.
+            loop = asyncio.get_running_loop()
+            timer = loop.call_later(FORWARD_WAIT_S, self._refusals.pop, request.id, None)
+            self._refusals[request.id] = (refused, timer)
+            if await self.store.post(home, _encode(request)):
+                return
+            timer.cancel()
+            self._refusals.pop(request.id, None)
+            self.forget(party_id)  # gone: asked again next time
+        await self._apply(party_id, report_transition(member_id, state, position, latency_ms))
+
+    def _request(
+        self, party_id: str, member_id: str, state: str, position: float, latency_ms: float | None
+    ) -> Report:
+        return Report(
+            id=uuid.uuid4().hex,
+            origin=self.process,
+            party=party_id,
+            member=member_id,
+            state=state,
+            position=position,
+            latency_ms=latency_ms,
+        )
 
     async def _forward(self, home: str, request: Report) -> Answer | None:
         waiting = asyncio.get_running_loop().create_future()
@@ -194,6 +235,10 @@ class Homes:
             waiting = self._waiting.get(message.id)
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
+            elif (handed := self._refusals.pop(message.id, None)) is not None:
+                refused, timer = handed
+                timer.cancel()
+                refused(_refusal(message))
         else:
             self._spawn(self._serve(message))
 
@@ -203,6 +248,8 @@ class Homes:
         )
         try:
             live = await self._apply(request.party, transition)
+            if request.quiet:
+                return
             answer = Answer(id=request.id, state=live)
         except DomainError as exc:
             name = type(exc).__name__ if type(exc).__name__ in ERRORS else Unavailable.__name__
@@ -216,6 +263,10 @@ class Homes:
 
 def _result(answer: Answer) -> Live:
     if answer.error is not None:
-        raise ERRORS.get(answer.error, Unavailable)(answer.message, **answer.details)
+        raise _refusal(answer)
     assert answer.state is not None
     return answer.state
+
+
+def _refusal(answer: Answer) -> DomainError:
+    return ERRORS.get(answer.error or "", Unavailable)(answer.message, **answer.details)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from realtime.events import Event
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
@@ -62,13 +64,7 @@ async def report_player_state(
     latency_ms: float | None = None,
 ) -> Member:
     """A member's player is READY or BUFFERING at `position` (rate-limited per member)."""
-    # Who the caller is, for the rate limit (the transition checks it again on the state):
-    # from this process's last copy, read anew if that copy does not know the caller yet.
-    try:
-        member_id = actor(await runtime.peek(party_id), caller)
-    except DomainError:
-        member_id = actor(await runtime.get(party_id), caller)
-    await limiter.check(RateClass.PLAYER_STATE, f"member:{member_id}")
+    member_id = await _reporter(runtime, limiter, caller, party_id)
     live = await runtime.homes.report(
         party_id, member_id, state=str(state), position=position, latency_ms=latency_ms
     )
@@ -76,6 +72,45 @@ async def report_player_state(
     if member is None:  # kicked in the same write
         raise Forbidden("you are not a member of this party")
     return member
+
+
+async def hand_player_state(
+    *,
+    runtime: PartyRuntime,
+    limiter: RateLimiter,
+    caller: Caller,
+    party_id: str,
+    state: object,
+    position: object,
+    latency_ms: float | None,
+    refused: Callable[[DomainError], None],
+) -> None:
+    """`report_player_state` for a socket, which answers a report only to refuse it: handed to
+    the party's home without waiting for the state after it; a refusal that the home sends back
+    later goes to `refused` (one found here is raised)."""
+    member_id = await _reporter(runtime, limiter, caller, party_id)
+    await runtime.homes.hand(
+        party_id,
+        member_id,
+        state=str(state),
+        position=position,
+        latency_ms=latency_ms,
+        refused=refused,
+    )
+
+
+async def _reporter(
+    runtime: PartyRuntime, limiter: RateLimiter, caller: Caller, party_id: str
+) -> str:
+    """The reporting caller's member id, counted against its player-report budget."""
+    # Who the caller is, for the rate limit (the transition checks it again on the state):
+    # from this process's last copy, read anew if that copy does not know the caller yet.
+    try:
+        member_id = actor(await runtime.peek(party_id), caller)
+    except DomainError:
+        member_id = actor(await runtime.get(party_id), caller)
+    await limiter.check(RateClass.PLAYER_STATE, f"member:{member_id}")
+    return member_id
 
 
 async def snapshot(*, runtime: PartyRuntime, caller: Caller, party_id: str) -> tuple[Event, Member]:

@@ -23,7 +23,7 @@ from realtime.delivery import Render
 from realtime.events import Event, dumps
 from resolvers import chat
 from resolvers.errors import DomainError
-from resolvers.party_playback import report_player_state, set_party_playback, snapshot
+from resolvers.party_playback import hand_player_state, set_party_playback, snapshot
 from resolvers.party_runtime import party_topic
 from rest_compat.ws import Handler, Session, error, identifier
 
@@ -115,16 +115,21 @@ async def ready(session: Session, message: dict[str, Any]) -> str | None:
     party_id = _party(message)
     if party_id is None:
         return error("BAD_USER_INPUT", "party_id must be a non-empty string", request="party:ready")
-    svc = session.services
+    svc, connection = session.services, session.connection
+
+    def refused(exc: DomainError) -> None:  # by the party's home, after this handler returned
+        connection.send_soon(error(exc.code, exc.message, party_id=party_id, request="party:ready"))
+
     try:
-        await report_player_state(
+        await hand_player_state(
             runtime=svc.parties,
             limiter=svc.rate_limiter,
             caller=session.caller,
             party_id=party_id,
             state=message.get("state"),
             position=message.get("position"),
-            latency_ms=session.connection.rtt_ms(),
+            latency_ms=connection.rtt_ms(),
+            refused=refused,
         )
     except DomainError as exc:
         return error(exc.code, exc.message, party_id=party_id, request="party:ready")

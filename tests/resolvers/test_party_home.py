@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -156,3 +157,95 @@ async def test_a_report_the_home_never_answers_is_applied_here_after_the_wait(
     assert heard == [guest]
     assert live.members[guest].player == PlayerState.READY
     assert (_swaps(other), _swaps(home)) == (before[0] + 1, before[1])
+
+
+async def test_a_handed_report_is_applied_by_the_home_which_answers_nothing(
+    runtimes: list[PartyRuntime], party: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A socket's report: the process it arrived at goes on at once, and the home's
+    acceptance costs no answer."""
+    home, other = runtimes
+    await home.homes.home(party.id)
+    served = asyncio.Event()
+    posted: list[str] = []
+    serve, post = home.homes._serve, home.store.post
+
+    async def serving(request: party_home.Report) -> None:
+        await serve(request)
+        served.set()
+
+    async def posting(process: str, message: bytes) -> bool:
+        posted.append(process)
+        return await post(process, message)
+
+    monkeypatch.setattr(home.homes, "_serve", serving)
+    monkeypatch.setattr(home.store, "post", posting)
+    refusals: list[Exception] = []
+    guest = _guest(party)
+    before = _swaps(other)
+
+    await other.homes.hand(
+        party.id,
+        guest,
+        state=PlayerState.READY,
+        position=1.0,
+        latency_ms=9.0,
+        refused=refusals.append,
+    )
+    await served.wait()
+
+    assert (await other.get(party.id)).members[guest].player == PlayerState.READY
+    assert posted == []  # no answer
+    assert refusals == []
+    assert _swaps(other) == before
+
+
+async def test_a_handed_report_the_home_refuses_is_refused_later(
+    runtimes: list[PartyRuntime], party: Live
+) -> None:
+    home, other = runtimes
+    await home.homes.home(party.id)
+    refusal: asyncio.Future[Exception] = asyncio.get_running_loop().create_future()
+
+    await other.homes.hand(
+        party.id,
+        _guest(party),
+        state="SLEEPING",
+        position=1.0,
+        latency_ms=None,
+        refused=refusal.set_result,
+    )
+
+    error = await refusal
+    assert isinstance(error, BadInput)
+    assert error.details == {"field": "state"}
+    assert other.homes._refusals == {}
+
+
+async def test_a_handed_report_at_its_home_is_applied_there_and_refused_at_once(
+    runtimes: list[PartyRuntime], party: Live
+) -> None:
+    home, _other = runtimes
+    await home.homes.home(party.id)
+    refusals: list[Exception] = []
+    guest = _guest(party)
+
+    await home.homes.hand(
+        party.id,
+        guest,
+        state=PlayerState.READY,
+        position=1.0,
+        latency_ms=None,
+        refused=refusals.append,
+    )
+    assert (await home.get(party.id)).members[guest].player == PlayerState.READY
+    with pytest.raises(Forbidden):
+        await home.homes.hand(
+            party.id,
+            "not-a-member",
+            state=PlayerState.READY,
+            position=1.0,
+            latency_ms=None,
+            refused=refusals.append,
+        )
+    assert refusals == []
