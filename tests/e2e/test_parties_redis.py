@@ -154,6 +154,14 @@ async def test_two_processes_share_members_and_playhead(servers: list[Server], p
                 playback = await http.get(f"/api/parties/{pid}", headers=bearer(host_token))
                 assert playback.json()["playback"]["effective_at"] == starts[0]["effective_at"]
 
+            # A refused report gets its error frame on either process: one of them is not the
+            # party's home, and hands the report on without waiting for the home's answer.
+            for follower in (host, member):
+                await follower.ready("SLEEPING", 20)
+                refused = await follower.client.next_of("error")
+                assert (refused["code"], refused["request"]) == ("BAD_USER_INPUT", "party:ready")
+                assert refused["party_id"] == pid
+
             # A kick made on A closes the member's socket on B.
             kicked = await http_a.delete(
                 f"/api/parties/{pid}/members/{member_id}", headers=bearer(host_token)
