@@ -84,11 +84,13 @@ async def hand_player_state(
     position: object,
     latency_ms: float | None,
     refused: Callable[[DomainError], None],
+    member_id: str | None = None,
 ) -> None:
     """`report_player_state` for a socket, which answers a report only to refuse it: handed to
     the party's home without waiting for the state after it; a refusal that the home sends back
-    later goes to `refused` (one found here is raised)."""
-    member_id = await _reporter(runtime, limiter, caller, party_id)
+    later goes to `refused` (one found here is raised). `member_id`: the caller's, when the
+    socket already knows it (its party subscription); the transition checks it again."""
+    member_id = await _reporter(runtime, limiter, caller, party_id, member_id)
     await runtime.homes.hand(
         party_id,
         member_id,
@@ -100,15 +102,20 @@ async def hand_player_state(
 
 
 async def _reporter(
-    runtime: PartyRuntime, limiter: RateLimiter, caller: Caller, party_id: str
+    runtime: PartyRuntime,
+    limiter: RateLimiter,
+    caller: Caller,
+    party_id: str,
+    member_id: str | None = None,
 ) -> str:
     """The reporting caller's member id, counted against its player-report budget."""
     # Who the caller is, for the rate limit (the transition checks it again on the state):
     # from this process's last copy, read anew if that copy does not know the caller yet.
-    try:
-        member_id = actor(await runtime.peek(party_id), caller)
-    except DomainError:
-        member_id = actor(await runtime.get(party_id), caller)
+    if member_id is None:
+        try:
+            member_id = actor(await runtime.peek(party_id), caller)
+        except DomainError:
+            member_id = actor(await runtime.get(party_id), caller)
     await limiter.check(RateClass.PLAYER_STATE, f"member:{member_id}")
     return member_id
 

@@ -130,6 +130,7 @@ async def ready(session: Session, message: dict[str, Any]) -> str | None:
             position=message.get("position"),
             latency_ms=connection.rtt_ms(),
             refused=refused,
+            member_id=session.parties.get(party_id),  # known once subscribed
         )
     except DomainError as exc:
         return error(exc.code, exc.message, party_id=party_id, request="party:ready")
