@@ -50,17 +50,54 @@ for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return {1, new}
 """
 
-#: KEYS[1] a home key; ARGV: this process, the lease (ms). The home after it: this process if
-#: the key had none (claimed) or had this one (renewed), else the one that holds it.
-_CLAIM = """
-local home = redis.call('GET', KEYS[1])
-if not home then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-  return ARGV[1]
+#: A home key's home after `process` asks for it with a lease (ms): `process` if the key had
+#: none (claimed) or had it (renewed), else the one that holds it.
+_CLAIM_FUNCTION = """
+local function claim(key, process, lease)
+  local home = redis.call('GET', key)
+  if not home then
+    redis.call('SET', key, process, 'PX', lease)
+    return process
+  end
+  if home == process then redis.call('PEXPIRE', key, lease) end
+  return home
 end
-if home == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-return home
 """
+
+#: KEYS[1] a home key; ARGV: this process, the lease (ms).
+_CLAIM = _CLAIM_FUNCTION + "return claim(KEYS[1], ARGV[1], ARGV[2])"
+
+#: A presence pass for several records in one call: KEYS, per record, its presence set, the
+#: record and its home key; ARGV: this process, the home lease (ms), the presence set's TTL
+#: (ms), then per record the number of this process's entries and (entry, expiry) pairs. Per
+#: record: the presence set after the refresh (flat: entry, expiry, ...), [revision, value] and
+#: the home (claimed or renewed as `claim` does).
+_REFRESH = (
+    _CLAIM_FUNCTION
+    + """
+local process, lease, ttl = ARGV[1], ARGV[2], ARGV[3]
+local out = {}
+local at = 4
+for i = 1, #KEYS, 3 do
+  local count = tonumber(ARGV[at])
+  at = at + 1
+  if count > 0 then
+    local pairs = {}
+    for j = at, at + 2 * count - 1, 2 do
+      pairs[#pairs + 1] = ARGV[j + 1]
+      pairs[#pairs + 1] = ARGV[j]
+    end
+    redis.call('ZADD', KEYS[i], unpack(pairs))
+    redis.call('PEXPIRE', KEYS[i], ttl)
+    at = at + 2 * count
+  end
+  out[#out + 1] = redis.call('ZRANGE', KEYS[i], 0, -1, 'WITHSCORES')
+  out[#out + 1] = redis.call('HMGET', KEYS[i + 1], 'r', 'v')
+  out[#out + 1] = claim(KEYS[i + 2], process, lease)
+end
+return out
+"""
+)
 
 
 class Swap(NamedTuple):
@@ -218,6 +255,7 @@ class RedisLive:
         self._redis = redis_client(url)
         self._swap = self._redis.register_script(_SWAP)
         self._claim = self._redis.register_script(_CLAIM)
+        self._refresh = self._redis.register_script(_REFRESH)
 
     async def read(self, key: str) -> tuple[int, bytes] | None:
         revision, value = await self._redis.hmget(PREFIX + key, ["r", "v"])  # type: ignore[misc]
@@ -258,27 +296,24 @@ class RedisLive:
     async def refresh(
         self, entries: dict[str, dict[str, int]], process: str, lease_ms: int
     ) -> dict[str, Tended]:
-        """In one round trip, however many keys (a process's presence pass)."""
-        async with self._redis.pipeline(transaction=False) as pipe:
-            for key, mine in entries.items():
-                name = PREFIX + "presence:" + key
-                if mine:
-                    pipe.zadd(name, mine)  # type: ignore[arg-type]
-                    pipe.pexpire(name, RECORD_TTL_MS)
-                pipe.zrange(name, 0, -1, withscores=True)
-                pipe.hmget(PREFIX + key, ["r", "v"])
-                await self._claim(
-                    keys=[PREFIX + "home:" + key], args=[process, lease_ms], client=pipe
-                )
-            answers = iter(await pipe.execute())
-        found = {}
+        """However many keys (a process's presence pass) in one script: one round trip, and
+        one command for the client to pack and parse. As a pipeline of the same commands (five
+        per key, and a SCRIPT EXISTS round trip first) the client's own work for 20 keys held
+        the event loop for 4-9 ms, several times a second (docs/PERFORMANCE.md)."""
+        keys: list[str] = []
+        args: list[int | str] = [process, lease_ms, RECORD_TTL_MS]
         for key, mine in entries.items():
-            if mine:
-                next(answers), next(answers)
-            presence = {member.decode(): int(score) for member, score in next(answers)}
-            revision, value = next(answers)
+            keys += (PREFIX + "presence:" + key, PREFIX + key, PREFIX + "home:" + key)
+            args.append(len(mine))
+            for entry, until in mine.items():
+                args += (entry, until)
+        answers = iter(await self._refresh(keys=keys, args=args))
+        found = {}
+        for key in entries:
+            flat, (revision, value), home = next(answers), next(answers), next(answers)
+            presence = {flat[i].decode(): int(float(flat[i + 1])) for i in range(0, len(flat), 2)}
             record = None if revision is None or value is None else (int(revision), bytes(value))
-            found[key] = Tended(presence, record, next(answers).decode())
+            found[key] = Tended(presence, record, home.decode())
         return found
 
     async def claim(self, key: str, process: str, lease_ms: int) -> str:

@@ -116,3 +116,32 @@ async def test_a_message_posted_to_a_process_reaches_its_inbox_and_nobody_else(
         inbox.cancel()
         await asyncio.gather(inbox, return_exceptions=True)
         await store.close()
+
+
+async def test_a_refresh_keeps_this_process_entries_and_reads_every_key_back(
+    store: LiveStore,
+) -> None:
+    """The presence pass: this process's entries refreshed, each key's entries (every
+    process's), its record and its home, for several keys at once."""
+    first, second, empty = (f"test:{uuid.uuid4().hex}" for _ in range(3))
+    try:
+        await store.present(first, {"a|other": 5_000})
+        written = await store.swap(second, 0, b"state")
+        tended = await store.refresh(
+            {first: {"a|one": 2_000, "b|one": 3_000}, second: {"c|one": 4_000}, empty: {}},
+            "one",
+            60_000,
+        )
+        assert tended[first].presence == {"a|other": 5_000, "a|one": 2_000, "b|one": 3_000}
+        assert tended[first].record is None
+        assert tended[second].presence == {"c|one": 4_000}
+        assert tended[second].record == (written.revision, b"state")
+        assert tended[empty].presence == {}
+        assert {t.home for t in tended.values()} == {"one"}
+        again = await store.refresh({first: {"a|one": 9_000}}, "two", 60_000)
+        assert again[first].presence["a|one"] == 9_000
+        # Another process's refresh renews nothing; in memory the one process is every home.
+        assert again[first].home == ("one" if isinstance(store, RedisLive) else "two")
+    finally:
+        for key in (first, second, empty):
+            await store.forget(key)
