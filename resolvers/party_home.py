@@ -112,8 +112,9 @@ class Homes:
         #: party -> (its home, until when that is trusted without asking: monotonic seconds)
         self._homes: dict[str, tuple[str, float]] = {}
         self._waiting: dict[str, asyncio.Future[Answer]] = {}
-        #: reports handed on without waiting: who hears of a refusal, and when to stop waiting
-        self._refusals: dict[str, tuple[Callable[[DomainError], None], asyncio.TimerHandle]] = {}
+        #: reports handed on without waiting, oldest first: who hears of a refusal, and until
+        #: when (monotonic seconds); the expired ones go as new ones come
+        self._refusals: dict[str, tuple[Callable[[DomainError], None], float]] = {}
         self.listening = asyncio.Event()
 
     async def listen(self) -> None:
@@ -160,15 +161,16 @@ class Homes:
         latency_ms: float | None,
     ) -> Live:
         """Apply a member's report at the party's home; the party's state after it."""
-        home = await self.home(party_id)
-        if home != self.process and isinstance(position, int | float):
-            request = self._request(party_id, member_id, state, float(position), latency_ms)
+        if (away := await self._elsewhere(party_id, position)) is not None:
+            home, at = away
+            request = self._request(party_id, member_id, state, at, latency_ms)
             answer = await self._forward(home, request)
             if answer is not None:
                 return _result(answer)
             self.forget(party_id)  # gone or too slow: asked again next time
-        transition = report_transition(member_id, state, position, latency_ms)
-        return await self._apply(party_id, transition)
+        return await self._apply(
+            party_id, report_transition(member_id, state, position, latency_ms)
+        )
 
     async def hand(
         self,
@@ -183,24 +185,42 @@ class Homes:
         """Hand a member's report to the party's home without waiting for the state after it:
         `refused` hears of it if the home refuses it (within `FORWARD_WAIT_S`). Where this
         process is the home, or no home listens, it is applied here and its refusal raised."""
-        home = await self.home(party_id)
-        if home != self.process and isinstance(position, int | float):
-            request = self._request(party_id, member_id, state, float(position), latency_ms)
-            request.quiet = True  # answered only if refused
+        if (away := await self._elsewhere(party_id, position)) is not None:
+            home, at = away
+            request = self._request(party_id, member_id, state, at, latency_ms, quiet=True)
             # Listening for a refusal before handing it on: one may come back before PUBLISH's
             # own reply does.
-            loop = asyncio.get_running_loop()
-            timer = loop.call_later(FORWARD_WAIT_S, self._refusals.pop, request.id, None)
-            self._refusals[request.id] = (refused, timer)
+            now = time.monotonic()
+            refusals = self._refusals
+            while refusals:  # oldest first: the expired ones are at the front
+                oldest = next(iter(refusals))
+                if refusals[oldest][1] > now:
+                    break
+                del refusals[oldest]
+            refusals[request.id] = (refused, now + FORWARD_WAIT_S)
             if await self.store.post(home, _encode(request)):
                 return
-            timer.cancel()
-            self._refusals.pop(request.id, None)
+            refusals.pop(request.id, None)
             self.forget(party_id)  # gone: asked again next time
         await self._apply(party_id, report_transition(member_id, state, position, latency_ms))
 
+    async def _elsewhere(self, party_id: str, position: object) -> tuple[str, float] | None:
+        """(the party's home, the position) if a report goes there: the home is another process
+        and the position can travel (one the rules refuse is refused here)."""
+        home = await self.home(party_id)
+        if home == self.process or not isinstance(position, int | float):
+            return None
+        return home, float(position)
+
     def _request(
-        self, party_id: str, member_id: str, state: str, position: float, latency_ms: float | None
+        self,
+        party_id: str,
+        member_id: str,
+        state: str,
+        position: float,
+        latency_ms: float | None,
+        *,
+        quiet: bool = False,
     ) -> Report:
         return Report(
             id=uuid.uuid4().hex,
@@ -210,6 +230,7 @@ class Homes:
             state=state,
             position=position,
             latency_ms=latency_ms,
+            quiet=quiet,
         )
 
     async def _forward(self, home: str, request: Report) -> Answer | None:
@@ -236,9 +257,9 @@ class Homes:
             if waiting is not None and not waiting.done():
                 waiting.set_result(message)
             elif (handed := self._refusals.pop(message.id, None)) is not None:
-                refused, timer = handed
-                timer.cancel()
-                refused(_refusal(message))
+                refused, until = handed
+                if until > time.monotonic():
+                    refused(_refusal(message))
         else:
             self._spawn(self._serve(message))
 

@@ -25,19 +25,18 @@ MAX_NUDGE = 0.1  # steering.js: a plain nudge's cap
 PULSE_FROM = 0.06  # s: landings this far off need more than a plain nudge (in the simulation)
 
 
-def simulate(trace: Path) -> dict[str, Any]:
+def run_node(*args: str) -> Any:
+    """What a node script (a file, or `--input-type=module -e` code) printed, as JSON."""
     node = shutil.which("node")
     if node is None:
         pytest.fail("node is missing: apt-get install nodejs (the steering checks run real JS)")
-    done = subprocess.run(
-        [node, str(HERE / "steering_sim.mjs"), str(trace)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = subprocess.run([node, *args], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    result: dict[str, Any] = json.loads(done.stdout)
+    return json.loads(done.stdout)
+
+
+def simulate(trace: Path) -> dict[str, Any]:
+    result: dict[str, Any] = run_node(str(HERE / "steering_sim.mjs"), str(trace))
     return result
 
 
@@ -145,24 +144,13 @@ def test_a_landing_off_by_more_than_a_nudge_can_mend_soon_is_mended_by_one_pulse
 
 def stamp_delays(answers: list[float]) -> list[float | None]:
     """What StampDelay predicts for the next change after each answer (ms), run by node."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: apt-get install nodejs (the steering checks run real JS)")
     script = (
         f"import {{ StampDelay }} from {json.dumps(STEERING.as_uri())};"
         "const delay = new StampDelay(); const seen = [];"
         f"for (const ms of {json.dumps(answers)}) {{ delay.learn(ms); seen.push(delay.value); }}"
         "console.log(JSON.stringify(seen));"
     )
-    done = subprocess.run(
-        [node, "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    predicted: list[float | None] = json.loads(done.stdout)
+    predicted: list[float | None] = run_node("--input-type=module", "-e", script)
     return predicted
 
 
@@ -186,9 +174,6 @@ def own_landing(answer_ms: float) -> list[dict[str, Any]]:
     """Decisions on a viewer's own seek: the element moves as shared from 100 ms after the seek,
     and the answer (at `answer_ms`) shows the server stamped it 96 ms later than the page guessed
     (as in the third *after F* run, docs/PERFORMANCE.md): the room is then 96 ms behind it."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: apt-get install nodejs (the steering checks run real JS)")
     script = (
         f"import {{ Steering }} from {json.dumps(STEERING.as_uri())};"
         "const s = new Steering(); const from = 12.29; s.expectLanding('seek', from, 0);"
@@ -202,15 +187,7 @@ def own_landing(answer_ms: float) -> list[dict[str, Any]]:
         "}"
         "console.log(JSON.stringify(out));"
     )
-    done = subprocess.run(
-        [node, "--input-type=module", "-e", script],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    decisions: list[dict[str, Any]] = json.loads(done.stdout)
+    decisions: list[dict[str, Any]] = run_node("--input-type=module", "-e", script)
     return decisions
 
 

@@ -95,6 +95,8 @@ const STAMP_SLACK_MS = 20;
 const MAX_STAMP_DELAY_MS = 2000; // an answer slower than this says nothing at all
 
 const clamp = (x, limit) => Math.max(-limit, Math.min(limit, x));
+// The jump (s) with the pitch let go, on leaving the room's rate for `nudge` or returning from it.
+const freeJump = (kind, nudge) => (kind === "engage" ? -FREE_DELAY : FREE_DELAY) * nudge;
 const meanSquare = (xs) => (xs.length ? xs.reduce((sum, x) => sum + x * x, 0) / xs.length : 0);
 
 /** The variance of xs around their mean (0 for fewer than two). */
@@ -411,7 +413,7 @@ export class Steering {
    * with the pitch let go (a pulse).
    */
   jump(kind, nudge, free = false) {
-    if (free) return (kind === "engage" ? -FREE_DELAY : FREE_DELAY) * nudge + this.offsets[kind];
+    if (free) return freeJump(kind, nudge) + this.offsets[kind];
     return this[kind] + SLOPES[kind] * (nudge - this.jumpedAt[kind]);
   }
 
@@ -437,7 +439,7 @@ export class Steering {
   learnJump(kind, nudge, jump, free) {
     if (free) {
       // How far this page's pulses' jumps are from FREE_DELAY's.
-      const offset = jump - this.jump(kind, nudge, true) + this.offsets[kind];
+      const offset = jump - freeJump(kind, nudge);
       this.offsets[kind] += LEARN * (offset - this.offsets[kind]);
     } else {
       this[kind] += LEARN * (jump - this[kind]);
