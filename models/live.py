@@ -33,6 +33,8 @@ from models.redis_pool import redis_client
 PREFIX = "cowatch:live:"
 #: A process's inbox channel (its id follows).
 INBOX = PREFIX + "inbox:"
+#: How long an inbox's read waits before it reads again (seconds; below the socket timeout).
+INBOX_POLL_S = 1.0
 #: A record nobody wrote for this long is dropped (it is rebuilt from the database if needed).
 RECORD_TTL_MS = 7 * 24 * 3600 * 1000
 
@@ -330,8 +332,11 @@ class RedisLive:
         try:
             await pubsub.subscribe(INBOX + process)
             ready.set()
-            async for message in pubsub.listen():
-                if message["type"] == "message":
+            while True:
+                # A read with its own timeout: `listen()` waits under the client's socket
+                # timeout, so an inbox quiet for that long failed and was down for RELISTEN_S.
+                message = await pubsub.get_message(timeout=INBOX_POLL_S)
+                if message is not None and message["type"] == "message":
                     handle(bytes(message["data"]))
         finally:
             ready.clear()

@@ -118,6 +118,30 @@ async def test_a_message_posted_to_a_process_reaches_its_inbox_and_nobody_else(
         await store.close()
 
 
+async def test_an_inbox_stays_open_while_nothing_is_posted_for_longer_than_the_socket_timeout(
+    key: str,
+) -> None:
+    store = RedisLive(REDIS_URL)
+    store._redis.connection_pool.connection_kwargs["socket_timeout"] = 0.3
+    got: list[bytes] = []
+    listening = asyncio.Event()
+    inbox = asyncio.create_task(store.listen(key, got.append, listening))
+    try:
+        await listening.wait()
+        await asyncio.sleep(1.0)  # quiet for over three socket timeouts
+        assert not inbox.done()
+        assert await store.post(key, b"still here")
+        for _ in range(100):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+        assert got == [b"still here"]
+    finally:
+        inbox.cancel()
+        await asyncio.gather(inbox, return_exceptions=True)
+        await store.close()
+
+
 async def test_a_refresh_keeps_this_process_entries_and_reads_every_key_back(
     store: LiveStore,
 ) -> None:
