@@ -8,13 +8,13 @@ the real module steer it, with that page's clock wobble, jitter and rate-change 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests.web.node import run_node
 
 HERE = Path(__file__).resolve().parent
 TRACES = sorted((HERE / "traces").glob("*.json"))
@@ -24,16 +24,6 @@ MAX_BAND = 0.025  # steering.js
 MAX_NUDGE = 0.1  # steering.js: a plain nudge's cap
 PULSE_FROM = 0.06  # s: landings this far off need more than a plain nudge (in the simulation)
 LANDING_TICKS = 20  # a landing or a start is mended within 2 s (100 ms a tick)
-
-
-def run_node(*args: str) -> Any:
-    """What a node script (a file, or `--input-type=module -e` code) printed, as JSON."""
-    node = shutil.which("node")
-    if node is None:
-        pytest.fail("node is missing: apt-get install nodejs (the steering checks run real JS)")
-    done = subprocess.run([node, *args], capture_output=True, text=True, timeout=60, check=False)
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
 
 
 def simulate(trace: Path) -> dict[str, Any]:
