@@ -39,6 +39,9 @@ export const DEFAULT_LAGS = { seek: 0.1, start: 0.1, play: 0.05, fetch: 0.3 }; /
 export const FREE_DELAY = 0.075;
 export const MAX_PULSE = 0.35; // a pulse moves the rate at most 35 % ...
 export const PULSE_S = 0.2; // ... and lasts about this long (longer at that cap) ...
+// ... but a landing's, whose audio the seek has broken off anyway, half as long: a seek that
+// landed 45 ms behind (netem's followers did) is mended at 35 % in 130 ms, not at 22 % in 200.
+export const LANDING_PULSE_S = 0.1;
 const MAX_PULSE_MS = 1000; // ... and never longer than this, whatever the readings say
 // A pulse's jumps are spread over the audio buffered at its rate (about 150 ms at 35 %): the
 // element's motion during the pulse and this long after it says nothing about its jitter.
@@ -214,7 +217,7 @@ export class Steering {
       // nudge with the pitch kept would first jump by its engage, -20 ms and more in Chromium:
       // an element behind the room fell further behind before it caught up, one ahead by less
       // than that jump could not be steered at all.)
-      const pulse = this.planPulse(error, 0);
+      const pulse = this.planPulse(error, 0, landed || second ? LANDING_PULSE_S : PULSE_S);
       if (pulse) {
         const { nudge } = pulse;
         this.pulse = { nudge, target: 0, since: at, until: at + pulse.ms, second };
@@ -289,16 +292,16 @@ export class Steering {
   }
 
   /**
-   * A pulse (pitch free) taking `error` to `target`: {nudge, ms} such that its delays and `ms`
-   * at that rate together do it; null when too small to be worth one.
+   * A pulse (pitch free) taking `error` to `target` in about `seconds`: {nudge, ms} such that its
+   * delays and `ms` at that rate together do it; null when too small to be worth one.
    */
-  planPulse(error, target) {
+  planPulse(error, target, seconds = PULSE_S) {
     // The delays cancel out but for what this page's pulses showed.
     const needed = target - (error + this.offsets.engage + this.offsets.release);
-    const nudge = clamp(needed / PULSE_S, MAX_PULSE);
+    const nudge = clamp(needed / seconds, MAX_PULSE);
     if (Math.abs(nudge) < MIN_NUDGE) return null;
-    const seconds = needed / nudge;
-    return seconds > 0 ? { nudge, ms: seconds * 1000 } : null;
+    const lasts = needed / nudge;
+    return lasts > 0 ? { nudge, ms: lasts * 1000 } : null;
   }
 
   /** A pulse's jump seen on a change of rate by `nudge`: how far it is from FREE_DELAY's. */
