@@ -26,12 +26,15 @@ import argparse
 import asyncio
 import gc
 import json
+import sys
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
@@ -243,12 +246,13 @@ def app(redis_url: str | None) -> Starlette:
         if redis_url is None:
             yield
             return
-        import redis.asyncio as redis
+        from models.redis_pool import redis_client
 
-        # The pool Cowatch uses (models/redis_pool.py): redis-py 5.3's default asyncio pool runs
-        # one command per event-loop turn under concurrency (redis/redis-py#3692).
-        pool = redis.BlockingConnectionPool.from_url(redis_url, max_connections=64, timeout=5)
-        client = redis.Redis(connection_pool=pool)
+        # The client Cowatch uses (models/redis_pool.py): redis-py 5.3's default asyncio pool
+        # runs one command per event-loop turn under concurrency (redis/redis-py#3692), and
+        # sends each a turn or two late. No socket timeout: the pattern subscription's read
+        # waits for messages however long the rooms are quiet.
+        client = redis_client(redis_url, socket_timeout=None)
         pubsub = client.pubsub()
         await pubsub.psubscribe("floor:*")
 
