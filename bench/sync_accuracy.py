@@ -81,11 +81,8 @@ PAGE_CLOCK = """() => { const c = window.cowatch?.clock; const p = window.cowatc
   band: p?.steering?.band(jitter), parts: p?.steering && ((st) => {
     const rms = (xs) => Math.sqrt(xs.reduce((a, x) => a + x * x, 0) / Math.max(1, xs.length));
     const med = (xs) => [...xs].map(Math.abs).sort((a, b) => a - b)[xs.length >> 1] ?? 0;
-    const sd = (xs) => { const m = xs.reduce((a, x) => a + x, 0) / Math.max(1, xs.length);
-      return rms(xs.map((x) => x - m)); };
-    return { noiseRms: rms(st.noise), noiseMed: med(st.noise), nudgedRms: rms(st.nudgedNoise),
-      nudgedMed: med(st.nudgedNoise), release: sd(st.jumps.release), engage: sd(st.jumps.engage),
-      clock: jitter }; })(p.steering),
+    return { noiseRms: rms(st.noise), noiseMed: med(st.noise), engage: st.offsets.engage,
+      release: st.offsets.release, clock: jitter }; })(p.steering),
   indicator: document.getElementById('sync-indicator')?.textContent }; }"""
 
 
@@ -388,10 +385,10 @@ def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -
     learned = [c.get("learned") for c in f["clocks"] if c.get("learned")]
     if learned:
         print(
-            "    learned lags ms (seek/start/play) and rate jumps ms (engage/release): "
+            "    learned lags ms (seek/start/play/fetch) and pulse offsets ms (engage/release): "
             + "; ".join(
                 "/".join(f"{v * 1000:.0f}" for v in x["lags"].values())
-                + f" {x['engage'] * 1000:+.0f}/{x['release'] * 1000:+.0f}"
+                + f" {x['offsets']['engage'] * 1000:+.0f}/{x['offsets']['release'] * 1000:+.0f}"
                 for x in learned
             )
         )
@@ -400,8 +397,7 @@ def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -
     parts = [c["parts"] for c in f["clocks"] if c.get("parts")]
     if parts:
         print(
-            "    band parts ms (tick noise rms/median, nudged rms/median, s.d. of release and "
-            "engage jumps, clock): "
+            "    band parts ms (tick noise rms/median, pulse offsets engage/release, clock): "
             + "; ".join("/".join(f"{v * 1000:.1f}" for v in x.values()) for x in parts)
         )
     cpu = f["cpu"]

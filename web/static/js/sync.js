@@ -2,7 +2,7 @@
 //
 // The room's state is {timestamp, playing, rate, serverTime, version}: the position was
 // `timestamp` at `serverTime` (server epoch ms) and moves at `rate` while playing. Each tick
-// compares the element with where the room is now; steering.js decides (a proportional rate nudge,
+// compares the element with where the room is now; steering.js decides (a short pulse of the rate,
 // or a seek when far) and learns this page's own lags. A paused room puts every element on exactly
 // its position, so every viewer shows the same frame.
 
