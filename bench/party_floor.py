@@ -39,6 +39,10 @@ from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+# Imported before main() freezes what is alive out of garbage collection: importing `models`
+# brings some 70,000 objects, and collections that walked them would slow the floor.
+from models.redis_pool import redis_client
+
 #: A ready report this close to the new position counts (Cowatch's READY_TOLERANCE_S).
 READY_TOLERANCE_S = 0.5
 #: PLAYING starts this far ahead (ms), as Cowatch's START_MARGIN_MS with no measured latency.
@@ -246,8 +250,6 @@ def app(redis_url: str | None) -> Starlette:
         if redis_url is None:
             yield
             return
-        from models.redis_pool import redis_client
-
         # The client Cowatch uses (models/redis_pool.py): redis-py 5.3's default asyncio pool
         # runs one command per event-loop turn under concurrency (redis/redis-py#3692), and
         # sends each a turn or two late. No socket timeout: the pattern subscription's read
