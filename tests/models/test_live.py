@@ -124,17 +124,20 @@ async def test_an_inbox_stays_open_while_nothing_is_posted_for_longer_than_the_s
     store = RedisLive(REDIS_URL)
     store._redis.connection_pool.connection_kwargs["socket_timeout"] = 0.3
     got: list[bytes] = []
+    arrived = asyncio.Event()
     listening = asyncio.Event()
-    inbox = asyncio.create_task(store.listen(key, got.append, listening))
+
+    def handle(message: bytes) -> None:
+        got.append(message)
+        arrived.set()
+
+    inbox = asyncio.create_task(store.listen(key, handle, listening))
     try:
         await listening.wait()
-        await asyncio.sleep(1.0)  # quiet for over three socket timeouts
+        await asyncio.sleep(1.0)  # the quiet itself: over three socket timeouts
         assert not inbox.done()
         assert await store.post(key, b"still here")
-        for _ in range(100):
-            if got:
-                break
-            await asyncio.sleep(0.01)
+        await asyncio.wait_for(arrived.wait(), 10)
         assert got == [b"still here"]
     finally:
         inbox.cancel()

@@ -22,6 +22,14 @@ async def client() -> AsyncIterator[aioredis.Redis]:
         await made.aclose()
 
 
+async def until_readable(connection: aioredis.Connection) -> None:
+    """Until something (data, or the end of the stream) reaches the connection, unread."""
+    reader = connection._reader
+    assert isinstance(reader, asyncio.StreamReader)
+    if not reader._buffer and not reader.at_eof():  # type: ignore[attr-defined]
+        await asyncio.wait_for(reader._wait_for_data("until_readable"), 5)  # type: ignore[attr-defined]
+
+
 @pytest.fixture
 def key() -> str:
     return f"test:{uuid.uuid4().hex}"
@@ -60,7 +68,7 @@ async def test_a_connection_with_unread_data_is_replaced_before_use(
     connection = await pool.get_connection()
     assert isinstance(connection, FastConnection)
     await connection.send_command("PING")  # an answer nobody reads
-    await asyncio.sleep(0.05)
+    await until_readable(connection)
     await pool.release(connection)
 
     assert await client.get(key) == b"value"  # not the stale PONG
@@ -72,12 +80,16 @@ async def test_a_connection_redis_closed_is_replaced_before_use(
 ) -> None:
     await client.set(key, "value")
     connection_id = await client.client_id()
+    pool = client.connection_pool
+    connection = await pool.get_connection()  # the one that ran CLIENT ID, idle in the pool
+    await pool.release(connection)
     other = redis_client(REDIS_URL)
     try:
         await other.client_kill_filter(_id=connection_id)
     finally:
         await other.aclose()
-    await asyncio.sleep(0.05)  # the end of the stream reaches the idle connection
+    await until_readable(connection)  # the end of the stream has reached it
+    assert connection._reader.at_eof()
 
     assert await client.get(key) == b"value"
     await client.delete(key)
