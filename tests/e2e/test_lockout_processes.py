@@ -1,5 +1,6 @@
 """Two `cowatch serve` processes on one PostgreSQL and one Redis: 40 guesses split between them
-at once still get at most five verifications, for an account and for an unknown email."""
+at once still get at most five verifications, for an account and for an unknown email; the
+right password after such a burst is refused while the lock holds."""
 
 from __future__ import annotations
 
@@ -34,8 +35,8 @@ def servers(pg_url: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[l
 
 
 async def _guesses(servers: list[Server], email: str) -> list[httpx.Response]:
-    """Alternate servers, the right password last."""
-    passwords = [f"wrong guess {i}" for i in range(GUESSES - 1)] + [PASSWORD]
+    """Wrong passwords at once, alternating servers."""
+    passwords = [f"wrong guess {i}" for i in range(GUESSES)]
     limits = httpx.Limits(max_connections=GUESSES)
     async with httpx.AsyncClient(limits=limits, timeout=60) as http:
         return await asyncio.gather(
@@ -51,7 +52,7 @@ async def _guesses(servers: list[Server], email: str) -> list[httpx.Response]:
 
 def _judged(responses: list[httpx.Response]) -> int:
     for response in responses:
-        assert response.status_code in (200, 401, 429), response.text
+        assert response.status_code in (401, 429), response.text
     return sum(response.status_code != 429 for response in responses)
 
 
@@ -64,8 +65,15 @@ async def test_two_processes_share_one_lockout(servers: list[Server]) -> None:
         ).status_code == 201
     responses = await _guesses(servers, account["email"])
     assert 1 <= _judged(responses) <= MAX_FAILURES
-    assert responses[-1].status_code == 429
-    assert all(r.status_code != 200 for r in responses)
+    # The right password goes after the burst has been answered: sent within it, it could be
+    # one of the five verified, and then a 200 is the right answer.
+    async with httpx.AsyncClient() as http:
+        for server in servers:
+            right = await http.post(
+                f"{server.url}/api/auth/login",
+                json={"email": account["email"], "password": PASSWORD},
+            )
+            assert right.status_code == 429, right.text
 
 
 async def test_two_processes_share_one_count_for_unknown_emails(servers: list[Server]) -> None:
