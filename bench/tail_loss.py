@@ -1,0 +1,145 @@
+"""How late a lone frame arrives when its one TCP segment is lost, with and without a follow-up.
+
+A state change is one small websocket frame, usually one segment with nothing behind it. When that
+segment is lost, nothing tells the sender until its loss probe or its retransmission timer fires,
+and Linux waits longer when only one segment is in flight (the probe's timer adds the minimum RTO
+for a possibly delayed ACK). A second small segment sent right after it changes that: the receiver
+acknowledges it selectively, the sender sees the hole and retransmits after a fraction of a round
+trip (RACK).
+
+This bench measures it on the emulated link of `bench/netem.py` (real kernel TCP at both ends):
+a server in one namespace sends a 24-byte stamped message every `--interval` ms on one
+connection, and on another connection the same messages each followed by a 1-byte segment in the
+next event-loop turn; a client in the other namespace reads both and prints, per connection, the
+one-way delay p50 / p99 / max and how many messages arrived more than `--late` ms after they were
+sent. Both processes run on this machine, so `time.monotonic()` is one clock.
+
+    .venv/bin/python bench/tail_loss.py --messages 2000
+
+Needs root (namespaces), like `bench/sync_accuracy.py --networks netem`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import struct
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.netem import emulated_link
+
+PORT = 47311
+MESSAGE = struct.Struct("!dQQ")  # send time, sequence, padding: 24 bytes
+MODES = ("alone", "followed")
+
+
+async def serve(messages: int, interval_s: float) -> None:
+    done = asyncio.Event()
+    finished = 0
+
+    async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal finished
+        mode = (await reader.readexactly(1))[0]
+        for sequence in range(messages):
+            writer.write(MESSAGE.pack(time.monotonic(), sequence, 0))
+            if mode == 1:
+                await asyncio.sleep(0)  # its own segment (asyncio sets TCP_NODELAY)
+                writer.write(b"\0")
+            await asyncio.sleep(interval_s)
+        await writer.drain()
+        await reader.read()  # the client closes when it has everything
+        writer.close()
+        finished += 1
+        if finished == len(MODES):
+            done.set()
+
+    server = await asyncio.start_server(connection, "0.0.0.0", PORT)
+    async with server:
+        await done.wait()
+
+
+async def read(host: str, mode: int, messages: int) -> list[float]:
+    for _ in range(100):
+        try:
+            reader, writer = await asyncio.open_connection(host, PORT)
+            break
+        except OSError:
+            await asyncio.sleep(0.05)
+    writer.write(bytes([mode]))
+    delays: list[float] = []
+    while len(delays) < messages:
+        sent, _, _ = MESSAGE.unpack(await reader.readexactly(MESSAGE.size))
+        delays.append((time.monotonic() - sent) * 1000)
+        if mode == 1:
+            await reader.readexactly(1)
+    writer.close()
+    return delays
+
+
+async def client(host: str, messages: int) -> None:
+    results = await asyncio.gather(*(read(host, mode, messages) for mode in range(len(MODES))))
+    print(json.dumps(results))
+
+
+def summary(name: str, delays: list[float], late_ms: float) -> str:
+    ordered = sorted(delays)
+    p99 = ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))]
+    late = sum(delay > late_ms for delay in delays)
+    return (
+        f"| {name} | {len(delays)} | {statistics.median(delays):.1f} | {p99:.1f} | "
+        f"{max(delays):.1f} | {late} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--messages", type=int, default=2000)
+    parser.add_argument("--interval", type=float, default=50.0, help="ms between messages")
+    parser.add_argument("--delay", type=float, default=50.0, help="ms each way")
+    parser.add_argument("--jitter", type=float, default=10.0, help="ms, one s.d.")
+    parser.add_argument("--loss", type=float, default=0.01, help="each way")
+    parser.add_argument("--late", type=float, default=150.0, help="ms counted as late")
+    parser.add_argument("--role", choices=("server", "client"), help=argparse.SUPPRESS)
+    parser.add_argument("--host", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.role == "server":
+        asyncio.run(serve(args.messages, args.interval / 1000))
+        return
+    if args.role == "client":
+        asyncio.run(client(args.host, args.messages))
+        return
+    own = [sys.executable, __file__, "--messages", str(args.messages)]
+    with emulated_link(delay_ms=args.delay, jitter_ms=args.jitter, loss=args.loss) as link:
+        serve_argv = [*own, "--interval", str(args.interval), "--role", "server"]
+        server = subprocess.Popen(link.exec_in(link.server_ns, serve_argv))
+        try:
+            out = subprocess.run(
+                link.exec_in(link.client_ns, [*own, "--role", "client", "--host", link.server_ip]),
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        finally:
+            server.wait(timeout=30)
+        dropped = (link.to_client.dropped, link.to_server.dropped)
+    results = json.loads(out)
+    print(
+        f"link: {args.delay:g} ± {args.jitter:g} ms each way, {args.loss:.0%} loss; "
+        f"{args.messages} messages every {args.interval:g} ms per connection; "
+        f"packets dropped to the client / to the server: {dropped[0]} / {dropped[1]}"
+    )
+    print(f"| segments | messages | p50 ms | p99 ms | max ms | later than {args.late:g} ms |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for mode, delays in zip(MODES, results, strict=True):
+        print(summary(mode, delays, args.late))
+
+
+if __name__ == "__main__":
+    main()
