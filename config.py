@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -118,6 +119,11 @@ class Settings(BaseSettings):
     #: (seconds): a tab that vanished without a close frame is noticed within their sum
     party_ping_interval_s: float = Field(default=0.5, gt=0)
     party_ping_timeout_s: float = Field(default=1.0, gt=0)
+    #: which websocket clients get a 2-byte segment behind each turn's frames, so a lost frame
+    #: is resent about a round trip later instead of after the 200 ms+ loss probe
+    #: (realtime/uvicorn_writer.py): "remote" (not on this host), "always" (behind a proxy on
+    #: this host), "never"
+    ws_follow_up: Literal["remote", "always", "never"] = "remote"
     #: how long a member token (guests' credential) stays valid (seconds)
     party_member_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)
 

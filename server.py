@@ -35,6 +35,6 @@ def uvicorn_options(settings: Settings) -> dict[str, Any]:
     return {
         "log_level": settings.log_level,
         "proxy_headers": True,
-        "ws": uvicorn_writer.protocol_class(),
+        "ws": uvicorn_writer.protocol_class(settings.ws_follow_up),
         "ws_max_size": WS_MAX_SIZE,
     }

@@ -1,12 +1,13 @@
-"""The uvicorn adapter checks itself: batched writes where it can, plain sends where not; and
-its per-socket heartbeat blames a client only for a silence that is the client's."""
+"""The uvicorn adapter checks itself: batched writes where it can, plain sends where not; its
+per-socket heartbeat blames a client only for a silence that is the client's; and a remote
+client's frames are followed by a segment that lets a lost one be resent early."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import pytest
@@ -17,7 +18,7 @@ from starlette.websockets import WebSocket
 from websockets.asyncio.client import connect
 
 from realtime import uvicorn_writer
-from realtime.delivery import keepalive
+from realtime.delivery import frame_writer, keepalive
 from tests.live import RECEIVE_TIMEOUT_S
 
 
@@ -37,6 +38,33 @@ def test_outside_the_tested_range_it_falls_back_to_uvicorns_own_protocol_loudly(
     (warning,) = [r for r in caplog.records if "batched websocket writes are off" in r.message]
     assert "outside the tested range" in warning.message
     assert "gone_in_this_release" in warning.message
+
+
+TEXT, CLOSE, PONG = 0x1, 0x8, 0xA
+
+
+async def raw_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A websocket client that shows every frame the server sends (control frames too)."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(
+        b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+        b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n"
+    )
+    async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+def send_raw(writer: asyncio.StreamWriter, text: bytes) -> None:
+    """A short text frame, masked with a zero key."""
+    writer.write(bytes((0x81, 0x80 | len(text))) + b"\x00" * 4 + text)
+
+
+async def read_raw(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """The next frame's opcode and payload (short frames only)."""
+    head = await reader.readexactly(2)
+    return head[0] & 0x0F, await reader.readexactly(head[1] & 0x7F)
 
 
 # The heartbeat against a real uvicorn on a loopback port, on the batching protocol.
@@ -63,11 +91,14 @@ async def slow_handler(websocket: WebSocket) -> None:
 
 
 @asynccontextmanager
-async def batching_server() -> AsyncIterator[int]:
-    """`slow_handler` under uvicorn with Cowatch's protocol, in this event loop; its port."""
-    protocol = uvicorn_writer.protocol_class()
+async def batching_server(
+    handler: Callable[[WebSocket], Awaitable[None]] = slow_handler,
+    follow_up: uvicorn_writer.FollowUp = "remote",
+) -> AsyncIterator[int]:
+    """`handler` under uvicorn with Cowatch's protocol, in this event loop; its port."""
+    protocol = uvicorn_writer.protocol_class(follow_up)
     assert isinstance(protocol, type)
-    app = Starlette(routes=[WebSocketRoute("/ws", slow_handler)])
+    app = Starlette(routes=[WebSocketRoute("/ws", handler)])
     sock = socket.socket()
     sock.bind(("127.0.0.1", 0))
     sock.listen(16)
@@ -102,25 +133,84 @@ async def test_a_client_that_stopped_answering_is_still_closed_once_the_server_r
     None
 ):
     async with batching_server() as port:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
-        writer.write(
-            b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
-            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-            b"Sec-WebSocket-Version: 13\r\n\r\n"
-        )
+        reader, writer = await raw_client(port)
         async with asyncio.timeout(RECEIVE_TIMEOUT_S):
-            assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
-            for text in (b"slow", b"next"):  # masked with a zero key; pings never answered
-                writer.write(bytes((0x81, 0x80 | len(text))) + b"\x00" * 4 + text)
+            for text in (b"slow", b"next"):  # pings never answered
+                send_raw(writer, text)
             frames = []
             while True:
-                head = await reader.readexactly(2)
-                payload = await reader.readexactly(head[1] & 0x7F)
-                frames.append((head[0] & 0x0F, payload))
-                if head[0] & 0x0F == 0x8:
+                frames.append(await read_raw(reader))
+                if frames[-1][0] == CLOSE:
                     break
         texts = [payload for opcode, payload in frames if opcode == 0x1]
         assert texts == [b"heartbeat on", b"handled next"]  # closed after the slow handler
         code = int.from_bytes(frames[-1][1][:2], "big")
         assert (code, frames[-1][1][2:]) == (1011, b"keepalive ping timeout")
         writer.close()
+
+
+# The follow-up segment: one unsolicited pong behind each turn's frames, for remote clients.
+
+
+async def turns_handler(websocket: WebSocket) -> None:
+    """Two batched writes in one turn; after the client's "go", one ASGI send; then it closes."""
+    await websocket.accept()
+    writer = frame_writer(websocket.scope)
+    assert writer is not None
+    assert writer.write(["a"]) and writer.write(["b"])
+    assert await websocket.receive_text() == "go"
+    await websocket.send_text("c")
+    assert await websocket.receive_text() == "bye"
+    await websocket.close()
+
+
+async def frames_of_a_session(port: int, *, follow_ups: bool) -> list[tuple[int, bytes]]:
+    reader, writer = await raw_client(port)
+    frames: list[tuple[int, bytes]] = []
+
+    async def until(text: bytes) -> None:
+        while (TEXT, text) not in frames:
+            frames.append(await read_raw(reader))
+        if follow_ups:  # the segment behind it, before anything else can come
+            frames.append(await read_raw(reader))
+
+    async with asyncio.timeout(RECEIVE_TIMEOUT_S):
+        await until(b"b")
+        send_raw(writer, b"go")
+        await until(b"c")
+        send_raw(writer, b"bye")
+        while not frames or frames[-1][0] != CLOSE:
+            frames.append(await read_raw(reader))
+    writer.close()
+    return frames
+
+
+async def test_each_turns_frames_are_followed_by_one_pong_when_the_client_may_be_remote() -> None:
+    async with batching_server(turns_handler, follow_up="always") as port:
+        frames = await frames_of_a_session(port, follow_ups=True)
+    opcodes = [opcode for opcode, _ in frames]
+    assert opcodes == [TEXT, TEXT, PONG, TEXT, PONG, CLOSE]
+    assert [payload for opcode, payload in frames if opcode == PONG] == [b"", b""]
+
+
+async def test_a_client_on_this_host_gets_no_follow_up() -> None:
+    async with batching_server(turns_handler) as port:  # "remote", the default
+        frames = await frames_of_a_session(port, follow_ups=False)
+    assert [opcode for opcode, _ in frames] == [TEXT, TEXT, TEXT, CLOSE]
+
+
+@pytest.mark.parametrize(
+    ("client", "local"),
+    [
+        (("127.0.0.1", 5000), True),
+        (("127.8.0.1", 5000), True),
+        (("::1", 5000), True),
+        (("::ffff:127.0.0.1", 5000), True),
+        (None, True),  # a Unix socket
+        (("10.77.0.2", 5000), False),
+        (("192.168.1.5", 5000), False),
+        (("2001:db8::5", 5000), False),
+    ],
+)
+def test_which_peers_are_on_this_host(client: tuple[str, int] | None, local: bool) -> None:
+    assert uvicorn_writer.is_local(client) is local
