@@ -129,6 +129,22 @@ export class GraphQLSocket {
     if (op.connection === this.connects) return; // already running on this connection
     op.connection = this.connects;
     this.send({ id, type: "subscribe", payload: { query: op.query, variables: op.variables } });
+    if (op.once) this.followUp();
+  }
+
+  /**
+   * A request (a change, a clock reading) is one small frame, one TCP segment with nothing
+   * behind it: lost, it waits for the sender's loss probe, 200 ms and more. A pong in a task of
+   * its own goes as a segment of its own, whose selective acknowledgement shows the hole about a
+   * round trip later (bench/tail_loss.py). The protocol allows an unsolicited pong; nobody
+   * answers it. The server does the same behind its frames (realtime/uvicorn_writer.py).
+   */
+  followUp() {
+    if (this.timers.followUp) return;
+    this.timers.followUp = setTimeout(() => {
+      this.timers.followUp = null;
+      this.send({ type: "pong" });
+    }, 0);
   }
 
   /** Subscribe; returns a function that stops it. Resubscribes by itself after a reconnect. */
