@@ -102,6 +102,20 @@ def validate(
     return position, playing, speed
 
 
+#: How far a sender's `at` may be from the server's stamp, either way, and still be used (s).
+MAX_LEAD_S = 1.0
+
+
+def lead_s(at: object, stamp_ms: int) -> float | None:
+    """Seconds from a sender's `at` (server-clock epoch ms) to the stamp; None if `at` is absent
+    or further off than MAX_LEAD_S (a clock not synced yet: the timestamp is taken as it is)."""
+    if at is None:
+        return None
+    moment = _number(at, "at")
+    lead = (stamp_ms - moment) / 1000
+    return lead if abs(lead) <= MAX_LEAD_S else None
+
+
 def video_topic(video_id: str) -> str:
     """The realtime topic of a video's public room (seed 000's per-video playhead)."""
     return topic("video", video_id)
@@ -140,8 +154,15 @@ async def set_playback(
     timestamp: object,
     playing: object = None,
     rate: object = None,
+    at: object = None,
 ) -> PlaybackState:
     """Move the shared playhead and tell every subscriber, on every process.
+
+    `at` (optional, with `playing` true): the server-clock time at which `timestamp` is the
+    sender's position. The stored position is moved by the time from `at` to the stamp (at the
+    room's rate), so a change that took longer to arrive than its sender expected (a lost
+    segment resent, a queue) still starts where the sender is, instead of leaving the sender
+    that far ahead of everyone else.
 
     One statement does it all: `UPDATE … SET version = version + 1 … WHERE id = :id AND the
     timestamp is at most END_SLACK_S past the duration (a NULL duration, not transcoded yet,
@@ -151,10 +172,17 @@ async def set_playback(
     one looks the video up to say why.
     """
     position, playing_flag, speed = validate(timestamp, playing, rate)
+    stamp = now_ms()
+    lead = lead_s(at, stamp)
     duration = col(Video.duration)
+    target: Any = literal(position)
+    if lead is not None and playing_flag is True:
+        pace = literal(speed) if speed is not None else col(Video.playback_rate)
+        moved = literal(position) + literal(lead) * pace
+        target = case((moved < 0, literal(0.0)), else_=moved)
     values: dict[str, Any] = {
-        "playback_timestamp": case((duration < position, duration), else_=literal(position)),
-        "playback_server_time": now_ms(),
+        "playback_timestamp": case((duration < target, duration), else_=target),
+        "playback_server_time": stamp,
         "playback_version": col(Video.playback_version) + 1,
         "playback_user_id": user.id,
     }

@@ -49,6 +49,14 @@ class TimeBody(BaseModel):
             type="number", minimum=playback.MIN_RATE, maximum=playback.MAX_RATE
         ),
     )
+    at: object = Field(
+        default=None,
+        description="With `playing: true`: the server-clock time (epoch ms, synced with "
+        "`GET /api/time`) at which `timestamp` is the sender's position; the server moves the "
+        "position by the time from `at` to its stamp. Ignored when more than 1 s off or not "
+        "playing; absent: the timestamp is taken as it is.",
+        json_schema_extra=_documented(type="number"),
+    )
 
 
 class PlaybackStateOut(Shape):
@@ -92,6 +100,7 @@ async def set_time(request: Request, user: User) -> Response:
         timestamp=body.timestamp,
         playing=body.playing,
         rate=body.rate,
+        at=body.at,
     )
     return JSON(state_out(state), status_code=201)
 

@@ -80,6 +80,16 @@ class PlaybackMutation:
         rate: Annotated[
             float | None, strawberry.argument(description="Speed, 0.25 to 4.0; null: unchanged.")
         ] = None,
+        at: Annotated[
+            float | None,
+            strawberry.argument(
+                description="With `playing: true`: the server-clock time (epoch ms, synced with "
+                "`serverClock`) at which `timestamp` is the sender's position. The server moves "
+                "the position by the time from `at` to its own stamp (times the rate), so a "
+                "change that arrived late still starts where the sender is. Ignored when more "
+                "than 1 s from the stamp, or when not playing; null: taken as it is."
+            ),
+        ] = None,
     ) -> TimestampEvent:
         services = info.context.services
         state = await playback.set_playback(
@@ -90,6 +100,7 @@ class PlaybackMutation:
             timestamp=timestamp,
             playing=playing,
             rate=rate,
+            at=at,
         )
         return TimestampEvent.from_state(state)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 
 import httpx
@@ -154,6 +155,77 @@ async def test_mutation_sets_the_same_state(client: httpx.AsyncClient, services:
     assert error_code(missing) == "NOT_FOUND"
     anonymous = await gql(client, MUTATION, {"id": video.id, "t": 1})
     assert error_code(anonymous) == "UNAUTHENTICATED"
+
+
+def server_ms_ago(ms: float) -> float:
+    """A server-clock reading `ms` before now (this process shares the server's clock)."""
+    return time.time_ns() / 1_000_000 - ms
+
+
+@pytest.mark.parametrize(
+    ("sent", "ago_ms", "moves"),
+    [
+        ({"timestamp": 10, "playing": True}, 300, 1.0),  # arrived 300 ms after it was read
+        ({"timestamp": 10, "playing": True, "rate": 2}, 300, 2.0),  # at the new rate
+        ({"timestamp": 10, "playing": True}, -200, 1.0),  # sooner than the sender expected
+        ({"timestamp": 0.1, "playing": True}, -600, None),  # never before 0
+        ({"timestamp": 10, "playing": False}, 300, 0.0),  # a paused position does not move
+        ({"timestamp": 10}, 300, 0.0),  # nor one whose `playing` is left as it was
+        ({"timestamp": 10, "playing": True}, 5000, 0.0),  # a clock not synced: as it is
+        ({"timestamp": 119.9, "playing": True}, 900, None),  # never past the end
+    ],
+)
+async def test_at_moves_a_playing_position_by_the_time_it_took_to_arrive(
+    client: httpx.AsyncClient,
+    services: Services,
+    sent: dict[str, object],
+    ago_ms: float,
+    moves: float | None,
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=120.0)
+    at = server_ms_ago(ago_ms)
+    response = await client.put(
+        f"/api/videos/{video.id}/time", json={**sent, "at": at}, headers=account.headers
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    stored = await playback.current_state(db=services.db, video_id=video.id)
+    assert stored.timestamp == body["timestamp"]
+    lead = (body["server_time"] - at) / 1000
+    if moves is not None:
+        assert body["timestamp"] == pytest.approx(float(sent["timestamp"]) + moves * lead)  # type: ignore[arg-type]
+    elif ago_ms < 0:
+        assert body["timestamp"] == 0.0
+    else:
+        assert body["timestamp"] == 120.0
+
+
+async def test_at_must_be_a_number_and_is_the_same_on_graphql(
+    client: httpx.AsyncClient, services: Services
+) -> None:
+    account = await make_user(services)
+    (video,) = await make_videos(services, account.user, 1, duration=120.0)
+    url = f"/api/videos/{video.id}/time"
+    for bad in ("soon", True, [1]):
+        response = await client.put(
+            url, json={"timestamp": 5, "playing": True, "at": bad}, headers=account.headers
+        )
+        assert response.status_code == 400, response.text
+        assert response.json()["error"]["code"] == "BAD_USER_INPUT"
+    assert (await playback.current_state(db=services.db, video_id=video.id)).version == 0
+    at = server_ms_ago(250)
+    body = await gql(
+        client,
+        MUTATION.replace("$rate: Float)", "$rate: Float, $at: Float)").replace(
+            "rate: $rate)", "rate: $rate, at: $at)"
+        ),
+        {"id": video.id, "t": 20.0, "playing": True, "at": at},
+        token=account.token,
+    )
+    event = body["data"]["updateVideoTimestamp"]
+    assert event["timestamp"] == pytest.approx(20.0 + (event["serverTime"] - at) / 1000)
+    assert event["timestamp"] > 20.2
 
 
 async def test_concurrent_seeks_get_distinct_increasing_versions(services: Services) -> None:

@@ -47,7 +47,9 @@ export class SyncPlayer extends EventTarget {
    * @param {HTMLVideoElement} video
    * @param {object} options
    * @param {{now(): number}} options.clock  server time in epoch ms
-   * @param {(timestamp: number, playing: boolean) => Promise<object>} options.commit
+   * @param {(timestamp: number, playing: boolean, at: number) => Promise<object>} options.commit
+   *   `at`: the server-clock time at which `timestamp` is this page's position (a playing
+   *   change is moved by the server from then to its stamp, however long it took to arrive)
    *   sends updateVideoTimestamp and resolves with the TimestampEvent it returns
    * @param {() => boolean} options.canControl  false: local changes are undone, not sent
    * @param {number} [options.duration]  seconds, until the element knows better
@@ -205,7 +207,7 @@ export class SyncPlayer extends EventTarget {
     // Optimistic: the room is where we put it, so the ticks do not pull us back meanwhile.
     this.state = { ...base, timestamp, playing, serverTime, mine: true };
     this.emit("local", { state: this.state, previous });
-    this.queued = { timestamp, playing };
+    this.queued = { timestamp, playing, at: serverTime };
     if (!this.inflight) this.flush();
   }
 
@@ -213,11 +215,11 @@ export class SyncPlayer extends EventTarget {
     this.inflight = true;
     let failed = null;
     while (this.queued) {
-      const { timestamp, playing } = this.queued;
+      const { timestamp, playing, at } = this.queued;
       this.queued = null;
       try {
         const sentAt = this.clock.now();
-        const answer = normalise(await this.commit(timestamp, playing));
+        const answer = normalise(await this.commit(timestamp, playing, at));
         this.stampDelay.learn(answer.serverTime - sentAt);
         this.note("answer", answer.timestamp, answer.playing, answer.serverTime, sentAt);
         if (!this.queued && answer.version >= (this.state?.version ?? 0)) {

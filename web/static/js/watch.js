@@ -11,8 +11,10 @@ import { IN_SYNC, plusMinus, SyncPlayer } from "./sync.js";
 
 const FIELDS = "videoId timestamp playing rate serverTime version userId";
 const SUBSCRIBE = `subscription Watch($id: ID!) { videoTimestamp(videoId: $id) { ${FIELDS} } }`;
-const UPDATE = `mutation Seek($id: ID!, $timestamp: Float!, $playing: Boolean) {
-  updateVideoTimestamp(videoId: $id, timestamp: $timestamp, playing: $playing) { ${FIELDS} }
+const UPDATE = `mutation Seek($id: ID!, $timestamp: Float!, $playing: Boolean, $at: Float) {
+  updateVideoTimestamp(videoId: $id, timestamp: $timestamp, playing: $playing, at: $at) {
+    ${FIELDS}
+  }
 }`;
 const CLOCK = "query Clock { serverClock { receivedAt sentAt } }";
 const WHO = "query Who($id: ID!) { user(id: $id) { username } }";
@@ -108,7 +110,7 @@ function setUpPlayer() {
     canControl: () => (room ? room.canControl() : signedIn),
     commit: room
       ? (timestamp, playing) => room.commit(timestamp, playing)
-      : (timestamp, playing) => commit({ id: videoId, timestamp, playing }),
+      : (timestamp, playing, at) => commit({ id: videoId, timestamp, playing, at }),
   });
   window.cowatch = { player, socket, clock, room };
   setUpControls(player);
