@@ -1,15 +1,20 @@
 """Sync accuracy: how close real Chromium viewers of one video stay to the shared position.
 
-    python bench/sync_accuracy.py [--viewers 2 5] [--networks loopback netem] [--rounds 2]
-                                  [--steady 8] [--delay-ms 50 --jitter-ms 10 --loss 0.01]
+    python bench/sync_accuracy.py [--viewers 2 5] [--networks loopback netem]
+                                  [--rooms public party] [--rounds 2] [--steady 8]
+                                  [--delay-ms 50 --jitter-ms 10 --loss 0.01]
 
 `cowatch serve` (embedded defaults) gets a generated 30 fps clip; N browser contexts of Debian's
-Chromium (tests/browser.py's launcher, no download) open /watch/{id}. An in-page sampler records
-`video.currentTime` every 20 ms with the page's clock (performance.timeOrigin + now(), calibrated
-against Date.now()); the bench interpolates every viewer to common instants 20 ms apart and compares
-them with each other and with the shared position, computed from every state the server published
-(a /ws subscription of the bench's own). Viewers act in turn as people do: seek while paused, play,
-seek while playing, pause, seek paused, play, seek back, pause; each round repeats that.
+Chromium (tests/browser.py's launcher, no download) open /watch/{id} (`public`: the video's public
+room), or a watch party's invite link /p/{code} (`party`: the first viewer creates it, UNLISTED,
+control EVERYONE, and every viewer joins with its account; a playing change waits at the ready
+barrier and starts at the party's `effective_at`, which is then the change's stamp). An in-page
+sampler records `video.currentTime` every 20 ms with the page's clock (performance.timeOrigin +
+now(), calibrated against Date.now()); the bench interpolates every viewer to common instants 20 ms
+apart and compares them with each other and with the shared position, computed from every state
+the server published (a /ws subscription of the bench's own). Viewers act in turn as people do:
+seek while paused, play, seek while playing, pause, seek paused, play, seek back, pause; each round
+repeats that.
 
 Printed per run: steady (from 2 s after a change until the next) p50/p95/max of the largest
 pairwise difference and of each viewer's |error| against the shared position, each viewer's mean
@@ -137,13 +142,33 @@ def cpu_use(before: dict[int, tuple[str, float]], after: dict[int, tuple[str, fl
     return use
 
 
-class Listener(threading.Thread):
-    """The bench's own /ws subscription: every state the server publishes, in order."""
+def party_state(m: dict[str, Any]) -> tuple[State, bool] | None:
+    """A party frame's playhead as the shared position (held while WAITING) and whether it is
+    WAITING; None for frames without one."""
+    if m.get("type") == "party:snapshot":
+        p = m.get("playback") or (m.get("party") or {}).get("playback")
+    elif m.get("type") == "party:playback":
+        p = m
+    else:
+        return None
+    if not p:
+        return None
+    playing = bool(p["playing"]) and p["state"] == "PLAYING"
+    state = State(int(p["version"]), float(p["timestamp"]), playing, float(p.get("rate") or 1),
+                  float(p["server_time"]), p.get("user_id"))  # fmt: skip
+    return state, p["state"] == "WAITING"
 
-    def __init__(self, ws_url: str, token: str, video_id: str) -> None:
+
+class Listener(threading.Thread):
+    """The bench's own /ws subscription: every state the server publishes, in order (a party's
+    WAITING states too: its position is held there until the barrier lets go)."""
+
+    def __init__(self, ws_url: str, token: str, video_id: str, party_id: str | None) -> None:
         super().__init__(name="states", daemon=True)
         self.url, self.token, self.video_id = f"{ws_url}/ws", token, video_id
+        self.party_id = party_id
         self.states: dict[int, State] = {}
+        self.waiting: set[int] = set()
         self.ready = threading.Event()
         self.done = threading.Event()
 
@@ -152,7 +177,10 @@ class Listener(threading.Thread):
 
         headers = {"Authorization": f"Bearer {self.token}"}
         with connect(self.url, additional_headers=headers) as socket:
-            socket.send(json.dumps({"type": "video:subscribe", "video_id": self.video_id}))
+            if self.party_id:
+                socket.send(json.dumps({"type": "party:subscribe", "party_id": self.party_id}))
+            else:
+                socket.send(json.dumps({"type": "video:subscribe", "video_id": self.video_id}))
             while not self.done.is_set():
                 try:
                     m = json.loads(socket.recv(timeout=0.2))
@@ -164,6 +192,18 @@ class Listener(threading.Thread):
                         float(m.get("rate") or 1), float(m["server_time"]), m.get("user_id"),
                     )  # fmt: skip
                     self.ready.set()
+                elif (found := party_state(m)) is not None:
+                    state, waiting = found
+                    # The barrier lets go in the same version: PLAYING from `server_time`
+                    # (the effective moment) replaces WAITING, whose position it holds till then.
+                    if waiting:
+                        self.waiting.add(state.version)
+                    else:
+                        self.waiting.discard(state.version)
+                    self.states[state.version] = state
+                    self.ready.set()
+                elif m.get("type") == "error":
+                    print(f"    /ws error: {m}", flush=True)
 
     def stop(self) -> None:
         self.done.set()
@@ -173,10 +213,12 @@ class Listener(threading.Thread):
         return max(self.states, default=-1)
 
     def after(self, version: int, timeout: float = 20) -> State | None:
+        """The first settled state after `version` (a party's barrier let go)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if self.newest() > version:
-                return self.states[self.newest()]
+            newest = self.newest()
+            if newest > version and newest not in self.waiting:
+                return self.states[newest]
             time.sleep(0.01)  # another thread's socket: poll with a deadline
         return None
 
@@ -207,7 +249,9 @@ def act(page: Any, kind: str, target: float | None) -> None:
         page.evaluate(f"{VIDEO}.currentTime = {target}")
 
 
-def measure(url: str, counts: list[int], rounds: int, steady: float, clip: Path) -> dict[str, Any]:
+def measure(
+    url: str, counts: list[int], rounds: int, steady: float, clip: Path, rooms: list[str]
+) -> dict[str, Any]:
     """Set-up, browsers, the scenario: all that talks to the server, run beside the viewers."""
     from tests.browser import api_signup, await_transcoded, chromium, upload_clip
 
@@ -219,16 +263,35 @@ def measure(url: str, counts: list[int], rounds: int, steady: float, clip: Path)
     await_transcoded(ws_url, users[0][1], video_id, timeout=300)
     results: dict[str, Any] = {}
     with chromium() as browser:
-        for count in counts:
-            results[str(count)] = run(browser, url, video_id, users[:count], names, rounds, steady)
+        for room in rooms:
+            for count in counts:
+                key = str(count) if room == "public" else f"{count}-party"
+                results[key] = run(
+                    browser, url, video_id, users[:count], names, rounds, steady, room
+                )
     return results
+
+
+def create_party(url: str, token: str, video_id: str) -> tuple[str, str]:
+    """A party for the bench's viewers: its id and invite code."""
+    response = httpx.post(
+        f"{url}/api/parties",
+        json={"video_id": video_id, "visibility": "UNLISTED", "control": "EVERYONE"},
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=30,
+    )
+    response.raise_for_status()
+    party = response.json()
+    return party["id"], party["code"]
 
 
 def run(
     browser: Any, url: str, video_id: str, users: list[tuple[str, str, str]], names: list[str],
-    rounds: int, steady: float,
+    rounds: int, steady: float, room: str,
 ) -> dict[str, Any]:  # fmt: skip
-    listener = Listener(url.replace("http://", "ws://", 1), users[0][1], video_id)
+    party = create_party(url, users[0][1], video_id) if room == "party" else None
+    ws_url = url.replace("http://", "ws://", 1)
+    listener = Listener(ws_url, users[0][1], video_id, party[0] if party else None)
     listener.start()
     if not listener.ready.wait(30):
         raise RuntimeError("the /ws subscription sent no state")
@@ -245,7 +308,11 @@ def run(
         page = context.new_page()
         page.on("console", partial(note_console, console, name))
         page.on("pageerror", lambda error, name=name: console.append(f"{name}: {error}"))
-        page.goto(f"{url}/watch/{video_id}")
+        if party:  # the invite link: an account joins at once and lands on the watch page
+            page.goto(f"{url}/p/{party[1]}")
+            page.wait_for_url(f"**/watch/{video_id}?party={party[0]}", timeout=60_000)
+        else:
+            page.goto(f"{url}/watch/{video_id}")
         page.wait_for_function(
             "document.getElementById('sync-indicator')?.dataset.state === 'in-sync'"
             f" && {VIDEO}.readyState >= 3",
@@ -346,7 +413,9 @@ def report(network: str, count: str, f: dict[str, Any], changes: bool = False) -
     missed = sum(c is None for values in f["convergence_s"].values() for c in values)
     pf = f["paused_frames"]
     print(
-        f"{network:8} {count:>2} viewers | pairwise p50 {pw['p50']:5.1f} p95 {pw['p95']:5.1f} "
+        f"{network:8} {count.removesuffix('-party'):>2} viewers"
+        f"{' in a party' if count.endswith('-party') else ''} | "
+        f"pairwise p50 {pw['p50']:5.1f} p95 {pw['p95']:5.1f} "
         f"max {pw['max']:6.1f} ms | |error| p50 {er['p50']:5.1f} p95 {er['p95']:5.1f} "
         f"max {er['max']:6.1f} ms | frames apart {f['frames_apart']:.0%} (n={pw['n']})"
     )
@@ -434,7 +503,7 @@ def loopback(args: argparse.Namespace, clip: Path, work: Path) -> dict[str, Any]
     log = work / "serve-loopback.log"
     server = start_cowatch(port, serve_env(work / "loopback", url), log)
     try:
-        return measure(url, args.viewers, args.rounds, args.steady, clip)
+        return measure(url, args.viewers, args.rounds, args.steady, clip, args.rooms)
     finally:
         stop(server)
         check_log(log)
@@ -451,7 +520,7 @@ def netem(args: argparse.Namespace, clip: Path, work: Path) -> dict[str, Any]:
         out = work / "netem.json"
         client = [sys.executable, str(Path(__file__).resolve()), "--client", url, "--out", str(out),
                   "--clip", str(clip), "--rounds", str(args.rounds), "--steady", str(args.steady),
-                  "--viewers", *map(str, args.viewers)]  # fmt: skip
+                  "--viewers", *map(str, args.viewers), "--rooms", *args.rooms]  # fmt: skip
         try:
             subprocess.run(link.exec_in(link.client_ns, client), check=True, cwd=ROOT)
         finally:
@@ -488,6 +557,8 @@ def main() -> int:
     parser.add_argument("--viewers", type=int, nargs="+", default=[2, 5])
     parser.add_argument("--networks", nargs="+", default=["loopback", "netem"],
                         choices=["loopback", "netem"])  # fmt: skip
+    parser.add_argument("--rooms", nargs="+", default=["public", "party"],
+                        choices=["public", "party"])  # fmt: skip
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--steady", type=float, default=8.0, help="seconds watched after play/seek")
     parser.add_argument("--delay-ms", type=float, default=50.0, help="one way")
@@ -506,7 +577,9 @@ def main() -> int:
     parser.add_argument("--clip", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.client:
-        figures = measure(args.client, args.viewers, args.rounds, args.steady, args.clip)
+        figures = measure(
+            args.client, args.viewers, args.rounds, args.steady, args.clip, args.rooms
+        )
         args.out.write_text(json.dumps(figures))
         return 0
     # SIGTERM unwinds like Ctrl-C, so the namespaces and servers are removed either way.
