@@ -14,7 +14,7 @@ next event-loop turn; a client in the other namespace reads both and prints, per
 one-way delay p50 / p99 / max and how many messages arrived more than `--late` ms after they were
 sent. Both processes run on this machine, so `time.monotonic()` is one clock.
 
-    .venv/bin/python bench/tail_loss.py --messages 2000
+    .venv/bin/python bench/tail_loss.py
 
 Needs root (namespaces), like `bench/sync_accuracy.py --networks netem`.
 """
@@ -100,8 +100,10 @@ def summary(name: str, delays: list[float], late_ms: float) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--messages", type=int, default=2000)
-    parser.add_argument("--interval", type=float, default=50.0, help="ms between messages")
+    parser.add_argument("--messages", type=int, default=800)
+    parser.add_argument(
+        "--interval", type=float, default=250.0, help="ms between messages (> a round trip: alone)"
+    )
     parser.add_argument("--delay", type=float, default=50.0, help="ms each way")
     parser.add_argument("--jitter", type=float, default=10.0, help="ms, one s.d.")
     parser.add_argument("--loss", type=float, default=0.01, help="each way")
