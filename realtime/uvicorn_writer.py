@@ -96,8 +96,6 @@ def problems() -> list[str]:
 #: Which sockets get a follow-up segment after their frames: those of clients not on this host
 #: ("remote"), every socket, or none.
 FollowUp = Literal["remote", "always", "never"]
-#: An unmasked, empty, final pong frame.
-FOLLOW_UP_FRAME = b"\x8a\x00"
 
 
 def is_local(client: tuple[str, int] | None) -> bool:
@@ -152,13 +150,9 @@ def _batching_protocol(follow_up: FollowUp) -> type[Any]:
             if self.disconnected or self.close_sent or self.transport.is_closing():
                 return
             conn = self.conn
-            if conn.state is not State.OPEN:
-                return
-            if conn.extensions:
+            if conn.state is State.OPEN:
                 conn.send_pong(b"")
                 self.transport.write(b"".join(conn.data_to_send()))
-            else:
-                self.transport.write(FOLLOW_UP_FRAME)
 
         async def send(self, message: Any) -> None:
             await super().send(message)

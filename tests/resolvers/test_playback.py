@@ -14,8 +14,8 @@ from resolvers.services import Services
 from tests.factories import error_code, gql, make_user, make_videos
 
 MUTATION = """
-mutation Seek($id: ID!, $t: Float!, $playing: Boolean, $rate: Float) {
-  updateVideoTimestamp(videoId: $id, timestamp: $t, playing: $playing, rate: $rate) {
+mutation Seek($id: ID!, $t: Float!, $playing: Boolean, $rate: Float, $at: Float) {
+  updateVideoTimestamp(videoId: $id, timestamp: $t, playing: $playing, rate: $rate, at: $at) {
     videoId timestamp userId playing rate serverTime version
   }
 }
@@ -217,9 +217,7 @@ async def test_at_must_be_a_number_and_is_the_same_on_graphql(
     at = server_ms_ago(250)
     body = await gql(
         client,
-        MUTATION.replace("$rate: Float)", "$rate: Float, $at: Float)").replace(
-            "rate: $rate)", "rate: $rate, at: $at)"
-        ),
+        MUTATION,
         {"id": video.id, "t": 20.0, "playing": True, "at": at},
         token=account.token,
     )
