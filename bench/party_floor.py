@@ -133,6 +133,7 @@ def member_fields(member_id: str) -> dict[str, Any]:
         "player": "IDLE",
         "position": None,
         "latency_ms": None,
+        "offset_ms": None,
         "joined_at": "2026-01-01T00:00:00Z",
     }
 

@@ -28,7 +28,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 import msgspec
 
@@ -68,6 +68,8 @@ class Report(msgspec.Struct, tag="report"):
     state: str
     position: float
     latency_ms: float | None
+    #: the member's sync offset as its page measured it (ms), if the report carries one
+    offset_ms: float | None = None
     #: answer only a refusal (the process that handed it on is not waiting for the state)
     quiet: bool = False
 
@@ -87,10 +89,20 @@ _decode = msgspec.json.Decoder(Report | Answer).decode
 
 
 def report_transition(
-    member_id: str, state: str, position: object, latency_ms: float | None
+    member_id: str,
+    state: str,
+    position: object,
+    latency_ms: float | None,
+    offset_ms: object = None,
 ) -> Transition:
     return lambda live: rules.report(
-        live, member_id, state=state, position=position, latency_ms=latency_ms, now=now_ms()
+        live,
+        member_id,
+        state=state,
+        position=position,
+        latency_ms=latency_ms,
+        offset_ms=offset_ms,
+        now=now_ms(),
     )
 
 
@@ -159,17 +171,18 @@ class Homes:
         state: str,
         position: object,
         latency_ms: float | None,
+        offset_ms: object = None,
     ) -> Live:
         """Apply a member's report at the party's home; the party's state after it."""
-        if (away := await self._elsewhere(party_id, position)) is not None:
-            home, at = away
-            request = self._request(party_id, member_id, state, at, latency_ms)
+        if (away := await self._elsewhere(party_id, position, offset_ms)) is not None:
+            home, at, offset = away
+            request = self._request(party_id, member_id, state, at, latency_ms, offset)
             answer = await self._forward(home, request)
             if answer is not None:
                 return _result(answer)
             self.forget(party_id)  # gone or too slow: asked again next time
         return await self._apply(
-            party_id, report_transition(member_id, state, position, latency_ms)
+            party_id, report_transition(member_id, state, position, latency_ms, offset_ms)
         )
 
     async def hand(
@@ -181,13 +194,14 @@ class Homes:
         position: object,
         latency_ms: float | None,
         refused: Callable[[DomainError], None],
+        offset_ms: object = None,
     ) -> None:
         """Hand a member's report to the party's home without waiting for the state after it:
         `refused` hears of it if the home refuses it (within `FORWARD_WAIT_S`). Where this
         process is the home, or no home listens, it is applied here and its refusal raised."""
-        if (away := await self._elsewhere(party_id, position)) is not None:
-            home, at = away
-            request = self._request(party_id, member_id, state, at, latency_ms, quiet=True)
+        if (away := await self._elsewhere(party_id, position, offset_ms)) is not None:
+            home, at, offset = away
+            request = self._request(party_id, member_id, state, at, latency_ms, offset, quiet=True)
             # Listening for a refusal before handing it on: one may come back before PUBLISH's
             # own reply does.
             now = time.monotonic()
@@ -202,15 +216,21 @@ class Homes:
                 return
             refusals.pop(request.id, None)
             self.forget(party_id)  # gone: asked again next time
-        await self._apply(party_id, report_transition(member_id, state, position, latency_ms))
+        await self._apply(
+            party_id, report_transition(member_id, state, position, latency_ms, offset_ms)
+        )
 
-    async def _elsewhere(self, party_id: str, position: object) -> tuple[str, float] | None:
-        """(the party's home, the position) if a report goes there: the home is another process
-        and the position can travel (one the rules refuse is refused here)."""
+    async def _elsewhere(
+        self, party_id: str, position: object, offset_ms: object
+    ) -> tuple[str, float, float | None] | None:
+        """(the party's home, the position, the offset) if a report goes there: the home is
+        another process and the numbers can travel (ones the rules refuse are refused here)."""
         home = await self.home(party_id)
-        if home == self.process or not isinstance(position, int | float):
+        if home == self.process or not _number(position):
             return None
-        return home, float(position)
+        if offset_ms is not None and not _number(offset_ms):
+            return None
+        return home, float(position), None if offset_ms is None else float(offset_ms)
 
     def _request(
         self,
@@ -219,6 +239,7 @@ class Homes:
         state: str,
         position: float,
         latency_ms: float | None,
+        offset_ms: float | None,
         *,
         quiet: bool = False,
     ) -> Report:
@@ -230,6 +251,7 @@ class Homes:
             state=state,
             position=position,
             latency_ms=latency_ms,
+            offset_ms=offset_ms,
             quiet=quiet,
         )
 
@@ -265,7 +287,7 @@ class Homes:
 
     async def _serve(self, request: Report) -> None:
         transition = report_transition(
-            request.member, request.state, request.position, request.latency_ms
+            request.member, request.state, request.position, request.latency_ms, request.offset_ms
         )
         try:
             live = await self._apply(request.party, transition)
@@ -280,6 +302,11 @@ class Homes:
             answer = Answer(id=request.id, error=Unavailable.__name__, message="try again")
         with contextlib.suppress(Exception):  # the origin gives up on its own
             await self.store.post(request.origin, _encode(answer))
+
+
+def _number(value: object) -> TypeGuard[int | float]:
+    """A JSON number (not a boolean): what a report's numbers must be to travel."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
 
 
 def _result(answer: Answer) -> Live:

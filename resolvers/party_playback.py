@@ -62,11 +62,18 @@ async def report_player_state(
     state: object,
     position: object,
     latency_ms: float | None = None,
+    offset_ms: object = None,
 ) -> Member:
-    """A member's player is READY or BUFFERING at `position` (rate-limited per member)."""
+    """A member's player is READY or BUFFERING at `position` (rate-limited per member);
+    `offset_ms`, if given, is how far it is from the shared position as its page measures it."""
     member_id = await _reporter(runtime, limiter, caller, party_id)
     live = await runtime.homes.report(
-        party_id, member_id, state=str(state), position=position, latency_ms=latency_ms
+        party_id,
+        member_id,
+        state=str(state),
+        position=position,
+        latency_ms=latency_ms,
+        offset_ms=offset_ms,
     )
     member = live.members.get(member_id)
     if member is None:  # kicked in the same write
@@ -85,6 +92,7 @@ async def hand_player_state(
     latency_ms: float | None,
     refused: Callable[[DomainError], None],
     member_id: str | None = None,
+    offset_ms: object = None,
 ) -> None:
     """`report_player_state` for a socket, which answers a report only to refuse it: handed to
     the party's home without waiting for the state after it; a refusal that the home sends back
@@ -98,6 +106,7 @@ async def hand_player_state(
         position=position,
         latency_ms=latency_ms,
         refused=refused,
+        offset_ms=offset_ms,
     )
 
 

@@ -39,6 +39,8 @@ MAX_LEAD_MS = 2000
 END_SLACK_S = 1.0
 #: A host offline this long hands the party over (ms).
 HOST_AWAY_MS = 60_000
+#: The largest sync offset a member may report (ms): a player further off is catching up.
+MAX_OFFSET_MS = 60_000.0
 MIN_RATE = 0.25
 MAX_RATE = 4.0
 
@@ -283,8 +285,10 @@ def report(
     position: object,
     latency_ms: float | None,
     now: int,
+    offset_ms: object = None,
 ) -> list[Change]:
-    """A member's player: READY or BUFFERING at `position`; may release the barrier."""
+    """A member's player: READY or BUFFERING at `position`; may release the barrier.
+    `offset_ms`: how far the player is from the shared position as its page measures it."""
     member = require_member(live, member_id)
     if state not in (PlayerState.READY, PlayerState.BUFFERING, PlayerState.IDLE):
         raise BadInput("state must be READY, BUFFERING or IDLE", field="state")
@@ -292,11 +296,15 @@ def report(
         raise BadInput("position must be a number", field="position")
     if position < 0:
         raise BadInput("position must not be negative", field="position")
+    offset = _offset(offset_ms)
     changed = member.player != state
     member.player = state
     member.position = round(float(position), 3)
     if latency_ms is not None:
         member.latency_ms = round(latency_ms, 1)
+    if offset is not None and offset != member.offset_ms:
+        member.offset_ms = offset  # every member's list shows it: an update when it changes
+        changed = True
     playback = live.playback
     released: list[Change] = []
     if playback.state == PartyState.WAITING and member.id in playback.waiting_for:
@@ -306,6 +314,22 @@ def report(
             changed = True  # the barrier's progress: "waiting for N" counts these
     update = [Change("member_updated", {"member": member_fields(member)}, logged=False)]
     return (update if changed else []) + released
+
+
+def _offset(offset_ms: object) -> float | None:
+    """A reported sync offset in whole ms (0 to MAX_OFFSET_MS), or None when not reported."""
+    if offset_ms is None:
+        return None
+    if (
+        isinstance(offset_ms, bool)
+        or not isinstance(offset_ms, int | float)
+        or not 0 <= offset_ms <= MAX_OFFSET_MS  # NaN fails this too
+    ):
+        raise BadInput(
+            f"the sync offset must be a number of ms from 0 to {MAX_OFFSET_MS:.0f}",
+            field="offset_ms",
+        )
+    return float(round(offset_ms))
 
 
 def _stop_waiting_for(live: Live, member_id: str, now: int) -> list[Change]:

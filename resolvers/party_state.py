@@ -27,6 +27,8 @@ class Member(msgspec.Struct, kw_only=True):
     player: str = PlayerState.IDLE
     position: float | None = None
     latency_ms: float | None = None
+    #: how far its player is from the shared position as its page measures it (ms, ≥ 0)
+    offset_ms: float | None = None
     online: bool = False
     #: when its last socket closed (ms): a host away for HOST_AWAY_MS hands over
     offline_since: int | None = None
@@ -116,6 +118,7 @@ def member_fields(member: Member) -> dict[str, Any]:
         "player": member.player,
         "position": member.position,
         "latency_ms": member.latency_ms,
+        "offset_ms": member.offset_ms,
         "joined_at": iso(member.joined_at),
     }
 

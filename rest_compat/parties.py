@@ -222,6 +222,7 @@ async def report_ready(request: Request, caller: Caller) -> Response:
         party_id=_id(request),
         state=body.state,
         position=body.position,
+        offset_ms=body.offset_ms,
     )
     return JSON(member_fields(member))
 

@@ -93,6 +93,12 @@ class ReadyBody(Body):
     position: object = Field(
         description="Seconds, where the player is.", json_schema_extra=_number(minimum=0)
     )
+    offset_ms: object = Field(
+        default=None,
+        description="How far the player is from the party's shared position as the page "
+        "measures it, ms (0 to 60,000); the member list shows it. Optional.",
+        json_schema_extra=_number(minimum=0, maximum=60_000),
+    )
 
 
 class RoleBody(Body):
@@ -122,6 +128,10 @@ class PartyMemberOut(Shape):
     player: PlayerState = Field(description="IDLE until its first report.")
     position: float | None = Field(description="Seconds, as last reported.")
     latency_ms: float | None = Field(description="Measured round trip, ms.")
+    offset_ms: float | None = Field(
+        description="How far its player is from the shared position, ms, as its page last "
+        "reported it (whole ms, ≥ 0); null until reported."
+    )
     joined_at: datetime
 
 

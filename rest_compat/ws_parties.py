@@ -131,6 +131,7 @@ async def ready(session: Session, message: dict[str, Any]) -> str | None:
             latency_ms=connection.rtt_ms(),
             refused=refused,
             member_id=session.parties.get(party_id),  # known once subscribed
+            offset_ms=message.get("offset_ms"),
         )
     except DomainError as exc:
         return error(exc.code, exc.message, party_id=party_id, request="party:ready")

@@ -293,6 +293,13 @@ class PartyMutation:
         position: Annotated[
             float, strawberry.argument(description="Seconds, where the player is (≥ 0).")
         ],
+        offset_ms: Annotated[
+            float | None,
+            strawberry.argument(
+                description="How far the player is from the party's shared position as the "
+                "page measures it, ms (0 to 60,000); shown in the member list. Optional."
+            ),
+        ] = None,
     ) -> PartyMember:
         services = info.context.services
         member = await party_playback.report_player_state(
@@ -302,6 +309,7 @@ class PartyMutation:
             party_id=str(party_id),
             state=state,
             position=position,
+            offset_ms=offset_ms,
         )
         return PartyMember.from_fields(member_fields(member))
 

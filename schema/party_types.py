@@ -129,6 +129,12 @@ class PartyMember:
     latency_ms: float | None = strawberry.field(
         description="The member's measured round trip to the server (ms); null until measured."
     )
+    offset_ms: float | None = strawberry.field(
+        description="How far the member's player is from the party's shared position, as its "
+        "page last measured and reported it (whole ms, 0 to 60,000: the RMS of its recent "
+        "errors with its clock's error, what its own sync indicator shows as ±N ms); null "
+        "until reported."
+    )
     joined_at: datetime = strawberry.field(description="When the member (last) joined, UTC.")
 
     @classmethod
@@ -142,6 +148,7 @@ class PartyMember:
             player=PlayerStateEnum(fields["player"]),
             position=fields["position"],
             latency_ms=fields["latency_ms"],
+            offset_ms=fields["offset_ms"],
             joined_at=datetime.fromisoformat(fields["joined_at"]),
         )
 

@@ -13,7 +13,9 @@ from tests.factories import gql
 if TYPE_CHECKING:
     from tests.live import GraphQLClient, WsClient
 
-MEMBER = "id displayName role user { id username } online player position latencyMs joinedAt"
+MEMBER = (
+    "id displayName role user { id username } online player position latencyMs offsetMs joinedAt"
+)
 PLAYBACK = (
     "partyId timestamp playing rate serverTime version userId memberId state effectiveAt "
     f"waitingFor {{ {MEMBER} }}"
@@ -55,8 +57,10 @@ mutation Seek($partyId: ID!, $t: Float!, $playing: Boolean, $rate: Float) {{
 }}
 """
 REPORT = f"""
-mutation Report($partyId: ID!, $state: PlayerState!, $position: Float!) {{
-  reportPlayerState(partyId: $partyId, state: $state, position: $position) {{ {MEMBER} }}
+mutation Report($partyId: ID!, $state: PlayerState!, $position: Float!, $offsetMs: Float) {{
+  reportPlayerState(partyId: $partyId, state: $state, position: $position, offsetMs: $offsetMs) {{
+    {MEMBER}
+  }}
 }}
 """
 PARTY_BY = f"""

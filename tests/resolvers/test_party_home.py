@@ -90,11 +90,11 @@ async def test_a_report_at_another_process_is_applied_by_the_home(
     before = _swaps(home), _swaps(other)
 
     live = await other.homes.report(
-        party.id, guest, state=PlayerState.READY, position=1.0, latency_ms=12.0
+        party.id, guest, state=PlayerState.READY, position=1.0, latency_ms=12.0, offset_ms=4.4
     )
 
     assert live.members[guest].player == PlayerState.READY
-    assert live.members[guest].latency_ms == 12.0
+    assert (live.members[guest].latency_ms, live.members[guest].offset_ms) == (12.0, 4.0)
     assert _swaps(other) == before[1]  # the other process wrote nothing itself
     assert _swaps(home) == before[0] + 1
     assert (await other.get(party.id)).members[guest].player == PlayerState.READY
@@ -114,6 +114,12 @@ async def test_a_report_the_home_refuses_fails_here_with_the_same_error(
     with pytest.raises(BadInput) as refused:
         await other.homes.report(party.id, guest, state="SLEEPING", position=1.0, latency_ms=None)
     assert refused.value.details == {"field": "state"}
+    for offset in (-3.0, "3"):  # refused at the home, or here when it cannot travel
+        with pytest.raises(BadInput) as refused:
+            await other.homes.report(
+                party.id, guest, state="READY", position=1.0, latency_ms=None, offset_ms=offset
+            )
+        assert refused.value.details == {"field": "offset_ms"}
     assert (await other.get(party.id)).members[guest].player == PlayerState.IDLE
 
 

@@ -78,6 +78,35 @@ def test_the_barrier_holds_until_everyone_online_and_not_idle_is_ready_there() -
     assert playback.server_time == playback.effective_at and playback.timestamp == 30
 
 
+def test_a_reported_sync_offset_reaches_the_members_when_it_changes() -> None:
+    live = party()
+    live.playback.state = PartyState.PLAYING
+
+    def report(offset_ms: object = None) -> list[rules.Change]:
+        return rules.report(
+            live,
+            "guest",
+            state=PlayerState.READY,
+            position=3.0,
+            latency_ms=None,
+            now=T0,
+            offset_ms=offset_ms,
+        )
+
+    changes = report(7.4)
+    assert kinds(changes) == ["member_updated"]  # same state: the offset alone is news
+    assert changes[0].data["member"]["offset_ms"] == 7.0 and not changes[0].logged
+    assert report(6.6) == []  # still 7 ms
+    assert report() == []  # none reported: the last one stays
+    assert live.members["guest"].offset_ms == 7.0
+    before = encode(live)
+    for bad in (-1, 60_001, float("nan"), "5", True):
+        with pytest.raises(BadInput) as refused:
+            report(bad)
+        assert refused.value.details == {"field": "offset_ms"}, bad
+    assert encode(live) == before
+
+
 def test_a_silent_member_is_left_behind_after_the_timeout_marked_buffering() -> None:
     live = party()
     rules.set_playback(

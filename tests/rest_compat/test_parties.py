@@ -258,13 +258,21 @@ async def test_ready_reports_release_the_barrier(
     assert released.json()["player"] == "READY"
     playback = (await client.get(f"/api/parties/{pid}", headers=host.headers)).json()["playback"]
     assert playback["state"] == "PLAYING" and playback["effective_at"] == playback["server_time"]
+    steady = await client.post(
+        ready, json={"state": "READY", "position": 21, "offset_ms": 9.2}, headers=bearer(token)
+    )
+    assert steady.json()["offset_ms"] == 9.0
     for bad in (
         {"state": "DONE", "position": 1},
         {"state": "READY"},
         {"state": "READY", "position": -2},
+        {"state": "READY", "position": 1, "offset_ms": "far"},
+        {"state": "READY", "position": 1, "offset_ms": -5},
     ):
         response = await client.post(ready, json=bad, headers=bearer(token))
         assert response.status_code == 400, bad
+    members = (await client.get(f"/api/parties/{pid}", headers=host.headers)).json()["members"]
+    assert [m["offset_ms"] for m in members if m["id"] == guest["member"]["id"]] == [9.0]
     stranger = await make_user(services)
     outsider = await client.post(
         ready, json={"state": "READY", "position": 0}, headers=stranger.headers

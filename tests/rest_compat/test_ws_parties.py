@@ -135,6 +135,20 @@ async def test_a_guest_may_not_seek_a_host_party_and_the_barrier_starts_everyone
         assert {frame["effective_at"] for frame in starts} == {starts[0]["effective_at"]}
         assert starts[0]["effective_at"] > starts[0]["server_time"] - 1  # a start in the future
         assert all(frame["timestamp"] == 30 for frame in starts)
+        # Playing: the guest's page says how far off it is; every member's list hears it.
+        await send(
+            guest, type="party:ready", party_id=party.id, state="READY", position=30, offset_ms=12
+        )
+        for conn in (host, member):
+            updated = await next_of(conn, "party:member_updated", party.guest.member_id)
+            while updated["member"]["offset_ms"] is None:  # the barrier's updates come first
+                updated = await next_of(conn, "party:member_updated", party.guest.member_id)
+            assert updated["member"]["offset_ms"] == 12.0
+        await send(
+            guest, type="party:ready", party_id=party.id, state="READY", position=30, offset_ms=-1
+        )
+        refused = await next_of(guest, "error", request="party:ready")
+        assert refused["code"] == "BAD_USER_INPUT"
 
 
 async def test_every_member_gets_every_event_once_in_order(server: LiveServer) -> None:

@@ -309,6 +309,13 @@ async def test_the_barrier_waits_for_online_members_who_reported(
     assert playback["effectiveAt"] > before  # a start in the future, for every member alike
     bad = await gql(client, REPORT, {**report, "position": -1}, token=friend.token)
     assert error_code(bad) == "BAD_USER_INPUT"
+    # Playing: the page reports how far it is from the shared position; members see it.
+    steady = {**report, "state": "READY", "position": 31, "offsetMs": 6.4}
+    assert (await ok(client, REPORT, steady, friend.token))["reportPlayerState"]["offsetMs"] == 6.0
+    too_far = await gql(client, REPORT, {**steady, "offsetMs": 60_001}, token=friend.token)
+    assert error_code(too_far) == "BAD_USER_INPUT"
+    seen = (await ok(client, PARTY_BY, {"id": party["id"]}, host.token))["party"]["members"]
+    assert [m["offsetMs"] for m in seen if m["id"] == member_id] == [6.0]
     outsider = await make_user(services)
     assert error_code(await gql(client, REPORT, report, token=outsider.token)) == "FORBIDDEN"
 

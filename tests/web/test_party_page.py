@@ -177,6 +177,12 @@ def test_a_guest_joins_by_link_waits_at_the_barrier_plays_together_and_is_kicked
                 " && Math.abs(window.cowatch.player.drift) < t",
                 arg=TOLERANCE,
             )
+        # Each page measures how far it is from the shared position and tells the members:
+        # the host's list shows the guest's "±N ms" (the socket member, which never said, none).
+        expect(gwen.locator(".state")).to_contain_text(re.compile(r"· ±\d+ ms"))
+        for row in (gwen, member_row(guest_page, "hannah")):  # whole ms, in sync: under 1 s
+            expect(row).to_have_attribute("data-offset-ms", re.compile(r"^\d{1,3}$"))
+        assert member_row(page, "Slow").get_attribute("data-offset-ms") is None
 
     # The guest may not steer a HOST party: its own seek is undone and said so.
     guest_page.evaluate(f"{VIDEO}.currentTime = 5.5")

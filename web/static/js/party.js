@@ -12,11 +12,15 @@ import {
   socketUrl,
 } from "./partyapi.js";
 import { PartySocket } from "./partysocket.js";
+import { IN_SYNC, plusMinus } from "./sync.js";
 
 const HAVE_FUTURE_DATA = 3;
 const AT_TARGET_S = 0.4; // inside the server's 0.5 s "ready here" tolerance
 const READY_TOLERANCE_S = 0.5; // the server's: a READY member this close to the target is done
 const REPORT_EVERY_MS = 400; // at most this often: 25 in 10 s, under the server's 30 per member
+const OFFSET_EVERY_MS = 2000; // the sync offset goes to the members at most this often...
+const OFFSET_CHANGE = 0.2; // ...and only when it moved by this fraction of itself (or 2 ms)
+const MAX_OFFSET_MS = 60000; // the server's bound on a reported offset
 const ROLES = { HOST: "host", COHOST: "cohost", MEMBER: "member", GUEST: "guest" };
 const PLAYER = { READY: "ready", BUFFERING: "buffering", IDLE: "idle" };
 
@@ -55,6 +59,8 @@ export class PartyRoom extends EventTarget {
     this.reported = null;
     this.reportTimer = null;
     this.lastReportAt = 0;
+    this.offsetMs = NaN; // how far this player is from the shared position (ms), as measured
+    this.reportedOffset = null;
     this.countdown = null;
     this.over = false;
   }
@@ -66,6 +72,17 @@ export class PartyRoom extends EventTarget {
       this.video.addEventListener(type, () => this.report());
     }
     this.video.addEventListener("loadeddata", () => this.report());
+    player.addEventListener("drift", ({ detail }) => this.measured(detail));
+    setInterval(() => this.reportOffset(), OFFSET_EVERY_MS);
+  }
+
+  /**
+   * The sync engine's latest error: what this member's row shows everyone. In sync, the
+   * spread its own indicator shows as "±N ms"; catching up, how far off it is.
+   */
+  measured({ drift, accuracy }) {
+    if (drift === null) return;
+    this.offsetMs = Math.abs(drift) < IN_SYNC ? accuracy.spreadMs : Math.abs(drift) * 1000;
   }
 
   async start() {
@@ -313,8 +330,18 @@ export class PartyRoom extends EventTarget {
     const you = member.id === this.me ? element("span", { className: "you", text: " (you)" }) : "";
     const role = element("span", { className: "role", text: ROLES[member.role] ?? member.role });
     const detail = [PLAYER[member.player] ?? member.player];
-    if (Number.isFinite(member.latency_ms)) detail.push(`~${Math.round(member.latency_ms)} ms`);
+    const title = [];
+    if (Number.isFinite(member.offset_ms)) {
+      detail.push(plusMinus(member.offset_ms));
+      title.push(`${plusMinus(member.offset_ms)} from the shared position`);
+      row.dataset.offsetMs = String(member.offset_ms);
+    }
+    if (Number.isFinite(member.latency_ms)) {
+      detail.push(`${Math.round(member.latency_ms)} ms rtt`);
+      title.push(`round trip ${Math.round(member.latency_ms)} ms`);
+    }
     const state = element("span", { className: "state", text: detail.join(" · ") });
+    if (title.length) state.title = title.join("; ");
     row.append(dot, name, you, role, state);
     if (this.isHost && member.id !== this.me && !this.over) row.append(this.memberActions(member));
     return row;
@@ -437,15 +464,40 @@ export class PartyRoom extends EventTarget {
       return;
     }
     const video = this.video;
-    const ready = video.readyState >= HAVE_FUTURE_DATA && !video.seeking;
-    const state = ready ? "READY" : "BUFFERING";
+    const state = this.playerState();
     const playback = this.playback;
     const asked = playback?.state === "WAITING" && playback.waiting_for.some((m) => m.id === this.me);
     const there = asked && Math.abs(video.currentTime - playback.timestamp) <= AT_TARGET_S;
     const key = asked ? `${state}:${playback.version}:${there}` : state;
     if (key === this.reported) return;
     this.reported = key;
+    this.send(state);
+  }
+
+  /** The sync offset, when it moved enough since the members last heard it (not while waiting). */
+  reportOffset() {
+    if (this.over || !this.socket?.connected || this.playback?.state === "WAITING") return;
+    if (!Number.isFinite(this.offsetMs)) return;
+    const offset = Math.min(MAX_OFFSET_MS, Math.round(this.offsetMs));
+    const last = this.reportedOffset;
+    if (last !== null && Math.abs(offset - last) < Math.max(2, last * OFFSET_CHANGE)) return;
+    if (performance.now() - this.lastReportAt < REPORT_EVERY_MS) return; // the next round
+    this.send(this.playerState());
+  }
+
+  playerState() {
+    const ready = this.video.readyState >= HAVE_FUTURE_DATA && !this.video.seeking;
+    return ready ? "READY" : "BUFFERING";
+  }
+
+  /** A `party:ready` report: the player's state and position, and its offset once measured. */
+  send(state) {
+    const frame = { type: "party:ready", state, position: this.video.currentTime };
+    if (Number.isFinite(this.offsetMs) && this.playback?.state !== "WAITING") {
+      frame.offset_ms = Math.min(MAX_OFFSET_MS, Math.round(this.offsetMs));
+      this.reportedOffset = frame.offset_ms;
+    }
     this.lastReportAt = performance.now();
-    this.socket.send({ type: "party:ready", state, position: video.currentTime });
+    this.socket.send(frame);
   }
 }
