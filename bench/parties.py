@@ -313,6 +313,27 @@ async def prepare_cowatch(args: argparse.Namespace, target: Target, database_url
     )
 
 
+async def forget_parties(redis_url: str, targets: list[Target]) -> None:
+    """Drop the live records of Cowatch's bench parties (they would stay for their TTL)."""
+    # Imported here: the client processes this module starts need none of it.
+    from models.live import PREFIX
+    from models.redis_pool import redis_client
+    from resolvers.party_state import live_key
+
+    keys = [
+        PREFIX + live_key(party_id)
+        for target in targets
+        if target.name == "Cowatch"
+        for party_id, _ in target.parties
+    ]
+    client = redis_client(redis_url)
+    try:
+        for start in range(0, len(keys), 500):
+            await client.delete(*keys[start : start + 500])
+    finally:
+        await client.aclose()
+
+
 def prepare_floor(args: argparse.Namespace, target: Target) -> None:
     for index in range(args.parties):
         party_id = f"floor-{index:05d}-{uuid.uuid4().hex[:8]}"
@@ -501,6 +522,8 @@ def main() -> int:
                 process.wait(timeout=30)
             if args.postgres:
                 asyncio.run(drop_database(args.postgres, database_url))
+            if args.redis:
+                asyncio.run(forget_parties(args.redis, targets))
         errors = [line for log in logs for line in error_lines(log)]
         print(f"server log ERROR lines: {len(errors)}")
         for log in logs:
