@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from typing import Any
 
 from sqlalchemy import event, exc
@@ -59,6 +59,16 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _sqlite_roll_back_dropped(dbapi_connection: Any, _record: Any, _error: Any) -> None:
+    """Roll back a connection SQLAlchemy drops (a task cancelled while a statement was awaited
+    counts as a disconnect) before it is closed: Python 3.11's sqlite3 closes a connection whose
+    cursor still holds a statement (after an executemany) without ending its transaction, so its
+    write lock would stay until that cursor is garbage collected and every writer would wait for
+    it. The rollback runs on the connection's thread after the statement it interrupted."""
+    with suppress(Exception):  # a connection that is really broken is closed anyway
+        dbapi_connection.rollback()
+
+
 class Database:
     """An async engine plus a session factory; resolvers open one short session per call."""
 
@@ -89,6 +99,7 @@ class Database:
         self._raw: RawReads | None = None
         if self.is_sqlite:
             event.listen(self.engine.sync_engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine.sync_engine, "invalidate", _sqlite_roll_back_dropped)
         else:
             _ping_if_idle(self.engine)
             self._raw = RawReads(self.engine, max_size=pool_size)
