@@ -60,6 +60,8 @@ class PartyLogWriter:
         self._states: dict[str, Live] = {}
         self._wake = asyncio.Event()
         self._lock = asyncio.Lock()
+        #: flushes under way (a flush whose caller was cancelled runs on: see `flush`)
+        self._flushing: set[asyncio.Task[None]] = set()
 
     def log(self, party_id: str, event: Event) -> None:
         data = dict(event.data)
@@ -110,7 +112,18 @@ class PartyLogWriter:
                 log.warning("writing the party log failed (kept for the next flush): %r", exc)
 
     async def flush(self, *, with_states: bool = True) -> None:
-        """Write what is held; `with_states=False` leaves the parties' last states for later."""
+        """Write what is held; `with_states=False` leaves the parties' last states for later.
+
+        A caller cancelled meanwhile (the loop at shutdown, a request that went away) does not
+        cancel the write: the batch is already taken out, so inside its transaction it would be
+        lost. The write keeps the lock until it ends, so the next flush comes after it.
+        """
+        task = asyncio.ensure_future(self._flush(with_states=with_states))
+        self._flushing.add(task)
+        task.add_done_callback(self._flushing.discard)
+        await asyncio.shield(task)
+
+    async def _flush(self, *, with_states: bool) -> None:
         async with self._lock:
             events, self._events = self._events, []
             messages, self._messages = self._messages, []

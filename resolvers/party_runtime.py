@@ -137,7 +137,7 @@ class PartyRuntime:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        await self.writer.flush()
+        await self.writer.flush()  # after any flush a cancelled loop had begun (it runs on)
 
     # -- reading and changing a party ---------------------------------------------------
     async def load(self, party_id: str) -> tuple[int, Live]:

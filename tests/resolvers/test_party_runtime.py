@@ -7,9 +7,11 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from sqlalchemy import event
+from sqlmodel import col, select
 
-from models.live import LiveStore, RedisLive
-from models.parties import PartyState, PlayerState
+from models.live import LiveStore, MemoryLive, RedisLive
+from models.parties import PartyEvent, PartyState, PlayerState
 from realtime.bus import Bus
 from realtime.delivery import Listener
 from realtime.events import Event
@@ -207,6 +209,31 @@ async def test_a_change_that_changes_nothing_on_an_old_copy_is_judged_on_the_sto
 
     assert [event.kind for event in left.events][:1] == ["member_left"]
     assert not (await one.get(live.id)).members[guest].online
+
+
+async def test_closing_while_the_log_writer_is_in_its_transaction_loses_none_of_its_batch(
+    services: Services,
+) -> None:
+    runtime = PartyRuntime(
+        db=services.db, live=MemoryLive(), publisher=services.bus, settings=services.settings
+    )
+    live, _ = await _party(services, runtime, [], guests=2)  # its events held by the writer
+    writing = asyncio.Event()
+
+    def on_statement(*args: Any) -> None:
+        if str(args[2]).startswith("INSERT INTO party_events"):
+            writing.set()
+
+    event.listen(services.db.engine.sync_engine, "before_cursor_execute", on_statement)
+    await runtime.start()
+    await writing.wait()  # the writer's loop has sent its batch and awaits the database
+
+    await runtime.close()
+
+    async with services.db.session() as session:
+        query = select(PartyEvent.seq).where(PartyEvent.party_id == live.id)
+        logged = (await session.exec(query.order_by(col(PartyEvent.seq)))).all()
+    assert list(logged) == list(range(1, live.seq + 1))
 
 
 def _offline(member_id: str) -> Transition:
