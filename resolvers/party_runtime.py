@@ -110,6 +110,8 @@ class PartyRuntime:
         self._timers: dict[tuple[str, str], asyncio.TimerHandle] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._loops: list[asyncio.Task[None]] = []
+        #: set by `close`: no more background work or timers
+        self._closing = False
         #: the last state this process saw of each party (revision, bytes), oldest first
         self._states: dict[str, tuple[int, bytes]] = {}
         #: changes waiting behind a write in progress, per party
@@ -131,12 +133,20 @@ class PartyRuntime:
         ]
 
     async def close(self) -> None:
+        """Stop the loops, the timers and the background work, then write what is held.
+        Work a cancelled task starts on its way out (a queued write's drain, a timer it arms)
+        is not started: nothing of this runtime runs after `close`."""
+        self._closing = True
         for timer in self._timers.values():
             timer.cancel()
-        for task in [*self._loops, *self._tasks]:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._timers.clear()
+        while pending := [*self._loops, *self._tasks]:
+            self._loops = []
+            for task in pending:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            self._tasks.difference_update(pending)
         await self.writer.flush()  # after any flush a cancelled loop had begun (it runs on)
 
     # -- reading and changing a party ---------------------------------------------------
@@ -214,10 +224,13 @@ class PartyRuntime:
         try:
             await self._commit(party_id, [pending])
         finally:
-            if self._queues[party_id]:
+            queued = self._queues[party_id]
+            if queued and not self._closing:
                 self._background(self._drain(party_id))
             else:
                 del self._queues[party_id]
+                for behind in queued:  # closing: no drain will write them
+                    fail(behind, Unavailable("the server is shutting down; try again"))
         return pending.done.result()
 
     async def _drain(self, party_id: str) -> None:
@@ -342,6 +355,9 @@ class PartyRuntime:
         self._background(self._quietly(party_id, transition))
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        if self._closing:
+            work.close()  # never started: the runtime is closing
+            return
         task = asyncio.create_task(work)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -363,6 +379,8 @@ class PartyRuntime:
             self._arm(live.id, "premiere", at, _premiere(version))
 
     def _arm(self, party_id: str, kind: str, at_ms: int, transition: Transition) -> None:
+        if self._closing:
+            return
         key = (party_id, kind)
         previous = self._timers.pop(key, None)
         if previous is not None:

@@ -18,7 +18,7 @@ from realtime.events import Event
 from resolvers import parties, party_runtime
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
-from resolvers.errors import Forbidden
+from resolvers.errors import Forbidden, Unavailable
 from resolvers.party_batch import Transition
 from resolvers.party_log import PartyTopics
 from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms, party_topic
@@ -234,6 +234,54 @@ async def test_closing_while_the_log_writer_is_in_its_transaction_loses_none_of_
         query = select(PartyEvent.seq).where(PartyEvent.party_id == live.id)
         logged = (await session.exec(query.order_by(col(PartyEvent.seq)))).all()
     assert list(logged) == list(range(1, live.seq + 1))
+
+
+class GatedLive(MemoryLive):
+    """A live store whose writes wait at a gate the test opens (open to begin with)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = asyncio.Event()
+        self.gate.set()
+        self.writing = asyncio.Event()
+
+    async def swap(self, *args: Any, **kwargs: Any) -> Any:
+        self.writing.set()
+        await self.gate.wait()
+        return await super().swap(*args, **kwargs)
+
+
+async def test_closing_starts_no_work_and_fails_the_changes_queued_behind_a_write(
+    services: Services,
+) -> None:
+    store = GatedLive()
+    runtime = PartyRuntime(
+        db=services.db, live=store, publisher=services.bus, settings=services.settings
+    )
+    live, _ = await _party(services, runtime, [], guests=1)
+    guest = next(m for m in live.members if m != live.host_id)
+    store.gate.clear()
+    store.writing.clear()
+    runtime.spawn(live.id, _online(guest))  # in the background: its write waits at the gate
+    await store.writing.wait()
+    applied: list[str] = []
+
+    def behind(state: Live) -> list[rules.Change]:
+        applied.append(state.id)
+        return _ready(guest)(state)
+
+    queued = asyncio.create_task(runtime.apply(live.id, behind))  # behind the write in flight
+
+    await runtime.close()
+
+    # Before: the cancelled write's caller started a drain after close, which wrote the change
+    # behind it (here it waited at the gate for ever).
+    with pytest.raises(Unavailable):
+        await asyncio.wait_for(queued, 30)
+    assert applied == []
+    runtime.spawn(live.id, behind)  # after close: nothing starts
+    store.gate.set()
+    assert not runtime._tasks and not runtime._timers
 
 
 def _offline(member_id: str) -> Transition:
