@@ -109,13 +109,16 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))] if ordered else float("nan")
 
 
-def specs(target: Target, client_procs: int) -> list[list[PartySpec]]:
-    """The parties of each client process; member j of party i on server (i + j) mod N."""
+def specs(target: Target, client_procs: int, *, together: bool) -> list[list[PartySpec]]:
+    """The parties of each client process; member j of party i on server (i + j) mod N, or
+    on server i mod N with every other member of its party (`together`)."""
     count = len(target.parties)
     shares: list[list[PartySpec]] = [[] for _ in range(client_procs)]
     for index, (party_id, paths) in enumerate(target.parties):
         members = [
-            MemberSpec(port=target.ports[(index + j) % len(target.ports)], path=path)
+            MemberSpec(
+                port=target.ports[(index + (0 if together else j)) % len(target.ports)], path=path
+            )
             for j, path in enumerate(paths)
         ]
         shares[index % client_procs].append(PartySpec(party_id, members, index / count))
@@ -138,7 +141,7 @@ async def phase(
     context = multiprocessing.get_context("spawn")
     loop = asyncio.get_running_loop()
     pipes, procs = [], []
-    for share in specs(target, args.client_procs):
+    for share in specs(target, args.client_procs, together=args.together):
         ours, theirs = context.Pipe()
         proc = context.Process(target=client_process, args=(theirs, share))
         proc.start()
@@ -365,7 +368,9 @@ async def measure(args: argparse.Namespace, targets: list[Target], tmp: Path) ->
         f"{args.parties} parties x {args.members} members, {args.rate:g} change/party/s"
         + (" and as many chat messages" if args.chat else "")
         + ", "
-        f"{len(targets[0].ports)} server process(es) per target, {args.client_procs} client "
+        f"{len(targets[0].ports)} server process(es) per target"
+        + (" (each party's members on one)" if args.together and len(targets[0].ports) > 1 else "")
+        + f", {args.client_procs} client "
         f"processes; {args.rounds} phase(s) of {args.seconds:g} s measured per target "
         f"(after {args.warmup:g} s warm-up each)"
     )
@@ -447,6 +452,11 @@ def main() -> int:
     parser.add_argument("--postgres", metavar="ADMIN_URL", help="run on a throw-away database")
     parser.add_argument("--redis", metavar="URL", help="Cowatch's bus and the floor's relay")
     parser.add_argument("--servers", type=int, default=1, help="processes per target")
+    parser.add_argument(
+        "--together",
+        action="store_true",
+        help="each party's members all on its host's server (parties still split over servers)",
+    )
     args = parser.parse_args()
     if args.servers > 1 and not args.redis:
         parser.error("--servers > 1 needs --redis (the in-memory bus is per process)")
