@@ -15,7 +15,8 @@ Every member subscribes on `/ws` (`party:subscribe`); each second every party's 
 `party:playback` (a new position, playing) and every member answers the WAITING frame with
 `party:ready`, so the barrier releases and the party goes PLAYING. The sockets are spread over
 client processes on uvloop (`bench/party_clients.py`); a party's members sit in one client
-process, and with several servers member j of party i talks to server (i + j) mod N.
+process, and with several servers member j of party i talks to server (i + j) mod N (with
+`--together`, every member of party i talks to server i mod N, its host's and its home).
 
 With `--chat` (issue 14), every party also sends one `chat:send` per period, half a period after
 its change, from each member in turn; every member must receive it as `party:chat_message`.
