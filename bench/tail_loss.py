@@ -17,6 +17,12 @@ sent. Both processes run on this machine, so `time.monotonic()` is one clock.
     .venv/bin/python bench/tail_loss.py
 
 Needs root (namespaces), like `bench/sync_accuracy.py --networks netem`.
+
+With `--proxy nginx` the messages go through Debian's nginx (`.ci/install-nginx`) on the server's
+side of the link, as behind a reverse proxy on the server's host: the server listens on loopback,
+nginx proxies an upgraded HTTP connection to it (as it does a websocket) and the client connects to
+nginx. That shows whether the proxy keeps the 1-byte follow-up a segment of its own toward the
+client, which is what makes it help. Every connection starts with an HTTP upgrade, direct or not.
 """
 
 from __future__ import annotations
@@ -24,10 +30,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import shutil
 import statistics
 import struct
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -36,21 +44,54 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from bench.netem import emulated_link
 
 PORT = 47311
+#: the server's loopback port behind the proxy
+UPSTREAM_PORT = PORT + 1
+UPGRADE = b"GET / HTTP/1.1\r\nHost: tail\r\nUpgrade: tail\r\nConnection: Upgrade\r\n\r\n"
+SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tail\r\nConnection: Upgrade\r\n\r\n"
+NGINX = """
+worker_processes 1;
+pid {tmp}/nginx.pid;
+error_log {tmp}/error.log warn;
+events {{ worker_connections 64; }}
+http {{
+    access_log off;
+    client_body_temp_path {tmp}/body;
+    proxy_temp_path {tmp}/proxy;
+    fastcgi_temp_path {tmp}/fastcgi;
+    uwsgi_temp_path {tmp}/uwsgi;
+    scgi_temp_path {tmp}/scgi;
+    server {{
+        listen {port};
+        location / {{
+            proxy_pass http://127.0.0.1:{upstream};
+            proxy_http_version 1.1;
+            proxy_set_header Upgrade $http_upgrade;
+            proxy_set_header Connection upgrade;
+            proxy_read_timeout 3600s;
+        }}
+    }}
+}}
+"""
 MESSAGE = struct.Struct("!dQQ")  # send time, sequence, padding: 24 bytes
 MODES = ("alone", "followed")
 
 
-async def serve(messages: int, interval_s: float) -> None:
+async def serve(
+    messages: int, interval_s: float, host: str, port: int, follow_after_s: float
+) -> None:
     done = asyncio.Event()
     finished = 0
 
     async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         nonlocal finished
+        await reader.readuntil(b"\r\n\r\n")  # the upgrade (a proxy adds its own headers)
+        writer.write(SWITCHING)
         mode = (await reader.readexactly(1))[0]
         for sequence in range(messages):
             writer.write(MESSAGE.pack(time.monotonic(), sequence, 0))
             if mode == 1:
-                await asyncio.sleep(0)  # its own segment (asyncio sets TCP_NODELAY)
+                # its own segment (asyncio sets TCP_NODELAY): the next turn, or a moment later
+                await asyncio.sleep(follow_after_s)
                 writer.write(b"\0")
             await asyncio.sleep(interval_s)
         await writer.drain()
@@ -60,18 +101,26 @@ async def serve(messages: int, interval_s: float) -> None:
         if finished == len(MODES):
             done.set()
 
-    server = await asyncio.start_server(connection, "0.0.0.0", PORT)
+    server = await asyncio.start_server(connection, host, port)
     async with server:
         await done.wait()
 
 
 async def read(host: str, mode: int, messages: int) -> list[float]:
-    for _ in range(100):
+    answer = b""
+    for _ in range(100):  # until the server (and the proxy) listen: processes we started
         try:
             reader, writer = await asyncio.open_connection(host, PORT)
-            break
-        except OSError:
-            await asyncio.sleep(0.05)
+            writer.write(UPGRADE)
+            answer = await reader.readuntil(b"\r\n\r\n")
+            if answer.startswith(b"HTTP/1.1 101"):
+                break
+            writer.close()  # the proxy is up, the server not yet (502)
+        except (OSError, asyncio.IncompleteReadError):
+            pass
+        await asyncio.sleep(0.05)
+    else:
+        raise RuntimeError(f"not upgraded: {answer!r}")
     writer.write(bytes([mode]))
     delays: list[float] = []
     while len(delays) < messages:
@@ -108,19 +157,46 @@ def main() -> None:
     parser.add_argument("--jitter", type=float, default=10.0, help="ms, one s.d.")
     parser.add_argument("--loss", type=float, default=0.01, help="each way")
     parser.add_argument("--late", type=float, default=150.0, help="ms counted as late")
+    parser.add_argument(
+        "--proxy", choices=("none", "nginx"), default="none", help="on the server's side"
+    )
+    parser.add_argument(
+        "--follow-after", type=float, default=0.0, help="ms; 0: in the next event-loop turn"
+    )
     parser.add_argument("--role", choices=("server", "client"), help=argparse.SUPPRESS)
     parser.add_argument("--host", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.role == "server":
-        asyncio.run(serve(args.messages, args.interval / 1000))
+        host, port = ("127.0.0.1", UPSTREAM_PORT) if args.proxy == "nginx" else ("0.0.0.0", PORT)
+        follow_after_s = args.follow_after / 1000
+        asyncio.run(serve(args.messages, args.interval / 1000, host, port, follow_after_s))
         return
     if args.role == "client":
         asyncio.run(client(args.host, args.messages))
         return
-    own = [sys.executable, __file__, "--messages", str(args.messages)]
-    with emulated_link(delay_ms=args.delay, jitter_ms=args.jitter, loss=args.loss) as link:
+    own = [sys.executable, __file__, "--messages", str(args.messages), "--proxy", args.proxy]
+    with (
+        emulated_link(delay_ms=args.delay, jitter_ms=args.jitter, loss=args.loss) as link,
+        tempfile.TemporaryDirectory() as tmp,
+    ):
         serve_argv = [*own, "--interval", str(args.interval), "--role", "server"]
+        serve_argv += ["--follow-after", str(args.follow_after)]
         server = subprocess.Popen(link.exec_in(link.server_ns, serve_argv))
+        proxy = None
+        if args.proxy == "nginx":
+            conf = Path(tmp) / "nginx.conf"
+            conf.write_text(NGINX.format(tmp=tmp, port=PORT, upstream=UPSTREAM_PORT))
+            binary = shutil.which("nginx") or "/usr/sbin/nginx"
+            nginx_argv = [
+                binary,
+                "-p",
+                tmp,
+                "-c",
+                str(conf),
+                "-g",
+                "daemon off; master_process off;",
+            ]
+            proxy = subprocess.Popen(link.exec_in(link.server_ns, nginx_argv))
         try:
             out = subprocess.run(
                 link.exec_in(link.client_ns, [*own, "--role", "client", "--host", link.server_ip]),
@@ -130,10 +206,14 @@ def main() -> None:
             ).stdout
         finally:
             server.wait(timeout=30)
+            if proxy is not None:
+                proxy.terminate()
+                proxy.wait(timeout=10)
         dropped = (link.to_client.dropped, link.to_server.dropped)
     results = json.loads(out)
     print(
         f"link: {args.delay:g} ± {args.jitter:g} ms each way, {args.loss:.0%} loss; "
+        f"proxy: {args.proxy}; follow-up after {args.follow_after:g} ms; "
         f"{args.messages} messages every {args.interval:g} ms per connection; "
         f"packets dropped to the client / to the server: {dropped[0]} / {dropped[1]}"
     )
