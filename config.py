@@ -121,8 +121,8 @@ class Settings(BaseSettings):
     party_ping_timeout_s: float = Field(default=1.0, gt=0)
     #: which websocket clients get a 2-byte segment behind each turn's frames, so a lost frame
     #: is resent about a round trip later instead of after the 200 ms+ loss probe
-    #: (realtime/uvicorn_writer.py): "remote" (not on this host), "always" (behind a proxy on
-    #: this host), "never"
+    #: (realtime/uvicorn_writer.py): "remote" (not on this host, also through a trusted proxy
+    #: on this host), "always" (every socket), "never"
     ws_follow_up: Literal["remote", "always", "never"] = "remote"
     #: how long a member token (guests' credential) stays valid (seconds)
     party_member_ttl_s: int = Field(default=7 * 24 * 3600, ge=60)

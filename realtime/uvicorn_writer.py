@@ -11,13 +11,15 @@ global `ws_ping_interval`, and reads the measured round trip.
 
 A frame to a client across a network is followed by a 2-byte unsolicited pong (RFC 6455 §5.5.3:
 allowed, and answered by nobody; browsers and uvicorn ignore it) in the next event-loop turn, once
-per socket per turn. A change is usually one small frame, one TCP segment with nothing behind it;
-when that segment is lost, Linux notices only when its loss probe fires, two smoothed round trips
-plus the 200 ms minimum RTO later when one segment is in flight. With a second segment behind it
+per socket per turn (5 ms later for a client behind a proxy on this host, so that the proxy has
+sent the frames on before the pong comes: `PROXIED_FOLLOW_UP_S`). A change is usually one small
+frame, one TCP segment with nothing behind it; when that segment is lost, Linux notices only when
+its loss probe fires, two smoothed round trips plus the 200 ms minimum RTO later when one segment
+is in flight. With a second segment behind it
 the client's selective acknowledgement reveals the hole and the frame is sent again about a round
 trip later (bench/tail_loss.py, 50 ± 10 ms each way, 1 % loss: p99 428 ms -> 155 ms). Clients on
-loopback (and a proxy on this host, unless `COWATCH_WS_FOLLOW_UP=always`) get none: no loss to
-cover, and no extra write for the fan-out benches.
+loopback get none (no loss to cover, and no extra write for the fan-out benches), unless a trusted
+proxy's X-Forwarded-For says the client is elsewhere, or `COWATCH_WS_FOLLOW_UP=always`.
 
 It subclasses a private uvicorn class and reads its attributes, so `protocol_class()` checks the
 installed uvicorn at start-up: outside the tested range, or missing anything used here, Cowatch
@@ -63,6 +65,13 @@ NEEDED = (
 )
 #: Methods of uvicorn's protocol the heartbeat calls.
 METHODS = ("handle_connect", "start_keepalive", "stop_keepalive", "keepalive_timeout", "receive")
+#: What the adapter reads that uvicorn's protocol sets when the request comes (`handle_connect`).
+NEEDED_ON_CONNECT = ("scope",)
+#: Behind a proxy on this host, how long after a turn's frames their follow-up goes (seconds). In
+#: the next turn the proxy reads both at once and sends them on as one segment, which protects
+#: nothing (bench/tail_loss.py --proxy nginx, 1 % loss: p99 413 ms with the follow-up in the next
+#: turn against 404 ms without; 155 ms with it 1 ms later, 144 ms 5 ms later).
+PROXIED_FOLLOW_UP_S = 0.005
 
 
 def _version_tuple(text: str) -> tuple[int, int]:
@@ -90,11 +99,16 @@ def problems() -> list[str]:
     for method in METHODS:
         if not callable(getattr(WebSocketsSansIOProtocol, method, None)):
             found.append(f"uvicorn's protocol has no {method}")
+    connect = getattr(WebSocketsSansIOProtocol, "handle_connect", None)
+    on_connect = connect.__code__.co_names if callable(connect) else ()
+    for name in NEEDED_ON_CONNECT:
+        if name not in on_connect:
+            found.append(f"uvicorn's protocol no longer sets {name} on connect")
     return found
 
 
-#: Which sockets get a follow-up segment after their frames: those of clients not on this host
-#: ("remote"), every socket, or none.
+#: Which sockets get a follow-up segment after their frames: those of clients not on this host,
+#: directly or through a trusted proxy on this host ("remote"), every socket, or none.
 FollowUp = Literal["remote", "always", "never"]
 
 
@@ -128,20 +142,36 @@ def _batching_protocol(follow_up: FollowUp) -> type[Any]:
     from websockets.protocol import State
 
     class BatchingWebSocketProtocol(WebSocketsSansIOProtocol):
-        #: whether this socket's frames get a follow-up segment (set once connected)
-        follows_up = False
-        #: a follow-up is scheduled for the next turn
+        #: how long after a turn's frames their follow-up goes (seconds; 0: the next turn), or
+        #: None for none; decided at the first frame, once the proxy headers have been read
+        follow_up_after: float | None = None
+        follow_up_decided = False
+        #: a follow-up is scheduled
         follow_up_pending = False
 
-        def connection_made(self, transport: Any) -> None:
-            super().connection_made(transport)
-            self.follows_up = follow_up == "always" or (
-                follow_up == "remote" and not is_local(self.client)
-            )
+        def decide_follow_up(self) -> None:
+            """Whom this socket's follow-ups are for: a client across a network (at once), a
+            client behind a proxy on this host (a moment later, for the proxy to send the frames
+            first), or nobody. Behind a trusted proxy uvicorn's proxy headers have replaced the
+            scope's client with the proxy's client by the time the app sends a frame."""
+            self.follow_up_decided = True
+            if follow_up == "never":
+                return
+            if not is_local(self.client):  # the transport's peer: the client itself
+                self.follow_up_after = 0.0
+            elif follow_up == "always" or not is_local(self.scope.get("client")):
+                self.follow_up_after = PROXIED_FOLLOW_UP_S
 
         def schedule_follow_up(self) -> None:
-            if self.follows_up and not self.follow_up_pending:
-                self.follow_up_pending = True
+            if not self.follow_up_decided:
+                self.decide_follow_up()
+            after = self.follow_up_after
+            if after is None or self.follow_up_pending:
+                return
+            self.follow_up_pending = True
+            if after:
+                self.loop.call_later(after, self.send_follow_up)
+            else:
                 self.loop.call_soon(self.send_follow_up)
 
         def send_follow_up(self) -> None:

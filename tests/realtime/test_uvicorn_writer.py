@@ -43,13 +43,16 @@ def test_outside_the_tested_range_it_falls_back_to_uvicorns_own_protocol_loudly(
 TEXT, CLOSE, PONG = 0x1, 0x8, 0xA
 
 
-async def raw_client(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-    """A websocket client that shows every frame the server sends (control frames too)."""
+async def raw_client(
+    port: int, headers: bytes = b""
+) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A websocket client that shows every frame the server sends (control frames too);
+    `headers`: more request header lines, each ending in CRLF."""
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     writer.write(
         b"GET /ws HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
         b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
-        b"Sec-WebSocket-Version: 13\r\n\r\n"
+        b"Sec-WebSocket-Version: 13\r\n" + headers + b"\r\n"
     )
     async with asyncio.timeout(RECEIVE_TIMEOUT_S):
         assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
@@ -164,8 +167,10 @@ async def turns_handler(websocket: WebSocket) -> None:
     await websocket.close()
 
 
-async def frames_of_a_session(port: int, *, follow_ups: bool) -> list[tuple[int, bytes]]:
-    reader, writer = await raw_client(port)
+async def frames_of_a_session(
+    port: int, *, follow_ups: bool, headers: bytes = b""
+) -> list[tuple[int, bytes]]:
+    reader, writer = await raw_client(port, headers)
     frames: list[tuple[int, bytes]] = []
 
     async def until(text: bytes) -> None:
@@ -196,6 +201,30 @@ async def test_each_turns_frames_are_followed_by_one_pong_when_the_client_may_be
 async def test_a_client_on_this_host_gets_no_follow_up() -> None:
     async with batching_server(turns_handler) as port:  # "remote", the default
         frames = await frames_of_a_session(port, follow_ups=False)
+        # Through a proxy on this host too, when the client it names is this host.
+        proxied_local = await frames_of_a_session(
+            port, follow_ups=False, headers=b"X-Forwarded-For: 127.0.0.1\r\n"
+        )
+    assert [opcode for opcode, _ in frames] == [TEXT, TEXT, TEXT, CLOSE]
+    assert [opcode for opcode, _ in proxied_local] == [TEXT, TEXT, TEXT, CLOSE]
+
+
+async def test_a_remote_client_behind_a_proxy_on_this_host_gets_its_follow_ups() -> None:
+    # The peer is loopback (the proxy), the trusted proxy's header names a client elsewhere:
+    # "remote", the default, follows its frames up (a moment later, for the proxy to send
+    # the frames on first; bench/tail_loss.py --proxy nginx).
+    async with batching_server(turns_handler) as port:
+        frames = await frames_of_a_session(
+            port, follow_ups=True, headers=b"X-Forwarded-For: 203.0.113.9\r\n"
+        )
+    assert [opcode for opcode, _ in frames] == [TEXT, TEXT, PONG, TEXT, PONG, CLOSE]
+
+
+async def test_never_means_no_follow_up_even_for_a_remote_client() -> None:
+    async with batching_server(turns_handler, follow_up="never") as port:
+        frames = await frames_of_a_session(
+            port, follow_ups=False, headers=b"X-Forwarded-For: 203.0.113.9\r\n"
+        )
     assert [opcode for opcode, _ in frames] == [TEXT, TEXT, TEXT, CLOSE]
 
 
