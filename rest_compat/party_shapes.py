@@ -130,7 +130,8 @@ class PartyMemberOut(Shape):
     latency_ms: float | None = Field(description="Measured round trip, ms.")
     offset_ms: float | None = Field(
         description="How far its player is from the shared position, ms, as its page last "
-        "reported it (whole ms, ≥ 0); null until reported."
+        "reported it (whole ms, ≥ 0; in sync, the ±N ms its indicator shows); null until "
+        "reported."
     )
     joined_at: datetime
 

@@ -131,9 +131,9 @@ class PartyMember:
     )
     offset_ms: float | None = strawberry.field(
         description="How far the member's player is from the party's shared position, as its "
-        "page last measured and reported it (whole ms, 0 to 60,000: the RMS of its recent "
-        "errors with its clock's error, what its own sync indicator shows as ±N ms); null "
-        "until reported."
+        "page last measured and reported it (whole ms, 0 to 60,000: in sync, the RMS of its "
+        "recent errors with its clock's error, what its own sync indicator shows as ±N ms; "
+        "catching up, how far off it is); null until reported."
     )
     joined_at: datetime = strawberry.field(description="When the member (last) joined, UTC.")
 
