@@ -482,7 +482,9 @@ export class PartyRoom extends EventTarget {
     const last = this.reportedOffset;
     if (last !== null && Math.abs(offset - last) < Math.max(2, last * OFFSET_CHANGE)) return;
     if (performance.now() - this.lastReportAt < REPORT_EVERY_MS) return; // the next round
-    this.send(this.playerState());
+    const state = this.playerState();
+    this.reported = state; // what the server now has: report() sends only a change from it
+    this.send(state);
   }
 
   playerState() {
