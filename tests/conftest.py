@@ -20,6 +20,7 @@ from app import create_app
 from config import Settings
 from models.live import LiveStore, MemoryLive, RedisLive
 from models.migrate import migrate
+from resolvers.party_state import live_key
 from resolvers.services import Services
 from tests.openapi import checker_for
 
@@ -83,12 +84,31 @@ async def _create_pg_database(name: str) -> str:
     return url
 
 
-async def _drop_pg_database(name: str) -> None:
-    admin = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+async def _forget_live_parties(name: str) -> None:
+    """Drop the Redis live records of the database's parties: tests whose servers made them
+    (two processes over Redis) would leave them for the records' 7-day TTL."""
+    conn = await asyncpg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", timeout=10)
     try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        party_ids = [str(row["id"]) for row in await conn.fetch("SELECT id FROM parties")]
     finally:
-        await admin.close()
+        await conn.close()
+    live = RedisLive(REDIS_URL)
+    try:
+        for party_id in party_ids:
+            await live.forget(live_key(party_id))
+    finally:
+        await live.close()
+
+
+async def _drop_pg_database(name: str) -> None:
+    try:
+        await _forget_live_parties(name)
+    finally:
+        admin = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
 
 
 @pytest.fixture(scope="session")
