@@ -84,14 +84,13 @@ async def _create_pg_database(name: str) -> str:
     return url
 
 
-async def _forget_live_parties(name: str) -> None:
-    """Drop the Redis live records of the database's parties: tests whose servers made them
-    (two processes over Redis) would leave them for the records' 7-day TTL."""
-    conn = await asyncpg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", timeout=10)
-    try:
-        party_ids = [str(row["id"]) for row in await conn.fetch("SELECT id FROM parties")]
-    finally:
-        await conn.close()
+async def forget_live_parties(conn: asyncpg.Connection) -> None:
+    """Drop the Redis live records of the parties in `conn`'s database: tests whose servers made
+    them (two processes over Redis) would leave them for the records' 7-day TTL, and once the
+    rows are gone nothing says which records were ours."""
+    party_ids = [str(row["id"]) for row in await conn.fetch("SELECT id FROM parties")]
+    if not party_ids:
+        return
     live = RedisLive(REDIS_URL)
     try:
         for party_id in party_ids:
@@ -100,9 +99,23 @@ async def _forget_live_parties(name: str) -> None:
         await live.close()
 
 
+async def empty_pg_database(url: str) -> None:
+    """Every table of the session's database emptied, its parties' live records first."""
+    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
+    try:
+        await forget_live_parties(conn)
+        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    finally:
+        await conn.close()
+
+
 async def _drop_pg_database(name: str) -> None:
     try:
-        await _forget_live_parties(name)
+        conn = await asyncpg.connect(PG_ADMIN_URL.rsplit("/", 1)[0] + f"/{name}", timeout=10)
+        try:
+            await forget_live_parties(conn)
+        finally:
+            await conn.close()
     finally:
         admin = await asyncpg.connect(PG_ADMIN_URL, timeout=10)
         try:
@@ -150,11 +163,7 @@ async def database_url(
         yield f"sqlite+aiosqlite:///{target}"
         return
     url: str = request.getfixturevalue("pg_url")
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
-    finally:
-        await conn.close()
+    await empty_pg_database(url)
     yield url
 
 

@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
 import pytest_asyncio
@@ -29,7 +28,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from config import Settings
-from tests.conftest import TABLES, TEST_SECRET
+from tests.conftest import TEST_SECRET, empty_pg_database
 from tests.factories import error_code, gql, make_user, make_videos
 from tests.live import (
     GraphQLClient,
@@ -101,11 +100,7 @@ async def databases(
 
         return fresh_file
     url: str = request.getfixturevalue("pg_url")
-    conn = await asyncpg.connect(url.replace("+asyncpg", ""))
-    try:
-        await conn.execute(f"TRUNCATE {', '.join(TABLES)} CASCADE")
-    finally:
-        await conn.close()
+    await empty_pg_database(url)
     return lambda: url
 
 

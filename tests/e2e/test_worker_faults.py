@@ -17,7 +17,7 @@ import redis
 
 from config import Settings
 from storage.s3 import S3Storage
-from tests.conftest import TABLES, TEST_SECRET, run_blocking
+from tests.conftest import TEST_SECRET, empty_pg_database, run_blocking
 from tests.live import wait_for
 from tests.media import create_bucket, make_clip, moto_endpoint, s3_settings
 from tests.servers import cowatch_serve, cowatch_worker
@@ -95,7 +95,7 @@ def _ours(directory: Path) -> list[str]:
 def test_a_worker_killed_mid_transcode_is_replaced_and_the_video_transcodes_once(
     pg_url: str, moto_endpoint: str, tmp_path: Path
 ) -> None:
-    _query(pg_url, f"TRUNCATE {', '.join(TABLES)} CASCADE")
+    run_blocking(empty_pg_database(pg_url))
     settings = s3_settings(Settings(), moto_endpoint)
     run_blocking(create_bucket(settings))
     queue = f"cowatch-test:{uuid.uuid4().hex}"
