@@ -320,22 +320,17 @@ async def prepare_cowatch(args: argparse.Namespace, target: Target, database_url
 async def forget_parties(redis_url: str, targets: list[Target]) -> None:
     """Drop the live records of Cowatch's bench parties (they would stay for their TTL)."""
     # Imported here: the client processes this module starts need none of it.
-    from models.live import PREFIX
-    from models.redis_pool import redis_client
+    from models.live import RedisLive
     from resolvers.party_state import live_key
 
-    keys = [
-        PREFIX + live_key(party_id)
-        for target in targets
-        if target.name == "Cowatch"
-        for party_id, _ in target.parties
-    ]
-    client = redis_client(redis_url)
+    live = RedisLive(redis_url)
     try:
-        for start in range(0, len(keys), 500):
-            await client.delete(*keys[start : start + 500])
+        for target in targets:
+            if target.name == "Cowatch":
+                for party_id, _ in target.parties:
+                    await live.forget(live_key(party_id))
     finally:
-        await client.aclose()
+        await live.close()
 
 
 def prepare_floor(args: argparse.Namespace, target: Target) -> None:

@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
 import statistics
 import struct
 import subprocess
@@ -42,36 +41,13 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.netem import emulated_link
+from tests.e2e import nginx
 
 PORT = 47311
 #: the server's loopback port behind the proxy
 UPSTREAM_PORT = PORT + 1
 UPGRADE = b"GET / HTTP/1.1\r\nHost: tail\r\nUpgrade: tail\r\nConnection: Upgrade\r\n\r\n"
 SWITCHING = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: tail\r\nConnection: Upgrade\r\n\r\n"
-NGINX = """
-worker_processes 1;
-pid {tmp}/nginx.pid;
-error_log {tmp}/error.log warn;
-events {{ worker_connections 64; }}
-http {{
-    access_log off;
-    client_body_temp_path {tmp}/body;
-    proxy_temp_path {tmp}/proxy;
-    fastcgi_temp_path {tmp}/fastcgi;
-    uwsgi_temp_path {tmp}/uwsgi;
-    scgi_temp_path {tmp}/scgi;
-    server {{
-        listen {port};
-        location / {{
-            proxy_pass http://127.0.0.1:{upstream};
-            proxy_http_version 1.1;
-            proxy_set_header Upgrade $http_upgrade;
-            proxy_set_header Connection upgrade;
-            proxy_read_timeout 3600s;
-        }}
-    }}
-}}
-"""
 MESSAGE = struct.Struct("!dQQ")  # send time, sequence, padding: 24 bytes
 MODES = ("alone", "followed")
 
@@ -185,17 +161,8 @@ def main() -> None:
         proxy = None
         if args.proxy == "nginx":
             conf = Path(tmp) / "nginx.conf"
-            conf.write_text(NGINX.format(tmp=tmp, port=PORT, upstream=UPSTREAM_PORT))
-            binary = shutil.which("nginx") or "/usr/sbin/nginx"
-            nginx_argv = [
-                binary,
-                "-p",
-                tmp,
-                "-c",
-                str(conf),
-                "-g",
-                "daemon off; master_process off;",
-            ]
+            conf.write_text(nginx.config(tmp, str(PORT), UPSTREAM_PORT))
+            nginx_argv = nginx.command(Path(tmp), conf)
             proxy = subprocess.Popen(link.exec_in(link.server_ns, nginx_argv))
         try:
             out = subprocess.run(

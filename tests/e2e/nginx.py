@@ -33,7 +33,7 @@ http {{
     client_max_body_size 0;
     map $http_upgrade $connection_upgrade {{ default upgrade; '' close; }}
     server {{
-        listen 127.0.0.1:{port}{ssl};
+        listen {listen}{ssl};
         {certificates}
         location / {{
             proxy_pass http://127.0.0.1:{upstream};
@@ -65,30 +65,44 @@ def self_signed(tmp: Path, name: str) -> tuple[Path, Path]:
     return cert, key
 
 
+def config(
+    tmp: Path | str,
+    listen: str,
+    upstream_port: int,
+    *,
+    bind: str | None = None,
+    tls: tuple[Path, Path] | None = None,
+) -> str:
+    """nginx proxying `listen` (an address and port, or a port) to 127.0.0.1:`upstream_port`,
+    websockets and other upgraded connections included; its files under `tmp`."""
+    return CONFIG.format(
+        tmp=tmp,
+        listen=listen,
+        upstream=upstream_port,
+        bind=f"proxy_bind {bind};" if bind else "",
+        ssl=" ssl" if tls else "",
+        certificates=f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else "",
+    )
+
+
+def command(tmp: Path, conf: Path) -> list[str]:
+    """Debian's nginx in the foreground on `conf`, its files under `tmp`."""
+    binary = shutil.which("nginx") or "/usr/sbin/nginx"
+    return [binary, "-e", str(tmp / "error.log"), "-p", str(tmp), "-c", str(conf), "-g", DIRECTIVES]
+
+
 @contextmanager
 def nginx(
     upstream_port: int, tmp: Path, *, bind: str | None = None, tls: tuple[Path, Path] | None = None
 ) -> Iterator[str]:
     """nginx proxying to 127.0.0.1:`upstream_port`; yields its URL. `bind`: its source address;
     `tls`: (certificate, key) to terminate HTTPS with."""
-    binary = shutil.which("nginx") or "/usr/sbin/nginx"
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     conf = tmp / "nginx.conf"
-    conf.write_text(
-        CONFIG.format(
-            tmp=tmp,
-            port=port,
-            upstream=upstream_port,
-            bind=f"proxy_bind {bind};" if bind else "",
-            ssl=" ssl" if tls else "",
-            certificates=f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};" if tls else "",
-        )
-    )
+    conf.write_text(config(tmp, f"127.0.0.1:{port}", upstream_port, bind=bind, tls=tls))
     process = subprocess.Popen(
-        [binary, "-e", str(tmp / "error.log"), "-p", str(tmp), "-c", str(conf), "-g", DIRECTIVES],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.STDOUT,
+        command(tmp, conf), stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT
     )
     try:
         deadline = time.monotonic() + 15

@@ -18,7 +18,7 @@ import pytest
 from playwright.sync_api import expect
 
 from tests.browser import PASSWORD, api_signup, await_transcoded, chromium, upload_clip
-from tests.e2e.nginx import CONFIG, nginx, self_signed
+from tests.e2e.nginx import config, nginx, self_signed
 from tests.media import make_clip
 from tests.servers import ROOT, Server, cowatch_serve
 
@@ -172,6 +172,5 @@ def test_the_readmes_proxy_settings_are_the_tested_ones() -> None:
     shown = [
         line.strip() for line in block.splitlines() if line.strip().startswith(("proxy_", "map "))
     ]
-    config = CONFIG.format(tmp="", port=443, upstream=8000, bind="", ssl="", certificates="")
-    tested = {" ".join(line.split()) for line in config.splitlines()}
+    tested = {" ".join(line.split()) for line in config("", "443", 8000).splitlines()}
     assert shown and not [line for line in shown if " ".join(line.split()) not in tested], shown

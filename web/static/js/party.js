@@ -476,9 +476,9 @@ export class PartyRoom extends EventTarget {
 
   /** The sync offset, when it moved enough since the members last heard it (not while waiting). */
   reportOffset() {
-    if (this.over || !this.socket?.connected || this.playback?.state === "WAITING") return;
-    if (!Number.isFinite(this.offsetMs)) return;
-    const offset = Math.min(MAX_OFFSET_MS, Math.round(this.offsetMs));
+    if (this.over || !this.socket?.connected) return;
+    const offset = this.offsetToReport();
+    if (offset === null) return;
     const last = this.reportedOffset;
     if (last !== null && Math.abs(offset - last) < Math.max(2, last * OFFSET_CHANGE)) return;
     if (performance.now() - this.lastReportAt < REPORT_EVERY_MS) return; // the next round
@@ -492,12 +492,19 @@ export class PartyRoom extends EventTarget {
     return ready ? "READY" : "BUFFERING";
   }
 
+  /** The offset a report carries (whole ms), or null: none measured yet, or the barrier holds. */
+  offsetToReport() {
+    if (!Number.isFinite(this.offsetMs) || this.playback?.state === "WAITING") return null;
+    return Math.min(MAX_OFFSET_MS, Math.round(this.offsetMs));
+  }
+
   /** A `party:ready` report: the player's state and position, and its offset once measured. */
   send(state) {
     const frame = { type: "party:ready", state, position: this.video.currentTime };
-    if (Number.isFinite(this.offsetMs) && this.playback?.state !== "WAITING") {
-      frame.offset_ms = Math.min(MAX_OFFSET_MS, Math.round(this.offsetMs));
-      this.reportedOffset = frame.offset_ms;
+    const offset = this.offsetToReport();
+    if (offset !== null) {
+      frame.offset_ms = offset;
+      this.reportedOffset = offset;
     }
     this.lastReportAt = performance.now();
     this.socket.send(frame);
