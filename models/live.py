@@ -11,7 +11,11 @@ Redis (the production shape):
   inside the script), so the other processes hear of a change one round trip after it is made
   and in the order the writes happened; a store that cannot (memory) says it did not. A
   record created anew (after the store lost it) starts at a revision no earlier one used, so a
-  writer holding a copy from before the loss can never overwrite the new record;
+  writer holding a copy from before the loss can never overwrite the new record. A swap may
+  name itself (`token`) and the swap it follows (`after`): then it is written only if the
+  record is what that swap wrote, so a writer can send a change while the one before it is on
+  its way (swaps are carried in the order they are called) and a refused swap refuses every
+  swap sent after it (`resolvers/party_runtime.py`);
 - presence: per key, entries that are alive until their expiry (epoch ms); a process refreshes
   the entries of its own sockets and drops them when they close, so entries of a process that
   died expire by themselves;
@@ -28,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
-from models.redis_pool import redis_client
+from models.redis_pool import InOrder, redis_client
 
 PREFIX = "cowatch:live:"
 #: A process's inbox channel (its id follows).
@@ -39,16 +43,19 @@ INBOX_POLL_S = 1.0
 RECORD_TTL_MS = 7 * 24 * 3600 * 1000
 
 #: KEYS[1]; ARGV: the revision expected (0: absent), the value, its TTL (ms), a fresh revision,
-#: then (channel, message) pairs published once the value is written.
+#: this write's token, the token the record must carry ('' for any), then (channel, message)
+#: pairs published once the value is written.
 _SWAP = """
-local found = redis.call('HMGET', KEYS[1], 'r', 'v')
+local found = redis.call('HMGET', KEYS[1], 'r', 'v', 'w')
 local rev = tonumber(found[1] or '0')
-if rev ~= tonumber(ARGV[1]) then return {0, rev, found[2]} end
+if rev ~= tonumber(ARGV[1]) or (ARGV[6] ~= '' and found[3] ~= ARGV[6]) then
+  return {0, rev, found[2]}
+end
 local new = rev + 1
 if rev == 0 then new = tonumber(ARGV[4]) end
-redis.call('HSET', KEYS[1], 'r', new, 'v', ARGV[2])
+redis.call('HSET', KEYS[1], 'r', new, 'v', ARGV[2], 'w', ARGV[5])
 redis.call('PEXPIRE', KEYS[1], ARGV[3])
-for i = 5, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
+for i = 7, #ARGV, 2 do redis.call('PUBLISH', ARGV[i], ARGV[i + 1]) end
 return {1, new}
 """
 
@@ -134,10 +141,19 @@ class LiveStore(Protocol):
     async def read(self, key: str) -> tuple[int, bytes] | None: ...
 
     async def swap(
-        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+        self,
+        key: str,
+        revision: int,
+        value: bytes,
+        publish: Sequence[tuple[str, str]] = (),
+        *,
+        token: str = "",
+        after: str = "",
     ) -> Swap:
-        """Store `value` if `key` is still at `revision` (0: absent); if written, publish the
-        (channel, message) pairs in the same step where the store can (`Swap.published`)."""
+        """Store `value` if `key` is still at `revision` (0: absent) and, if `after` is given,
+        was last written by the swap whose `token` it is; if written, publish the (channel,
+        message) pairs in the same step where the store can (`Swap.published`). Swaps are
+        carried out in the order they are called."""
         ...
 
     async def forget(self, key: str) -> None: ...
@@ -186,25 +202,37 @@ class MemoryLive:
 
     def __init__(self) -> None:
         self._records: dict[str, tuple[int, bytes]] = {}
+        self._tokens: dict[str, str] = {}
         self._presence: dict[str, dict[str, int]] = {}
 
     async def read(self, key: str) -> tuple[int, bytes] | None:
         return self._records.get(key)
 
     async def swap(
-        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+        self,
+        key: str,
+        revision: int,
+        value: bytes,
+        publish: Sequence[tuple[str, str]] = (),
+        *,
+        token: str = "",
+        after: str = "",
     ) -> Swap:
         found = self._records.get(key)
         if found is None and revision != 0:
             return Swap(False, 0)
         if found is not None and found[0] != revision:
             return Swap(False, *found)
+        if found is not None and after and self._tokens[key] != after:
+            return Swap(False, *found)
         new = revision + 1 if revision else fresh_revision()
         self._records[key] = (new, value)
+        self._tokens[key] = token
         return Swap(True, new)
 
     async def forget(self, key: str) -> None:
         self._records.pop(key, None)
+        self._tokens.pop(key, None)
         self._presence.pop(key, None)
 
     async def present(self, key: str, entries: dict[str, int]) -> None:
@@ -255,7 +283,8 @@ class RedisLive:
     def __init__(self, url: str) -> None:
         self.url: str | None = url
         self._redis = redis_client(url)
-        self._swap = self._redis.register_script(_SWAP)
+        #: swaps go out on their own connection, in the order they are called
+        self._swaps = InOrder(self._redis)
         self._claim = self._redis.register_script(_CLAIM)
         self._refresh = self._redis.register_script(_REFRESH)
 
@@ -266,12 +295,22 @@ class RedisLive:
         return int(revision), bytes(value)
 
     async def swap(
-        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+        self,
+        key: str,
+        revision: int,
+        value: bytes,
+        publish: Sequence[tuple[str, str]] = (),
+        *,
+        token: str = "",
+        after: str = "",
     ) -> Swap:
-        args: list[int | bytes | str] = [revision, value, RECORD_TTL_MS, fresh_revision()]
+        # EVAL, not EVALSHA: a script missing from Redis's cache would fail every swap sent
+        # behind it, and Redis caches the compiled script by its body anyway.
+        args: list[int | bytes | str] = [_SWAP, 1, PREFIX + key, revision, value]
+        args += (RECORD_TTL_MS, fresh_revision(), token, after)
         for channel, message in publish:
             args += (channel, message)
-        answer = await self._swap(keys=[PREFIX + key], args=args)
+        answer = await self._swaps.execute("EVAL", *args)
         if answer[0]:
             return Swap(True, int(answer[1]), published=bool(publish))
         found = answer[2] if len(answer) > 2 else None
@@ -346,6 +385,7 @@ class RedisLive:
         await self._redis.ping()
 
     async def close(self) -> None:
+        await self._swaps.close()
         await self._redis.aclose()
 
 

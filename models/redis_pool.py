@@ -18,16 +18,24 @@ the end), and `FastConnection` writes a command at once, waiting under the timeo
 socket's buffer is full. Where redis-py's internals are not what these expect, they leave the
 work to redis-py's own code. A round of a watch party waits for three or four commands one after
 another (docs/PERFORMANCE.md, "Watch parties at scale").
+
+`InOrder` sends commands on one connection of its own in the order they are called, without
+waiting for the one before to be answered (pipelining), and hands each its own answer: what a
+party's home needs to write a change while the one before it is still on its way
+(`resolvers/party_runtime.py`).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
 from redis import asyncio as aioredis
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 #: Connections per client and process; commands beyond them wait for a free one.
@@ -97,3 +105,95 @@ def redis_client(url: str, **options: Any) -> aioredis.Redis:
     }
     pool = FastPool.from_url(url, **settings)
     return aioredis.Redis(connection_pool=pool)
+
+
+class InOrder:
+    """Commands on one connection of their own, sent in the order `execute` is called and each
+    answered in turn, a command not waiting for the answer to the one before it. Redis runs a
+    connection's commands in the order they arrive, so two commands called in order run in
+    that order. If the connection fails, every command waiting fails with it (whether Redis
+    ran them is unknown, as for any command whose answer is lost) and the next one reconnects.
+    """
+
+    def __init__(self, client: aioredis.Redis) -> None:
+        self._pool = client.connection_pool
+        self._connection: aioredis.Connection | None = None
+        self._waiting: deque[asyncio.Future[Any]] = deque()
+        self._sending = asyncio.Lock()
+        self._reader: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+
+    async def execute(self, *args: Any) -> Any:
+        async with self._sending:  # first come, first sent (uncontended: no wait)
+            connection = self._connection
+            if connection is None or not connection.is_connected:
+                connection = await self._connect()
+            answer: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+            self._waiting.append(answer)
+            self._wake.set()
+            try:
+                await connection.send_packed_command(
+                    connection.pack_command(*args), check_health=False
+                )
+            except Exception as exc:
+                self._broken(connection, exc)
+                raise
+        return await answer
+
+    async def _connect(self) -> aioredis.Connection:
+        await self.close()
+        connection = self._pool.make_connection()
+        await connection.connect()
+        self._connection = connection
+        self._reader = asyncio.create_task(self._read(connection), name="cowatch-redis-in-order")
+        return connection
+
+    async def _read(self, connection: aioredis.Connection) -> None:
+        waiting = self._waiting
+        while True:
+            while not waiting:
+                self._wake.clear()
+                await self._wake.wait()
+            try:
+                answer: Any = await connection.read_response()
+            except ResponseError as exc:  # this command's own error: the next ones go on
+                answer = exc
+            except Exception as exc:
+                self._broken(connection, exc)
+                return
+            done = waiting.popleft()
+            if done.done():  # its caller gave up
+                continue
+            if isinstance(answer, ResponseError):
+                done.set_exception(answer)
+            else:
+                done.set_result(answer)
+
+    def _broken(self, connection: aioredis.Connection, exc: Exception) -> None:
+        """Fail every command waiting on `connection`; the next command connects anew."""
+        if self._connection is not connection:
+            return
+        self._connection = None
+        while self._waiting:
+            done = self._waiting.popleft()
+            if not done.done():
+                done.set_exception(
+                    exc
+                    if isinstance(exc, RedisConnectionError | RedisTimeoutError)
+                    else RedisConnectionError(f"the connection failed: {exc!r}")
+                )
+        # redis-py disconnected it already (a failed read or write disconnects)
+
+    async def close(self) -> None:
+        reader, self._reader = self._reader, None
+        if reader is not None and reader is not asyncio.current_task():
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            await connection.disconnect(nowait=True)
+        while self._waiting:
+            done = self._waiting.popleft()
+            if not done.done():
+                done.set_exception(RedisConnectionError("the connection was closed"))

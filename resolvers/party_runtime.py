@@ -3,8 +3,12 @@
 `PartyRuntime` is built once in the app's lifespan. It keeps the last state it saw of each party
 (`Live`, as stored in the live store), applies a transition of `resolvers/party_rules.py` to it
 and writes it back with compare-and-set in one round trip; when another process wrote first, the
-refusal carries the stored state and the transition runs again on it. Changes to one party that
-arrive while its write is in flight go together in the next write (`resolvers/party_batch.py`).
+refusal carries the stored state and the transition runs again on it. A change that arrives
+while writes of its party are in flight does not wait for their answers: it is applied to the
+state the last of them writes and sent behind it, naming it (`LiveStore.swap`'s `after`), so it
+is written only if that one was; a refusal sends the changes behind it round again, in order.
+Changes whose events wait for a row (a chat message's) go alone, and the changes arriving
+meanwhile go together in the next write (`resolvers/party_batch.py`).
 Then the events are published on the party's topic with consecutive versions: in the production
 shape inside the compare-and-set itself (one round trip for the write and the publication, and
 the other processes hear of changes in the order they were written), else one round trip after.
@@ -21,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import uuid
 from collections import defaultdict
@@ -95,6 +100,18 @@ class Applied:
     events: list[Event]
 
 
+@dataclass(eq=False)
+class Flights:
+    """The writes of one party this process sent and has not heard back about."""
+
+    count: int = 0
+    #: what the newest of them stores if it is written: (its line, the revision, the bytes, its
+    #: token). A line is the writes sent one behind the other from one stored state; once one of
+    #: them is refused, so is every write of its line sent after it, and the next write starts a
+    #: new line from the stored state (None until then).
+    head: tuple[int, int, bytes, str] | None = None
+
+
 class PartyRuntime:
     def __init__(
         self, *, db: Database, live: LiveStore, publisher: PartyPublisher, settings: Settings
@@ -114,8 +131,12 @@ class PartyRuntime:
         self._closing = False
         #: the last state this process saw of each party (revision, bytes), oldest first
         self._states: dict[str, tuple[int, bytes]] = {}
-        #: changes waiting behind a write in progress, per party
+        #: changes waiting behind a write whose events wait for a row, per party
         self._queues: dict[str, list[Pending]] = {}
+        #: writes in flight, per party
+        self._flights: dict[str, Flights] = {}
+        self._lines = itertools.count(1)
+        self._tokens = itertools.count(1)
         #: where each party's player reports are applied (`resolvers/party_home.py`)
         self.homes = Homes(live, self.process, self._apply_live, self._background)
 
@@ -206,20 +227,24 @@ class PartyRuntime:
     ) -> Applied:
         """Apply `transition` with compare-and-set, then publish its events in order.
 
-        Changes to one party that arrive while one of them is being written are applied
-        together in the next write, in arrival order (a group commit): a burst of READYs costs
-        one round trip to the live store, not one each plus the retries they would cause each
-        other. A transition that raises (a DomainError) fails its own caller only.
+        A change is sent at once, behind the writes of its party in flight (see the module's
+        docstring): the last READY of a barrier round does not wait for the answer to the one
+        before it. A transition that raises (a DomainError) fails its own caller only.
 
         `keep` stores what the events announce (a chat message's row) before anyone hears of
         them; if it fails, the events still go out (their versions are taken) and the error is
-        raised for the caller to take back what was announced.
+        raised for the caller to take back what was announced. Such a change holds its party:
+        the changes that arrive meanwhile go together in the next write, in arrival order (a
+        group commit: the log writer commits their rows together).
         """
         pending = Pending(transition, keep, asyncio.get_running_loop().create_future())
         queue = self._queues.get(party_id)
         if queue is not None:
             queue.append(pending)
             return await pending.done
+        if keep is None:
+            await self._commit(party_id, [pending])
+            return pending.done.result()
         self._queues[party_id] = []
         try:
             await self._commit(party_id, [pending])
@@ -260,11 +285,26 @@ class PartyRuntime:
         key = live_key(party_id)
         found = self._states.get(party_id)
         current = False  # whether `found` is known to be the stored state (not a copy)
+        stored = False  # work from the stored state even behind writes in flight
         for _ in range(CAS_ATTEMPTS):
-            if found is None:
+            flights = self._flights.get(party_id)
+            head = flights.head if flights is not None and not stored else None
+            if head is not None:  # behind the writes in flight, from what they store
+                line, revision, raw, after = head
+            elif found is None:
                 found, current = await self._fetch(party_id), True
-            revision, raw = found
+                continue  # writes may have been sent meanwhile
+            else:
+                (revision, raw), line, after = found, next(self._lines), ""
             live, outcomes = run(party_id, batch, raw)
+            final = encode(live)
+            if head is not None and (
+                final == raw or all(isinstance(outcome, Exception) for outcome in outcomes)
+            ):
+                # A refusal, or no change, is judged on the stored state, not on what writes
+                # still in flight would store if they are written.
+                found, stored = None, True
+                continue
             if all(isinstance(outcome, Exception) for outcome in outcomes):
                 if not current:  # a refusal must come from the stored state, not a copy
                     found = None
@@ -273,7 +313,6 @@ class PartyRuntime:
                     assert isinstance(outcome, Exception)
                     fail(pending, outcome)
                 return
-            final = encode(live)
             if final == raw:
                 # Nothing changed (a timer whose moment passed, a member already online): no
                 # write, no events. Judged on the stored state only, like a refusal.
@@ -291,7 +330,19 @@ class PartyRuntime:
             if all(pending.keep is None for pending in batch):  # a kept row goes first
                 events = [e for o in outcomes if isinstance(o, Outcome) for e in o.events]
                 wire = self.publisher.wire(events, self.store.url) if events else None
-            swap = await self.store.swap(key, revision, final, wire or ())
+            token = f"{self.process}.{next(self._tokens)}"
+            if flights is None:
+                flights = self._flights[party_id] = Flights()
+            flights.count += 1
+            flights.head = (line, revision + 1, final, token)
+            try:
+                swap = await self.store.swap(
+                    key, revision, final, wire or (), token=token, after=after
+                )
+            except BaseException:
+                self._landed(party_id, flights, line, written=False)
+                raise
+            self._landed(party_id, flights, line, written=swap.written)
             if not swap.written:
                 found = None  # the live store lost it (rebuilt by the next fetch)
                 if swap.value is not None:
@@ -302,6 +353,14 @@ class PartyRuntime:
             await self._announce(live, batch, outcomes, published=swap.published)
             return
         raise Unavailable("the party is too busy right now; try again")
+
+    def _landed(self, party_id: str, flights: Flights, line: int, *, written: bool) -> None:
+        """A write of `line` was answered (or failed)."""
+        flights.count -= 1
+        if not written and flights.head is not None and flights.head[0] == line:
+            flights.head = None  # the rest of its line is refused too: the next starts anew
+        if flights.count == 0 and self._flights.get(party_id) is flights:
+            del self._flights[party_id]
 
     async def _announce(
         self,

@@ -33,6 +33,23 @@ async def test_a_swap_writes_only_from_the_revision_it_names(store: LiveStore, k
     await store.forget(key)
 
 
+async def test_a_swap_sent_after_another_is_written_only_if_that_one_was(
+    store: LiveStore, key: str
+) -> None:
+    first = await store.swap(key, 0, b"one", token="a")
+    second = await store.swap(key, first.revision, b"two", token="b", after="a")
+    assert second.written
+    # Another writer's swap lands where this writer's third was expected: at the same revision.
+    other = await store.swap(key, second.revision, b"other", token="x")
+    assert other.written
+    # This writer's next swap had been sent behind its third (`after="c"`), which never was:
+    # its revision matches the other writer's, but it must not overwrite it.
+    behind = await store.swap(key, other.revision, b"four", token="d", after="c")
+    assert (behind.written, behind.value) == (False, b"other")
+    assert await store.read(key) == (other.revision, b"other")
+    await store.forget(key)
+
+
 async def test_the_memory_store_does_not_publish_what_a_swap_carries(key: str) -> None:
     store = MemoryLive()
     swap = await store.swap(key, 0, b"one", [("cowatch:test", "message")])

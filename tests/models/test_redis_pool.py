@@ -8,8 +8,10 @@ from collections.abc import AsyncIterator
 
 import pytest
 from redis import asyncio as aioredis
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
-from models.redis_pool import FastConnection, FastPool, redis_client
+from models.redis_pool import FastConnection, FastPool, InOrder, redis_client
 from tests.conftest import REDIS_URL
 
 
@@ -92,4 +94,54 @@ async def test_a_connection_redis_closed_is_replaced_before_use(
     assert connection._reader.at_eof()
 
     assert await client.get(key) == b"value"
+    await client.delete(key)
+
+
+@pytest.fixture
+async def in_order(client: aioredis.Redis) -> AsyncIterator[InOrder]:
+    made = InOrder(client)
+    try:
+        yield made
+    finally:
+        await made.close()
+
+
+async def test_commands_in_order_run_in_the_order_called_without_waiting_for_answers(
+    client: aioredis.Redis, in_order: InOrder, key: str
+) -> None:
+    await in_order.execute("PING")  # connected
+    calls = [asyncio.ensure_future(in_order.execute("RPUSH", key, str(n))) for n in range(200)]
+    await asyncio.sleep(0)  # each call has run in its turn, in order
+    assert len(in_order._waiting) == 200  # all sent, none waiting for an answer before it
+    answers = await asyncio.gather(*calls)
+
+    assert answers == list(range(1, 201))  # each its own answer
+    stored: list[bytes] = await client.lrange(key, 0, -1)  # type: ignore[misc]
+    assert stored == [str(n).encode() for n in range(200)]
+    await client.delete(key)
+
+
+async def test_a_command_refused_by_redis_fails_alone(
+    client: aioredis.Redis, in_order: InOrder, key: str
+) -> None:
+    await client.set(key, "text")
+    answers: list[object] = await asyncio.gather(
+        in_order.execute("INCR", key), in_order.execute("GET", key), return_exceptions=True
+    )
+    refused, after = answers
+    assert isinstance(refused, ResponseError)
+    assert after == b"text"
+    await client.delete(key)
+
+
+async def test_a_lost_connection_fails_what_waits_and_the_next_command_connects_again(
+    client: aioredis.Redis, in_order: InOrder, key: str
+) -> None:
+    ours = await in_order.execute("CLIENT", "ID")
+    await client.client_kill_filter(_id=ours)
+
+    with pytest.raises(RedisConnectionError):
+        await in_order.execute("INCR", key)
+    assert await in_order.execute("INCR", key) == 1
+    assert await in_order.execute("CLIENT", "ID") != ours
     await client.delete(key)

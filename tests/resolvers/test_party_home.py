@@ -28,10 +28,15 @@ class CountingLive(RedisLive):
     swaps = 0
 
     async def swap(
-        self, key: str, revision: int, value: bytes, publish: Sequence[tuple[str, str]] = ()
+        self,
+        key: str,
+        revision: int,
+        value: bytes,
+        publish: Sequence[tuple[str, str]] = (),
+        **chain: str,
     ) -> Swap:
         self.swaps += 1
-        return await super().swap(key, revision, value, publish)
+        return await super().swap(key, revision, value, publish, **chain)
 
 
 @pytest.fixture

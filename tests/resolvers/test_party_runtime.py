@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import event
 from sqlmodel import col, select
 
-from models.live import LiveStore, MemoryLive, RedisLive
+from models.live import LiveStore, MemoryLive, RedisLive, Swap
 from models.parties import PartyEvent, PartyState, PlayerState
 from realtime.bus import Bus
 from realtime.delivery import Listener
@@ -19,10 +19,10 @@ from resolvers import parties, party_runtime
 from resolvers import party_rules as rules
 from resolvers.auth import Caller
 from resolvers.errors import Forbidden, Unavailable
-from resolvers.party_batch import Transition
+from resolvers.party_batch import Pending, Transition, run
 from resolvers.party_log import PartyTopics
 from resolvers.party_runtime import Applied, PartyRuntime, live_key, now_ms, party_topic
-from resolvers.party_state import Live
+from resolvers.party_state import Live, encode
 from resolvers.services import Services
 from tests.conftest import REDIS_URL
 from tests.factories import join_guest, make_user, make_videos
@@ -237,18 +237,146 @@ async def test_closing_while_the_log_writer_is_in_its_transaction_loses_none_of_
 
 
 class GatedLive(MemoryLive):
-    """A live store whose writes wait at a gate the test opens (open to begin with)."""
+    """A live store whose writes wait while it is `shut`. `open` carries out the waiting ones in
+    the order they were sent, all of them before any writer hears its answer: as Redis runs a
+    connection's commands (`models/redis_pool.py`, `InOrder`)."""
 
     def __init__(self) -> None:
         super().__init__()
-        self.gate = asyncio.Event()
-        self.gate.set()
-        self.writing = asyncio.Event()
+        self.shut = False
+        self._held: list[tuple[Any, Any, asyncio.Future[Swap]]] = []
+        self._sent = asyncio.Event()
 
     async def swap(self, *args: Any, **kwargs: Any) -> Any:
-        self.writing.set()
-        await self.gate.wait()
-        return await super().swap(*args, **kwargs)
+        if not self.shut:
+            return await super().swap(*args, **kwargs)
+        done: asyncio.Future[Swap] = asyncio.get_running_loop().create_future()
+        self._held.append((args, kwargs, done))
+        self._sent.set()
+        return await done
+
+    async def holding(self, writes: int) -> None:
+        """Until `writes` writes wait."""
+        while len(self._held) < writes:
+            self._sent.clear()
+            await self._sent.wait()
+
+    async def open(self) -> None:
+        self.shut = False
+        held, self._held = self._held, []
+        answers = [await MemoryLive.swap(self, *args, **kwargs) for args, kwargs, _ in held]
+        for (_, _, done), answer in zip(held, answers, strict=True):
+            if not done.done():  # its writer may have gone
+                done.set_result(answer)
+
+
+@pytest.fixture
+async def gated(services: Services) -> AsyncIterator[tuple[GatedLive, PartyRuntime]]:
+    store = GatedLive()
+    runtime = PartyRuntime(
+        db=services.db, live=store, publisher=services.bus, settings=services.settings
+    )
+    try:
+        yield store, runtime
+    finally:
+        await store.open()
+        await runtime.close()
+
+
+async def test_a_change_is_sent_without_waiting_for_the_answer_to_the_one_before(
+    services: Services, gated: tuple[GatedLive, PartyRuntime]
+) -> None:
+    store, runtime = gated
+    live, _ = await _party(services, runtime, [], guests=2)
+    first, second = (m for m in live.members if m != live.host_id)
+    store.shut = True
+
+    answers = [asyncio.create_task(runtime.apply(live.id, _ready(m))) for m in (first, second)]
+    await store.holding(2)  # both writes sent, the first not answered yet
+    await store.open()
+
+    one, two = [await answer for answer in answers]
+    assert [e.version for e in one.events] == [live.seq + 1]
+    assert [e.version for e in two.events] == [live.seq + 2]
+    after = await runtime.get(live.id)
+    assert after.seq == live.seq + 2
+    assert {after.members[m].player for m in (first, second)} == {PlayerState.READY}
+
+
+async def test_a_refused_write_refuses_the_ones_sent_behind_it_and_they_go_again_in_order(
+    services: Services, gated: tuple[GatedLive, PartyRuntime]
+) -> None:
+    store, runtime = gated
+    live, _ = await _party(services, runtime, [], guests=3)
+    first, second, third = (m for m in live.members if m != live.host_id)
+    store.shut = True
+    answers = [asyncio.create_task(runtime.apply(live.id, _ready(m))) for m in (first, second)]
+    await store.holding(2)
+
+    # Another process writes first: its write takes the revision the first write expected,
+    # and leaves the record at the very revision the second one (sent behind it) expects.
+    revision, raw = await store.read(live_key(live.id)) or (0, b"")
+    pending = Pending(_ready(third), None, asyncio.get_running_loop().create_future())
+    other, _ = run(live.id, [pending], raw)
+    assert (await MemoryLive.swap(store, live_key(live.id), revision, encode(other))).written
+    await store.open()
+
+    one, two = [await answer for answer in answers]
+    after = await runtime.get(live.id)
+    assert {after.members[m].player for m in (first, second, third)} == {PlayerState.READY}
+    assert after.seq == live.seq + 3
+    assert [e.version for e in one.events] == [live.seq + 2]  # in the order they were made
+    assert [e.version for e in two.events] == [live.seq + 3]
+
+
+class RefusalsLive(RedisLive):
+    """The live store in Redis, counting the swaps it refused."""
+
+    refused = 0
+
+    async def swap(self, *args: Any, **kwargs: Any) -> Any:
+        swap = await super().swap(*args, **kwargs)
+        self.refused += not swap.written
+        return swap
+
+
+async def test_on_redis_changes_sent_one_behind_the_other_are_written_in_that_order(
+    services: Services, created: list[str]
+) -> None:
+    store = RefusalsLive(REDIS_URL)
+    runtime = PartyRuntime(
+        db=services.db, live=store, publisher=services.bus, settings=services.settings
+    )
+    try:
+        live, _ = await _party(services, runtime, created, guests=1)
+        guest = next(m for m in live.members if m != live.host_id)
+
+        answers = await asyncio.gather(
+            *(runtime.apply(live.id, _offset(guest, ms)) for ms in range(1, 41))
+        )
+
+        assert store.refused == 0  # each one written where the one before it left the record
+        assert [e.version for a in answers for e in a.events] == list(
+            range(live.seq + 1, live.seq + 41)
+        )
+        assert (await runtime.get(live.id)).members[guest].offset_ms == 40
+    finally:
+        await runtime.close()
+        for party_id in created:
+            await store.forget(live_key(party_id))
+        await store.close()
+
+
+def _offset(member_id: str, offset_ms: int) -> Transition:
+    return lambda live: rules.report(
+        live,
+        member_id,
+        state=PlayerState.READY,
+        position=10.0,
+        latency_ms=None,
+        offset_ms=offset_ms,
+        now=now_ms(),
+    )
 
 
 async def test_closing_starts_no_work_and_fails_the_changes_queued_behind_a_write(
@@ -260,10 +388,16 @@ async def test_closing_starts_no_work_and_fails_the_changes_queued_behind_a_writ
     )
     live, _ = await _party(services, runtime, [], guests=1)
     guest = next(m for m in live.members if m != live.host_id)
-    store.gate.clear()
-    store.writing.clear()
-    runtime.spawn(live.id, _online(guest))  # in the background: its write waits at the gate
-    await store.writing.wait()
+    store.shut = True
+
+    async def kept(events: list[Event]) -> None:
+        pass
+
+    async def holding() -> None:  # a change with a row to keep: the changes behind it queue
+        await runtime.apply(live.id, _online(guest), keep=kept)
+
+    runtime._background(holding())  # in the background: its write waits
+    await store.holding(1)
     applied: list[str] = []
 
     def behind(state: Live) -> list[rules.Change]:
@@ -275,12 +409,12 @@ async def test_closing_starts_no_work_and_fails_the_changes_queued_behind_a_writ
     await runtime.close()
 
     # Before: the cancelled write's caller started a drain after close, which wrote the change
-    # behind it (here it waited at the gate for ever).
+    # behind it (here it waited for the store for ever).
     with pytest.raises(Unavailable):
         await asyncio.wait_for(queued, 30)
     assert applied == []
     runtime.spawn(live.id, behind)  # after close: nothing starts
-    store.gate.set()
+    await store.open()
     assert not runtime._tasks and not runtime._timers
 
 
