@@ -20,8 +20,9 @@ Redis (the production shape):
   the entries of its own sockets and drops them when they close, so entries of a process that
   died expire by themselves;
 - homes: per key, the one process that holds its lease (`claim`: the first to ask gets it, and
-  keeps it while it renews it), and an inbox per process (`post`, `listen`), so that the other
-  processes can hand a key's changes to its home (`resolvers/party_home.py`). In memory the
+  keeps it while it renews it; `take`: a process takes it over), and an inbox per process
+  (`post`, `listen`), so that the other processes can hand a key's changes to its home
+  (`resolvers/party_home.py`). In memory the
   one process is every key's home.
 """
 
@@ -179,6 +180,10 @@ class LiveStore(Protocol):
         from now), else the process that holds it."""
         ...
 
+    async def take(self, key: str, process: str, lease_ms: int) -> None:
+        """Make `process` the key's home, whoever held it (its lease runs `lease_ms`)."""
+        ...
+
     async def post(self, process: str, message: bytes) -> bool:
         """Hand `message` to `process`'s inbox; False if no process listens there."""
         ...
@@ -259,6 +264,9 @@ class MemoryLive:
 
     async def claim(self, key: str, process: str, lease_ms: int) -> str:
         return process  # one process: it is every key's home
+
+    async def take(self, key: str, process: str, lease_ms: int) -> None:
+        pass
 
     async def post(self, process: str, message: bytes) -> bool:
         return False  # no other process to hand anything to
@@ -360,6 +368,9 @@ class RedisLive:
     async def claim(self, key: str, process: str, lease_ms: int) -> str:
         home = await self._claim(keys=[PREFIX + "home:" + key], args=[process, lease_ms])
         return bytes(home).decode()
+
+    async def take(self, key: str, process: str, lease_ms: int) -> None:
+        await self._redis.set(PREFIX + "home:" + key, process, px=lease_ms)
 
     async def post(self, process: str, message: bytes) -> bool:
         return bool(await self._redis.publish(INBOX + process, message))

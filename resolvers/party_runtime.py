@@ -464,12 +464,14 @@ class PartyRuntime:
             return
         entry = {self._entry(member_id): now_ms() + PRESENCE_TTL_MS}
         await self.store.present(live_key(party_id), entry)
-        await self.apply(
+        applied = await self.apply(
             party_id,
             lambda live: presence(
                 live, member_id, online=True, latency_ms=latency_ms, now=now_ms()
             ),
         )
+        if applied.live.host_id == member_id:  # the host's process: the party's home
+            await self.homes.take(party_id)
 
     async def socket_closed(self, party_id: str, member_id: str) -> None:
         """A socket of this member stopped listening; its last one, anywhere, makes it leave."""

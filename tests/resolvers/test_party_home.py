@@ -105,6 +105,26 @@ async def test_a_report_at_another_process_is_applied_by_the_home(
     assert (await other.get(party.id)).members[guest].player == PlayerState.READY
 
 
+async def test_the_process_where_the_hosts_socket_opens_takes_the_home_over(
+    runtimes: list[PartyRuntime], party: Live
+) -> None:
+    first, second = runtimes
+    assert await first.homes.home(party.id) == first.process  # claimed first
+    await second.socket_opened(party.id, _guest(party), None)
+    assert await second.store.claim(live_key(party.id), second.process, 3000) == first.process
+
+    await second.socket_opened(party.id, party.host_id or "", None)
+
+    assert await first.store.claim(live_key(party.id), first.process, 3000) == second.process
+    guest = _guest(party)
+    before = _swaps(first), _swaps(second)
+    first.homes.forget(party.id)  # its copy of the home is old: asked anew
+    await first.homes.report(
+        party.id, guest, state=PlayerState.READY, position=1.0, latency_ms=None
+    )
+    assert (_swaps(first), _swaps(second)) == (before[0], before[1] + 1)  # applied at the new home
+
+
 async def test_a_report_the_home_refuses_fails_here_with_the_same_error(
     runtimes: list[PartyRuntime], party: Live
 ) -> None:
