@@ -1,8 +1,10 @@
 """A batch of changes to one party, applied together in one write (`PartyRuntime.apply`).
 
-Changes that arrive while one write of their party is in flight wait for the next one and go
-in it together, in arrival order: `run` applies each transition to the state in turn, so each
-sees the ones before it; a transition that raises changes nothing and fails its own caller only.
+A change is usually a batch of its own, sent behind the writes of its party in flight. Changes
+that arrive while a change whose events wait for a kept row (a chat message's) is written wait
+for the next write and go in it together, in arrival order: `run` applies each transition to the
+state in turn, so each sees the ones before it; a transition that raises changes nothing and
+fails its own caller only.
 """
 
 from __future__ import annotations
