@@ -11,11 +11,12 @@ process with sockets in the party (`PartyRuntime.tend`). The process where a soc
 party's host opens takes the home over, so the host's changes are written where the readies
 are, and the homes of many parties spread over the processes their hosts talk to. (Before,
 the first presence pass to see a party claimed it: in a bench of 100 parties on two processes,
-one of them made 88 % of the compare-and-sets.) The other processes hand their
-members' reports to the home's inbox; it applies them where its own writes of the party are
-(each sent behind those in flight, `PartyRuntime.apply`) and answers with the state after it. A socket's report (`/ws` `party:ready`,
-which is answered only when refused) does not wait for that: the home answers it only if it
-refuses it, and the process that handed it on is on to the socket's next message.
+one of them made 88 % of the compare-and-sets.) The other processes hand their members'
+reports to the home's inbox; it applies them where its own writes of the party are (each sent
+behind those in flight, `PartyRuntime.apply`) and answers with the state after it. A socket's
+report (`/ws` `party:ready`, which is answered only when refused) does not wait for that: the
+home answers it only if it refuses it, and the process that handed it on is on to the socket's
+next message.
 
 Nothing depends on the home for correctness: it applies a report with compare-and-set like any
 change, and where no home answers (nobody listens to its inbox, or no answer within
