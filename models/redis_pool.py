@@ -124,6 +124,11 @@ class InOrder:
         self._wake = asyncio.Event()
 
     async def execute(self, *args: Any) -> Any:
+        return await (await self.send(*args))
+
+    async def send(self, *args: Any) -> asyncio.Future[Any]:
+        """Send a command and return its answer to come. Once connected this does not wait
+        (unless the socket's buffer is full): a caller may send many before any is answered."""
         async with self._sending:  # first come, first sent (uncontended: no wait)
             connection = self._connection
             if connection is None or not connection.is_connected:
@@ -138,7 +143,7 @@ class InOrder:
             except Exception as exc:
                 self._broken(connection, exc)
                 raise
-        return await answer
+        return answer
 
     async def _connect(self) -> aioredis.Connection:
         await self.close()

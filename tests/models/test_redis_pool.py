@@ -110,10 +110,9 @@ async def test_commands_in_order_run_in_the_order_called_without_waiting_for_ans
     client: aioredis.Redis, in_order: InOrder, key: str
 ) -> None:
     await in_order.execute("PING")  # connected
-    calls = [asyncio.ensure_future(in_order.execute("RPUSH", key, str(n))) for n in range(200)]
-    await asyncio.sleep(0)  # each call has run in its turn, in order
-    assert len(in_order._waiting) == 200  # all sent, none waiting for an answer before it
-    answers = await asyncio.gather(*calls)
+    pending = [await in_order.send("RPUSH", key, str(n)) for n in range(200)]
+    assert not any(answer.done() for answer in pending)  # all sent, none waited for an answer
+    answers = await asyncio.gather(*pending)
 
     assert answers == list(range(1, 201))  # each its own answer
     stored: list[bytes] = await client.lrange(key, 0, -1)  # type: ignore[misc]
