@@ -179,15 +179,18 @@ class InOrder:
         if self._connection is not connection:
             return
         self._connection = None
+        self._fail_waiting(
+            exc
+            if isinstance(exc, RedisConnectionError | RedisTimeoutError)
+            else RedisConnectionError(f"the connection failed: {exc!r}")
+        )
+        # redis-py disconnected it already (a failed read or write disconnects)
+
+    def _fail_waiting(self, exc: Exception) -> None:
         while self._waiting:
             done = self._waiting.popleft()
             if not done.done():
-                done.set_exception(
-                    exc
-                    if isinstance(exc, RedisConnectionError | RedisTimeoutError)
-                    else RedisConnectionError(f"the connection failed: {exc!r}")
-                )
-        # redis-py disconnected it already (a failed read or write disconnects)
+                done.set_exception(exc)
 
     async def close(self) -> None:
         reader, self._reader = self._reader, None
@@ -198,7 +201,4 @@ class InOrder:
         connection, self._connection = self._connection, None
         if connection is not None:
             await connection.disconnect(nowait=True)
-        while self._waiting:
-            done = self._waiting.popleft()
-            if not done.done():
-                done.set_exception(RedisConnectionError("the connection was closed"))
+        self._fail_waiting(RedisConnectionError("the connection was closed"))
